@@ -1,0 +1,64 @@
+#!/usr/bin/env python3
+"""Set up the project's virtual environment and run its jobs. Needs only Python 3.10+ with venv and pip.
+
+    python3 dev.py reference   # install everything, then run the reference suite (the main job)
+    python3 dev.py test        # install everything, then run the project's tests
+    python3 dev.py lint        # ruff
+
+Extra arguments after the job name go to pytest. The venv lives in .venv; it is reinstalled only when
+pyproject.toml changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
+STAMP = VENV / ".tinyml-installed"
+
+
+def run(*cmd: str) -> None:
+    print("+", " ".join(cmd), flush=True)
+    subprocess.run(cmd, cwd=ROOT, check=True)
+
+
+def setup() -> None:
+    if sys.version_info < (3, 10):
+        sys.exit(f"pytest-tinyml needs Python 3.10 or newer; this is {sys.version.split()[0]}")
+    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if PYTHON.exists() and STAMP.exists() and STAMP.read_text() == wanted:
+        return
+    if not PYTHON.exists():
+        print(f"creating {VENV}", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    run(str(PYTHON), "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+    run(str(PYTHON), "-m", "pip", "install", "--quiet", "-e", ".[dev]")
+    STAMP.write_text(wanted)
+
+
+def main(argv: list[str]) -> int:
+    job = argv[0] if argv else "test"
+    rest = argv[1:]
+    jobs = {
+        "reference": [str(PYTHON), "-m", "pytest", "reference_models", "--tinyml-report=tinyml-report.json", *rest],
+        "test": [str(PYTHON), "-m", "pytest", "-n", "2", *rest],
+        "lint": [str(BIN / "ruff"), "check", "src", "tests", "benchmarks", "reference_models", "examples", "dev.py"],
+    }
+    if job not in jobs:
+        print(f"unknown job {job!r}; expected one of: {', '.join(jobs)}", file=sys.stderr)
+        return 2
+    setup()
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    return subprocess.run(jobs[job], cwd=ROOT, env=env).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,90 @@
+"""Typed errors of pytest-tinyml.
+
+Every error names what it concerns (a model, a file, a port) and says how to fix it. They all derive from
+:class:`TinyMLError`, so ``except TinyMLError`` catches anything this package raises on purpose.
+"""
+
+from __future__ import annotations
+
+
+class TinyMLError(Exception):
+    """Base class of every error pytest-tinyml raises on purpose."""
+
+
+class ConfigError(TinyMLError, ValueError):
+    """A bad option, ini value, marker argument or function argument."""
+
+
+class DatasetError(TinyMLError):
+    """A dataset cannot be loaded (unknown name, no network, bad arrays)."""
+
+
+class ZooError(TinyMLError, KeyError):
+    """Unknown reference architecture or bad hyperparameters."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class ConversionError(TinyMLError):
+    """TFLite conversion failed, crashed or hung (it runs in a child process)."""
+
+
+class OptimizationError(TinyMLError):
+    """An optimization recipe cannot be applied (unsupported layer, bad schedule, ...)."""
+
+
+class CacheError(TinyMLError):
+    """The artifact cache cannot be used (permissions, disk full, ...)."""
+
+
+class ModelLoadError(TinyMLError):
+    """A model file or buffer is not a valid TFLite flatbuffer, or the runtime refused it."""
+
+
+class RuntimeCrash(TinyMLError):
+    """The inference runtime crashed (signal) or hung while running a model in a child process."""
+
+
+class ArenaTooSmall(TinyMLError):
+    """The tensor arena is too small for the model."""
+
+
+class BoardError(TinyMLError):
+    """Talking to a board failed. Carries the serial log seen so far in ``.log``."""
+
+    def __init__(self, message: str, *, port: str | None = None, log: str = "") -> None:
+        super().__init__(message)
+        self.port = port
+        self.log = log
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if self.log:
+            tail = self.log[-2000:]
+            text += "\n--- serial log (last 2000 chars) ---\n" + tail
+        return text
+
+
+class BoardTimeout(BoardError):
+    """The board did not answer in time."""
+
+
+class BoardReset(BoardError):
+    """The board reset or panicked during a run; the partial result was discarded."""
+
+
+class ProtocolError(BoardError):
+    """The board answered with something the protocol does not allow, or an error line (``e-[...]``)."""
+
+
+class PortUnavailable(BoardError):
+    """The serial port is missing, busy, or cannot be opened."""
+
+
+class FirmwareError(BoardError):
+    """The benchmark firmware cannot be built or flashed, or is stale under --tinyml-skip-flash."""
+
+
+class HistoryError(TinyMLError):
+    """The latency history cannot be read or written."""

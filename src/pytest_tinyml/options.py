@@ -1,0 +1,212 @@
+"""Every ``--tinyml-*`` flag, its mirrored ini key, its parser and the precedence rule.
+
+Precedence, documented once: marker kwargs > command line > ini file > default.
+Bad values fail at parse time with a message that shows what a good value looks like.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from dataclasses import dataclass
+
+GROUP = "tinyml"
+
+BOARD = "tinyml_board"
+CACHE_DIR = "tinyml_cache_dir"
+HISTORY = "tinyml_history"
+REPORT = "tinyml_report"
+SKIP_FLASH = "tinyml_skip_flash"
+TARGET = "tinyml_target"
+BAUD = "tinyml_baud"
+BASELINE = "tinyml_baseline"
+SAVE_BASELINE = "tinyml_save_baseline"
+TIMEOUT = "tinyml_timeout"
+
+DEFAULT_CACHE_DIR = ".tinyml_cache"
+DEFAULT_HISTORY = ".tinyml_history"
+TARGETS = ("esp32", "esp32s2", "esp32s3", "esp32c3", "esp32c6", "esp32p4")
+
+_HOSTPORT = re.compile(r"^(rfc2217|socket)://([A-Za-z0-9_.\-]+|\[[0-9A-Fa-f:]+\]):(\d{1,5})(\?.*)?$")
+_SIM = re.compile(r"^sim(?::([a-z_]+=[^,]+(?:,[a-z_]+=[^,]+)*))?$")
+_BOARD_HELP = (
+    "a serial device (/dev/ttyUSB0, /dev/cu.usbserial-0001, COM3), rfc2217://host:port, "
+    "socket://host:port, or sim (the host simulator; sim:delay_us=500 slows it down)"
+)
+
+
+@dataclass(frozen=True)
+class BoardSpec:
+    """A parsed ``--tinyml-board`` value.
+
+    Example:
+        >>> parse_board("socket://localhost:4000").kind
+        'socket'
+    """
+
+    text: str
+    kind: str  # "serial", "rfc2217", "socket" or "sim"
+    params: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def is_sim(self) -> bool:
+        return self.kind == "sim"
+
+    def param(self, name: str, default: str | None = None) -> str | None:
+        return dict(self.params).get(name, default)
+
+
+def parse_board(value: str) -> BoardSpec:
+    """Parse one ``--tinyml-board`` value; raise ``argparse.ArgumentTypeError`` with an example if bad."""
+    text = value.strip()
+    if not text:
+        raise argparse.ArgumentTypeError(f"empty board; give {_BOARD_HELP}")
+    sim = _SIM.match(text)
+    if sim:
+        params = tuple(tuple(kv.split("=", 1)) for kv in sim.group(1).split(",")) if sim.group(1) else ()
+        for key, val in params:
+            if key not in ("delay_us", "jitter_us", "seed"):
+                raise argparse.ArgumentTypeError(
+                    f"unknown sim parameter {key!r} in {text!r}; known: delay_us, jitter_us, seed "
+                    "(e.g. sim:delay_us=500)"
+                )
+            if not val.isdigit():
+                raise argparse.ArgumentTypeError(f"sim parameter {key} must be a whole number, got {val!r}")
+        return BoardSpec(text, "sim", params)  # type: ignore[arg-type]
+    if "://" in text:
+        match = _HOSTPORT.match(text)
+        if not match or not 0 < int(match.group(3)) < 65536:
+            raise argparse.ArgumentTypeError(
+                f"bad board URL {text!r}; expected rfc2217://host:port or socket://host:port "
+                "(e.g. rfc2217://192.168.1.20:4000), port 1-65535"
+            )
+        return BoardSpec(text, match.group(1))
+    if re.fullmatch(r"COM\d+", text, re.IGNORECASE) or text.startswith(("/", "\\\\.\\")):
+        return BoardSpec(text, "serial")
+    raise argparse.ArgumentTypeError(f"bad board {text!r}; expected {_BOARD_HELP}")
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number (e.g. 921600), got {value!r}")
+    return number
+
+
+def _positive_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = 0.0
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds (e.g. 30), got {value!r}")
+    return number
+
+
+def _target(value: str) -> str:
+    if value not in TARGETS:
+        raise argparse.ArgumentTypeError(f"unknown target {value!r}; expected one of {', '.join(TARGETS)}")
+    return value
+
+
+def _report_path(value: str) -> str:
+    if not value.endswith(".json"):
+        raise argparse.ArgumentTypeError(f"the report is JSON: give a path ending in .json (e.g. tinyml-report.json), got {value!r}")
+    return value
+
+
+def _baseline_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_.\-]{1,64}", value):
+        raise argparse.ArgumentTypeError(
+            f"bad baseline name {value!r}; use letters, digits, '.', '_' or '-' (e.g. v1.2 or main)"
+        )
+    return value
+
+
+# (flag, dest, ini type, default, help, extra argparse kwargs, value parser for ini strings)
+_OPTIONS = [
+    ("--tinyml-board", BOARD, "linelist", [], f"board to run tinyml_board tests on: {_BOARD_HELP}. "
+     "Give it more than once for a board farm (one board per xdist worker).", {"action": "append", "type": parse_board}, parse_board),
+    ("--tinyml-cache-dir", CACHE_DIR, "string", DEFAULT_CACHE_DIR,
+     f"directory of the training and conversion cache (default: {DEFAULT_CACHE_DIR} in the rootdir).", {}, None),
+    ("--tinyml-history", HISTORY, "string", DEFAULT_HISTORY,
+     f"directory of the latency history (default: {DEFAULT_HISTORY} in the rootdir).", {}, None),
+    ("--tinyml-report", REPORT, "string", None, "write the tinyml summary as JSON to this path (e.g. tinyml-report.json).",
+     {"type": _report_path}, _report_path),
+    ("--tinyml-skip-flash", SKIP_FLASH, "bool", False,
+     "never build or flash the firmware: use what is on the board (fails if it is stale).", {"action": "store_true"}, None),
+    ("--tinyml-target", TARGET, "string", None,
+     f"chip the firmware is built for ({', '.join(TARGETS)}); default: detected from the board.", {"type": _target}, _target),
+    ("--tinyml-baud", BAUD, "string", 921600, "console baud rate of the benchmark firmware (default: 921600).",
+     {"type": _positive_int}, _positive_int),
+    ("--tinyml-timeout", TIMEOUT, "string", 30.0, "seconds to wait for a board reply (default: 30).",
+     {"type": _positive_float}, _positive_float),
+    ("--tinyml-baseline", BASELINE, "string", None,
+     "compare latencies against this named baseline instead of the last saved run.", {"type": _baseline_name}, _baseline_name),
+    ("--tinyml-save-baseline", SAVE_BASELINE, "string", None,
+     "save this run's latencies as a baseline (NAME, default 'last').", {"nargs": "?", "const": "last", "type": _baseline_name}, _baseline_name),
+]
+
+
+def add_options(parser) -> None:
+    """Register every flag and its ini key on pytest's parser."""
+    group = parser.getgroup(GROUP, "tinyml: edge ML model testing")
+    for flag, dest, ini_type, default, help_text, kwargs, _ in _OPTIONS:
+        kwargs = dict(kwargs)
+        kwargs.setdefault("default", None)
+        group.addoption(flag, dest=dest, help=help_text, **kwargs)
+        parser.addini(dest, help=f"default for {flag}", type=ini_type, default=default)
+
+
+def _ini_value(config, dest, parse):
+    raw = config.getini(dest)
+    if parse is None or raw in (None, "", []) or not isinstance(raw, (str, list)):
+        return raw
+    try:
+        return [parse(v) for v in raw] if isinstance(raw, list) else parse(raw)
+    except argparse.ArgumentTypeError as exc:
+        import pytest
+
+        raise pytest.UsageError(f"ini option {dest}: {exc}") from None
+
+
+def get(config, dest: str):
+    """The value of an option: command line, else ini, else default."""
+    value = config.getoption(dest, default=None)
+    if value not in (None, []):
+        return value
+    for _, name, _, default, _, _, parse in _OPTIONS:
+        if name == dest:
+            value = _ini_value(config, dest, parse)
+            return default if value in (None, "") else value
+    raise KeyError(dest)
+
+
+def validate_ini(config) -> None:
+    """Parse every ini value once at configure time so a bad one fails before collection."""
+    for _, dest, _, _, _, _, parse in _OPTIONS:
+        if parse is not None:
+            _ini_value(config, dest, parse)
+
+
+def boards(config) -> list[BoardSpec]:
+    """The boards given by --tinyml-board (or ini tinyml_board), in order, without duplicates."""
+    seen: dict[str, BoardSpec] = {}
+    for spec in get(config, BOARD) or []:
+        seen.setdefault(spec.text, spec)
+    return list(seen.values())
+
+
+def resolve_path(config, dest: str) -> str:
+    """A path option made absolute against the rootdir."""
+    value = os.path.expanduser(str(get(config, dest)))
+    return value if os.path.isabs(value) else os.path.join(str(config.rootpath), value)
+
+
+def option_table() -> list[tuple[str, str, str]]:
+    """(flag, ini key, help) rows: the README's options table is checked against this and --help."""
+    return [(flag, dest, help_text) for flag, dest, _, _, help_text, _, _ in _OPTIONS]

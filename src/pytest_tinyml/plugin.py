@@ -1,0 +1,106 @@
+"""pytest hooks and thin fixtures of pytest-tinyml.
+
+Loading this module imports no TensorFlow, Keras, numpy or pyserial: every fixture imports its class inside
+its body, and hooks do nothing unless a tinyml test ran.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_tinyml import options
+from pytest_tinyml import report as tinyml_report
+
+NO_BOARD_REASON = (
+    "needs a board: run with --tinyml-board=/dev/ttyUSB0 (a serial port, rfc2217://host:port, "
+    "socket://host:port) or --tinyml-board=sim for the host simulator"
+)
+MARKERS = {
+    "tinyml_board": "tinyml_board(kind=None): the test runs on a board given by --tinyml-board; skipped "
+    "without one. kind= names the chip the test's budgets are for (e.g. 'esp32s3'); other boards skip it.",
+    "tinyml_latency": "tinyml_latency(min_effect=None, alpha=0.01): latency regression gate of this test; "
+    "min_effect is the smallest median slowdown that fails (default 0.05 on a board, 0.10 on the host).",
+}
+_COLLECTOR = pytest.StashKey["tinyml_report.Collector"]()
+
+
+def pytest_addoption(parser):
+    options.add_options(parser)
+
+
+def pytest_configure(config):
+    for name, description in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {description}")
+    options.validate_ini(config)
+    collector = tinyml_report.Collector()
+    config.stash[_COLLECTOR] = collector
+    config.pluginmanager.register(_SummaryPlugin(collector), "tinyml-summary")
+
+
+def pytest_report_header(config):
+    boards = options.boards(config)
+    if boards:
+        return "tinyml boards: " + ", ".join(b.text for b in boards)
+    return None
+
+
+def pytest_runtest_setup(item):
+    marker = item.get_closest_marker("tinyml_board")
+    if marker is not None and not options.boards(item.config):
+        pytest.skip(NO_BOARD_REASON)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    token = tinyml_report.set_current_item(item)
+    try:
+        return (yield)
+    finally:
+        tinyml_report.reset_current_item(token)
+
+
+class _SummaryPlugin:
+    """Collects recorded figures from every test report (on the xdist controller too)."""
+
+    def __init__(self, collector) -> None:
+        self.collector = collector
+
+    def pytest_runtest_logreport(self, report):
+        if report.when == "call" or report.outcome == "failed":
+            self.collector.add(report.nodeid, report.user_properties, report.outcome)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    collector = config.stash.get(_COLLECTOR, None)
+    if collector is None or not collector.rows or hasattr(config, "workerinput"):
+        return
+    terminalreporter.write_sep("=", "tinyml summary")
+    for line in collector.lines():
+        terminalreporter.write_line(line)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    config = session.config
+    path = options.get(config, options.REPORT)
+    collector = config.stash.get(_COLLECTOR, None)
+    if path and collector is not None and not hasattr(config, "workerinput"):
+        collector.write_json(str(path))
+
+
+@pytest.fixture(scope="session")
+def tinyml_cache(request):
+    """Content-addressed cache of training and conversion: ``tinyml_cache.fit(...)``, ``.convert(...)``."""
+    from pytest_tinyml.cache import TinyMLCache
+
+    return TinyMLCache(options.resolve_path(request.config, options.CACHE_DIR))
+
+
+@pytest.fixture
+def tinyml_board(request):
+    """The board this worker leased (``--tinyml-board``); skips the test when none was given."""
+    specs = options.boards(request.config)
+    if not specs:
+        pytest.skip(NO_BOARD_REASON)
+    from pytest_tinyml.board.fixture import board_for_test
+
+    return board_for_test(request)

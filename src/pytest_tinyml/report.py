@@ -1,0 +1,127 @@
+"""Figures that tinyml checks record, gathered into summary rows as plain data.
+
+Assertions and the board call :func:`record` with named figures (model, recipe, flash_kb, ...). Inside a
+pytest test they go to the test's ``user_properties`` as ``tinyml.<name>``: JUnit XML carries them, and
+pytest-xdist ships them back to the controller, where :class:`Collector` regroups them per test. Outside
+pytest, :func:`record` does nothing. This module imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from contextvars import ContextVar
+
+PREFIX = "tinyml."
+_current_item: ContextVar = ContextVar("tinyml_current_item", default=None)
+
+# Columns of the terminal table: (figure name, heading, format).
+COLUMNS = [
+    ("model", "model", "{}"),
+    ("recipe", "recipe", "{}"),
+    ("flash_kb", "flash KB", "{:.1f}"),
+    ("arena_kb", "arena KB", "{:.1f}"),
+    ("accuracy", "accuracy", "{:.4f}"),
+    ("drop", "drop", "{:+.4f}"),
+    ("top1_agreement", "top-1 agree", "{:.4f}"),
+    ("max_error_steps", "max err steps", "{:.0f}"),
+    ("latency_median_us", "latency us", "{:.0f}"),
+    ("where", "where", "{}"),
+]
+
+
+def set_current_item(item):
+    """Called by the plugin around each test call; returns a token for :func:`reset_current_item`."""
+    return _current_item.set(item)
+
+
+def reset_current_item(token) -> None:
+    _current_item.reset(token)
+
+
+def _plain(value):
+    """JSON-safe plain value (numpy scalars become Python numbers, NaN becomes None)."""
+    if hasattr(value, "item") and callable(value.item):
+        try:
+            value = value.item()
+        except (ValueError, TypeError):
+            value = str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return str(value)
+
+
+def record(**figures) -> None:
+    """Record figures for the running test (no-op outside pytest).
+
+    Example:
+        >>> record(model="mlp", recipe="int8", flash_kb=12.5)
+    """
+    item = _current_item.get()
+    if item is None:
+        return
+    for name, value in figures.items():
+        key = PREFIX + name
+        item.user_properties[:] = [(k, v) for k, v in item.user_properties if k != key]
+        item.user_properties.append((key, _plain(value)))
+
+
+class Collector:
+    """Regroups recorded figures by test id, in the order tests reported. Lives on the controller."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, dict] = {}
+
+    def add(self, nodeid: str, user_properties, outcome: str) -> None:
+        figures = {k[len(PREFIX):]: v for k, v in user_properties if isinstance(k, str) and k.startswith(PREFIX)}
+        if not figures:
+            return
+        row = self.rows.setdefault(nodeid, {"test": nodeid})
+        row.update(figures)
+        if outcome != "passed" or row.get("outcome") in (None, "passed"):
+            row["outcome"] = outcome
+
+    def table(self) -> tuple[list[str], list[list[str]]]:
+        """Headings and formatted cells; only the columns some row has."""
+        used = [c for c in COLUMNS if any(c[0] in row for row in self.rows.values())]
+        headings = ["test"] + [heading for _, heading, _ in used] + ["outcome"]
+        cells = []
+        for nodeid, row in self.rows.items():
+            line = [nodeid.split("::")[-1]]
+            for name, _, fmt in used:
+                value = row.get(name)
+                try:
+                    line.append("-" if value is None else fmt.format(value))
+                except (ValueError, TypeError):
+                    line.append(str(value))
+            line.append(row.get("outcome", ""))
+            cells.append(line)
+        return headings, cells
+
+    def lines(self) -> list[str]:
+        headings, cells = self.table()
+        widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headings)]
+        out = ["  ".join(h.ljust(w) for h, w in zip(headings, widths))]
+        out.append("  ".join("-" * w for w in widths))
+        out.extend("  ".join(c.ljust(w) for c, w in zip(line, widths)) for line in cells)
+        return out
+
+    def write_json(self, path: str, extra: dict | None = None) -> None:
+        """Write the rows atomically (temp file + rename) so a reader never sees half a report."""
+        payload = {"version": 1, "tests": list(self.rows.values())}
+        if extra:
+            payload.update(extra)
+        directory = os.path.dirname(os.path.abspath(path))
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tinyml-report-", suffix=".json")
+        with os.fdopen(fd, "w") as handle:
+            json.dump(payload, handle, indent=2, sort_keys=True)
+        os.replace(tmp, path)
