@@ -23,6 +23,7 @@ BAUD = "tinyml_baud"
 BASELINE = "tinyml_baseline"
 SAVE_BASELINE = "tinyml_save_baseline"
 TIMEOUT = "tinyml_timeout"
+FIRMWARE_DIR = "tinyml_firmware_dir"
 
 DEFAULT_CACHE_DIR = ".tinyml_cache"
 DEFAULT_HISTORY = ".tinyml_history"
@@ -145,6 +146,8 @@ _OPTIONS = [
      {"type": _positive_int}, _positive_int),
     ("--tinyml-timeout", TIMEOUT, "string", 30.0, "seconds to wait for a board reply (default: 30).",
      {"type": _positive_float}, _positive_float),
+    ("--tinyml-firmware-dir", FIRMWARE_DIR, "string", None,
+     "the benchmark firmware's ESP-IDF project (default: the firmware shipped with pytest-tinyml).", {}, None),
     ("--tinyml-baseline", BASELINE, "string", None,
      "compare latencies against this named baseline instead of the last saved run.", {"type": _baseline_name}, _baseline_name),
     ("--tinyml-save-baseline", SAVE_BASELINE, "string", None,
