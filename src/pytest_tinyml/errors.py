@@ -88,3 +88,7 @@ class FirmwareError(BoardError):
 
 class HistoryError(TinyMLError):
     """The latency history cannot be read or written."""
+
+
+class TinyMLAssertionError(TinyMLError, AssertionError):
+    """A tinyml assertion failed (accuracy drop, budget, parity, TFLM compatibility); the message is a report."""
