@@ -111,7 +111,7 @@ class Collector:
         widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headings)]
         out = ["  ".join(h.ljust(w) for h, w in zip(headings, widths))]
         out.append("  ".join("-" * w for w in widths))
-        out.extend("  ".join(c.ljust(w) for c, w in zip(line, widths)) for line in cells)
+        out.extend("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in cells)
         return out
 
     def write_json(self, path: str, extra: dict | None = None) -> None:
