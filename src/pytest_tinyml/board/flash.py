@@ -1,0 +1,189 @@
+"""Build the benchmark firmware with ESP-IDF when its sources changed, flash it only when the board's differs.
+
+The build is cached by a hash of the firmware sources (``<cache>/firmware/<target>-<hash>``), so a second
+run, or a second worker, reuses it. Whether to flash is decided by comparing the firmware build hash the
+board reports (``info["build_hash"]``) with the one the sources give: a board already running this firmware
+is never reflashed. Flashing goes through esptool's Python API (pytest-embedded's esp service needs its own
+pexpect-driven DUT objects, which a plain serial session does not have).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from pytest_tinyml.errors import FirmwareError
+
+# Outputs and per-checkout state that must not change the source hash.
+_IGNORED_DIRS = {"build", "managed_components", ".git", "__pycache__", ".cache"}
+_IGNORED_FILES = {"sdkconfig", "sdkconfig.old", "dependencies.lock", ".DS_Store"}
+_INSTALL_HINT = (
+    "install ESP-IDF (https://docs.espressif.com/projects/esp-idf/en/stable/esp32/get-started/) and run "
+    "`. $IDF_PATH/export.sh` before pytest so that idf.py is on PATH, or flash the board yourself and pass "
+    "--tinyml-skip-flash"
+)
+
+
+def locate_firmware_dir(configured: str | None = None) -> Path:
+    """The firmware project: ``--tinyml-firmware-dir`` if given, else the ``firmware/`` shipped with us.
+
+    Example:
+        >>> locate_firmware_dir().name in ("firmware", "firmware_src")
+        True
+    """
+    if configured:
+        path = Path(configured).expanduser().resolve()
+        if not path.is_dir():
+            raise FirmwareError(f"--tinyml-firmware-dir {configured}: no such directory; give the benchmark "
+                                "firmware's ESP-IDF project (the folder with CMakeLists.txt and main/)")
+        return path
+    package = Path(__file__).resolve().parents[1]
+    for candidate in (package / "firmware_src", package.parents[1] / "firmware"):
+        if candidate.is_dir():
+            return candidate
+    raise FirmwareError(
+        f"the benchmark firmware sources were not found next to {package} (expected firmware/ in the "
+        "pytest-tinyml checkout); pass --tinyml-firmware-dir=PATH")
+
+
+def source_files(root: Path, subdir: str | None = None) -> list[Path]:
+    """The files that make up the firmware (or one of its subfolders), sorted, build outputs left out."""
+    base = root / subdir if subdir else root
+    found = []
+    for dirpath, dirnames, filenames in os.walk(base):
+        dirnames[:] = sorted(d for d in dirnames if d not in _IGNORED_DIRS and not d.startswith("build"))
+        found.extend(Path(dirpath) / f for f in filenames if f not in _IGNORED_FILES and not f.endswith((".o", ".pyc")))
+    return sorted(found)
+
+
+def source_hash(root: Path, files: list[Path] | None = None, extra: str = "") -> str:
+    """sha256 over relative paths and contents of the firmware sources (and ``extra``, e.g. the target).
+
+    Example:
+        >>> len(source_hash(locate_firmware_dir()))
+        64
+    """
+    digest = hashlib.sha256(extra.encode())
+    for path in files if files is not None else source_files(root):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def find_idf() -> list[str]:
+    """The command that runs ``idf.py``; ``FirmwareError`` with install instructions when ESP-IDF is missing.
+
+    Example:
+        >>> find_idf()  # doctest: +SKIP
+        ['/usr/bin/python3', '/opt/esp-idf/tools/idf.py']
+    """
+    on_path = shutil.which("idf.py")
+    if on_path:
+        return [on_path]
+    idf_path = os.environ.get("IDF_PATH")
+    if idf_path and (Path(idf_path) / "tools" / "idf.py").is_file():
+        return [sys.executable, str(Path(idf_path) / "tools" / "idf.py")]
+    raise FirmwareError("ESP-IDF not found (no idf.py on PATH and IDF_PATH is not set): the benchmark firmware "
+                        "cannot be built. " + _INSTALL_HINT)
+
+
+@dataclass(frozen=True)
+class FirmwareBuild:
+    """A built firmware image: where it is and the hash the board will report once it runs it."""
+
+    target: str
+    build_dir: Path
+    build_hash: str
+
+    def flash_files(self) -> tuple[list[tuple[int, str]], dict]:
+        """(address, path) pairs and flash settings from ESP-IDF's ``flasher_args.json``."""
+        args_file = self.build_dir / "flasher_args.json"
+        try:
+            args = json.loads(args_file.read_text())
+        except (OSError, ValueError) as exc:
+            raise FirmwareError(f"{args_file} is missing or unreadable ({exc}): rebuild the firmware "
+                                f"(delete {self.build_dir})") from None
+        files = [(int(addr, 0), str(self.build_dir / rel)) for addr, rel in sorted(args["flash_files"].items())]
+        return files, dict(args.get("flash_settings", {}))
+
+
+def build(firmware_dir: Path, target: str, cache_dir: Path, expected_hash: str) -> FirmwareBuild:
+    """Build ``firmware_dir`` for ``target`` with idf.py unless a build of the same sources is cached.
+
+    ``expected_hash`` is the build hash the firmware reports (derived from its sources); it names the cache.
+
+    Example:
+        >>> build(locate_firmware_dir(), "esp32s3", Path(".tinyml_cache"), "ab12")  # doctest: +SKIP
+    """
+    build_dir = Path(cache_dir) / "firmware" / f"{target}-{expected_hash[:16]}"
+    done = build_dir / "tinyml-build.json"
+    if done.is_file():
+        return FirmwareBuild(target, build_dir, expected_hash)
+    command = find_idf() + ["-C", str(firmware_dir), "-B", str(build_dir),
+                            f"-DSDKCONFIG={build_dir / 'sdkconfig'}", "set-target", target, "build"]
+    build_dir.mkdir(parents=True, exist_ok=True)
+    log_path = build_dir / "idf-build.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=False)
+    if proc.returncode != 0:
+        tail = log_path.read_text(errors="replace")[-3000:]
+        raise FirmwareError(f"idf.py build of {firmware_dir} for {target} failed (exit {proc.returncode}); "
+                            f"full log: {log_path}\n{tail}")
+    done.write_text(json.dumps({"target": target, "build_hash": expected_hash}))
+    return FirmwareBuild(target, build_dir, expected_hash)
+
+
+def flash(port: str, firmware: FirmwareBuild, *, baud: int = 460800) -> None:
+    """Write the image to the board on ``port`` with esptool and hard-reset it.
+
+    Example:
+        >>> flash("/dev/ttyUSB0", build(...))  # doctest: +SKIP
+    """
+    try:
+        from esptool.cmds import attach_flash, detect_chip, reset_chip, run_stub, write_flash
+    except ImportError:
+        raise FirmwareError("esptool is not installed: `pip install pytest-tinyml[board]`, or flash by hand "
+                            "and pass --tinyml-skip-flash") from None
+    files, settings = firmware.flash_files()
+    try:
+        with detect_chip(port, baud=baud) as esp:
+            esp = run_stub(esp)
+            attach_flash(esp)
+            write_flash(esp, files, flash_mode=settings.get("flash_mode", "keep"),
+                        flash_freq=settings.get("flash_freq", "keep"), flash_size=settings.get("flash_size", "keep"))
+            reset_chip(esp, "hard-reset")
+    except Exception as exc:  # esptool raises FatalError, SerialException, OSError...
+        raise FirmwareError(f"flashing {port} with esptool failed: {exc}. Hold BOOT while pressing RESET to enter "
+                            "the bootloader, check the cable, or flash by hand and pass --tinyml-skip-flash",
+                            port=port) from None
+
+
+def check_current(reported: str | None, expected: str, *, port: str, skip_flash: bool, log: str = "") -> bool:
+    """True when the board must be (re)flashed; under ``skip_flash`` a stale board is a ``FirmwareError``.
+
+    Example:
+        >>> check_current("ab12", "ab12", port="/dev/ttyUSB0", skip_flash=True)
+        False
+    """
+    if reported and _same_hash(reported, expected):
+        return False
+    if skip_flash:
+        raise FirmwareError(
+            f"the firmware on {port} is stale: it reports build hash {reported or '(none)'}, the sources in this "
+            f"checkout give {expected[:16]}. Flash the current firmware (drop --tinyml-skip-flash to let pytest do "
+            "it) or check out the sources the board was flashed from", port=port, log=log)
+    return True
+
+
+def _same_hash(reported: str, expected: str) -> bool:
+    """Boards may report a prefix of the hash (short build ids); compare on the common length, >= 8 digits."""
+    reported, expected = reported.strip().lower(), expected.strip().lower()
+    common = min(len(reported), len(expected))
+    return common >= 8 and reported[:common] == expected[:common]

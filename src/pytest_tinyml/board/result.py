@@ -1,0 +1,81 @@
+"""`BoardResult`: what one ``Board.benchmark`` call measured, as a plain object.
+
+It carries everything a test asserts on (latency samples, arena, dequantized outputs) and everything a report
+or the history needs to say *where* the figures come from (board info, model sha256, runs, warm-up).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pytest_tinyml.latency import LatencyStats
+
+
+@dataclass(frozen=True)
+class OpTiming:
+    """Time spent in one operator during one invoke (mean over the timed runs when the board averages).
+
+    Example:
+        >>> OpTiming(index=0, name="FULLY_CONNECTED", us=41.0).name
+        'FULLY_CONNECTED'
+    """
+
+    index: int
+    name: str
+    us: float
+
+
+@dataclass(frozen=True)
+class BoardResult:
+    """Figures from one on-board (or host-sim) benchmark.
+
+    ``outputs`` is a float numpy array whose first axis is the input sample, dequantized with the model's
+    output scale and zero point; ``raw_outputs`` holds the integers the board sent. ``info["where"]`` is
+    ``"device"`` for a real board and ``"host-sim"`` for the simulator.
+
+    Example:
+        >>> from pytest_tinyml.latency import LatencyStats
+        >>> r = BoardResult(latency_us=LatencyStats.from_samples([90, 100, 110]), arena_used_bytes=3440,
+        ...                 info={"where": "host-sim"}, model_sha256="ab" * 32, runs=3, warmup=1)
+        >>> r.where, r.latency_us.median, r.arena_kb
+        ('host-sim', 100.0, 3.359375)
+    """
+
+    latency_us: LatencyStats
+    arena_used_bytes: int | None
+    info: dict[str, Any]
+    model_sha256: str | None
+    runs: int
+    warmup: int
+    outputs: Any = None  # numpy.ndarray (float32), first axis = input sample
+    raw_outputs: Any = None  # numpy.ndarray of the integers the board sent
+    output_quant: Any = None  # TensorQuant (name, shape, dtype, scale, zero_point) or None
+    ops: tuple[OpTiming, ...] = ()
+    log: str = field(default="", repr=False)
+
+    @property
+    def where(self) -> str:
+        """``"device"`` or ``"host-sim"``."""
+        return str(self.info.get("where", "device"))
+
+    @property
+    def arena_kb(self) -> float | None:
+        return None if self.arena_used_bytes is None else self.arena_used_bytes / 1024
+
+    def summary(self) -> str:
+        """One line for logs and failure messages.
+
+        Example:
+            >>> from pytest_tinyml.latency import LatencyStats
+            >>> BoardResult(LatencyStats.from_samples([5.0]), 100, {"where": "device", "chip": "esp32s3"},
+            ...             None, 1, 0).summary()
+            'esp32s3 (device): median 5 us over 1 runs (p90 5, max 5), arena 100 B'
+        """
+        chip = self.info.get("chip", "board")
+        lat = self.latency_us
+        arena = "?" if self.arena_used_bytes is None else f"{self.arena_used_bytes} B"
+        return (
+            f"{chip} ({self.where}): median {lat.median:.0f} us over {lat.n} runs "
+            f"(p90 {lat.p90:.0f}, max {lat.max:.0f}), arena {arena}"
+        )
