@@ -1,0 +1,186 @@
+"""What the assertions accept as "a model", and how they get its outputs.
+
+A model is a Keras model, a ``TFLiteArtifact``, flatbuffer ``bytes`` or a path to a ``.tflite`` file; a
+parity candidate may also be a board result (anything with ``.outputs`` and ``.output_quant``, like
+``BoardResult``), whose outputs are those of the inputs the board was given. Heavy modules (the runtimes,
+the converter) are imported only when a model of that kind is used.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pytest_tinyml.errors import ConfigError
+
+ACCEPTED = "a Keras model, a TFLiteArtifact, flatbuffer bytes or a path to a .tflite file"
+ACCEPTED_WITH_DEVICE = ACCEPTED + ", or a board result (tinyml_board.benchmark(...))"
+
+
+@dataclass
+class Model:
+    """A resolved model: its kind (``keras``, ``tflite`` or ``device``), the object and how to name it."""
+
+    kind: str
+    obj: Any
+    name: str
+    recipe: str
+    artifact: Any = None  # TFLiteArtifact for kind "tflite"
+
+    @property
+    def output_quant(self):
+        """The first output's quantization when the output is an integer tensor with a scale, else None."""
+        if self.kind == "device":
+            quant = getattr(self.obj, "output_quant", None)
+        elif self.kind == "tflite":
+            outputs = getattr(self.artifact, "outputs", None) or [None]
+            quant = outputs[0]
+        else:
+            return None
+        if quant is None or not _is_integer(getattr(quant, "dtype", None)):
+            return None
+        scale = np.asarray(getattr(quant, "scale", 0.0), dtype=np.float64).reshape(-1)
+        return quant if scale.size and float(scale.max()) > 0 else None
+
+    @property
+    def where(self) -> str:
+        if self.kind == "device":
+            info = getattr(self.obj, "info", None) or {}
+            return str(info.get("where", "device"))
+        return "host"
+
+    def describe(self) -> str:
+        """e.g. ``int8 TFLite 'mlp' (sha256 1a2b3c4d)`` or ``Keras model 'mlp' (float)``."""
+        if self.kind == "keras":
+            return f"Keras model {self.name!r} (float)"
+        if self.kind == "device":
+            info = getattr(self.obj, "info", None) or {}
+            chip = info.get("chip", "board")
+            sha = getattr(self.obj, "model_sha256", None)
+            return f"{chip} ({self.where}) result" + (f", model sha256 {sha[:8]}" if sha else "")
+        sha = getattr(self.artifact, "sha256", "") or ""
+        return f"{self.recipe} TFLite {self.name!r}" + (f" (sha256 {sha[:8]})" if sha else "")
+
+
+def _is_integer(dtype) -> bool:
+    if dtype is None:
+        return False
+    try:
+        return np.dtype(dtype).kind in "iu"
+    except TypeError:
+        return False
+
+
+def _is_keras(value) -> bool:
+    # Duck-typed so that neither keras nor tf_keras is imported to recognise one of their models.
+    return callable(value) and hasattr(value, "layers") and hasattr(value, "predict")
+
+
+def _is_device_result(value) -> bool:
+    return hasattr(value, "outputs") and hasattr(value, "output_quant") and not hasattr(value, "content")
+
+
+def _is_artifact(value) -> bool:
+    return hasattr(value, "content") and hasattr(value, "sha256") and hasattr(value, "outputs")
+
+
+def resolve(value, role: str, *, device_ok: bool = False) -> Model:
+    """Recognise ``value`` as a model; a ConfigError names what was given and what is accepted.
+
+    Example:
+        >>> resolve(b"not a model", "model")  # doctest: +SKIP
+    """
+    if _is_device_result(value):
+        if not device_ok:
+            raise ConfigError(
+                f"{role} is a board result; only the candidate of assert_parity may be one. "
+                f"Give {ACCEPTED} here"
+            )
+        info = getattr(value, "info", None) or {}
+        return Model("device", value, name=str(info.get("chip", "board")), recipe=str(info.get("recipe", "device")))
+    if _is_keras(value):
+        return Model("keras", value, name=str(getattr(value, "name", "keras_model")), recipe="float")
+    if _is_artifact(value):
+        return Model("tflite", value, name=str(getattr(value, "name", "model")),
+                     recipe=str(getattr(value, "recipe", None) or "tflite"), artifact=value)
+    if isinstance(value, (bytes, bytearray, memoryview, str, os.PathLike)):
+        if isinstance(value, (str, os.PathLike)) and not os.path.isfile(value):
+            raise ConfigError(f"{role}: no such model file {os.fspath(value)!r}; give {ACCEPTED}")
+        from pytest_tinyml import runtime
+
+        artifact = runtime.load(value)
+        return Model("tflite", artifact, name=str(getattr(artifact, "name", "model")),
+                     recipe=str(getattr(artifact, "recipe", None) or "tflite"), artifact=artifact)
+    accepted = ACCEPTED_WITH_DEVICE if device_ok else ACCEPTED
+    raise ConfigError(f"{role} is a {type(value).__module__}.{type(value).__qualname__}; expected {accepted}")
+
+
+def as_inputs(x, role: str = "x") -> np.ndarray:
+    """Inputs as a float32 array with a sample axis; a ConfigError otherwise."""
+    try:
+        array = np.asarray(x)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{role} must be an array of input samples, got {type(x).__name__}: {exc}") from None
+    if array.dtype.kind not in "biuf" or array.ndim == 0 or len(array) == 0:
+        raise ConfigError(
+            f"{role} must be a non-empty numeric array of input samples (first axis = sample), "
+            f"got {type(x).__name__} of shape {array.shape} and dtype {array.dtype}"
+        )
+    return array.astype(np.float32, copy=False)
+
+
+def single_output(value, role: str) -> np.ndarray:
+    """One output array from what a model returned (an array, or a list/dict with one output)."""
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        if len(value) != 1:
+            raise ConfigError(f"{role} has {len(value)} outputs; the assertions compare single-output models")
+        value = value[0]
+    return np.asarray(value, dtype=np.float64)
+
+
+def artifact_of(model: Model):
+    """The TFLite artifact of a model; a Keras model is converted with the float32 recipe (no quantization)."""
+    if model.kind == "tflite":
+        return model.artifact
+    if model.kind == "keras":
+        from pytest_tinyml.convert import convert
+
+        model.artifact = model.artifact or convert(model.obj, "float32")
+        return model.artifact
+    raise ConfigError(f"{model.describe()} is a board result, not a model; give {ACCEPTED}")
+
+
+def outputs_of(model: Model, x: np.ndarray, role: str) -> np.ndarray:
+    """Float outputs of ``model`` on ``x`` (first axis = sample). Quantized outputs come dequantized."""
+    if model.kind == "keras":
+        predict = getattr(model.obj, "predict", None)
+        raw = predict(x, verbose=0) if predict is not None else model.obj(x)
+        outputs = single_output(raw, role)
+    elif model.kind == "tflite":
+        from pytest_tinyml import runtime
+
+        outputs = single_output(runtime.predict(model.artifact, x, engine="litert"), role)
+    else:
+        outputs = single_output(model.obj.outputs, role)
+    if len(outputs) != len(x):
+        hint = (" (a board result holds the outputs of the inputs given to tinyml_board.benchmark: "
+                "pass those same inputs as x)") if model.kind == "device" else ""
+        raise ConfigError(f"{role} has outputs for {len(outputs)} samples but x has {len(x)}{hint}")
+    return outputs
+
+
+def raw_outputs_of(model: Model, x: np.ndarray):
+    """Integer outputs before dequantization, or None when the model has none to give."""
+    if model.kind == "device":
+        raw = getattr(model.obj, "raw_outputs", None)
+        return None if raw is None else np.asarray(raw)
+    if model.kind == "tflite" and model.output_quant is not None:
+        from pytest_tinyml.runtime.litert import LiteRTRunner
+
+        return single_output(LiteRTRunner(model.artifact).predict_raw(x), "raw outputs").astype(np.int64)
+    return None

@@ -1,0 +1,356 @@
+"""``assert_*`` helpers for model-quality tests; a failure reads like a short report.
+
+Each assertion takes a Keras model, a ``TFLiteArtifact``, flatbuffer bytes or a path (``assert_parity`` also
+takes a board result as the candidate), records its figures with :func:`pytest_tinyml.report.record` (they
+reach JUnit XML, the terminal summary and ``--tinyml-report``), and raises
+:class:`~pytest_tinyml.errors.TinyMLAssertionError` with a table (metric, reference, candidate, difference,
+budget) and what to try next. Bad arguments raise :class:`~pytest_tinyml.errors.ConfigError` instead.
+
+Example:
+    >>> import pytest_tinyml as tinyml
+    >>> tinyml.assert_budget("model_int8.tflite", flash_kb=64, arena_kb=16)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from pytest_tinyml import _model_io, metrics, report
+from pytest_tinyml.errors import ConfigError, TinyMLAssertionError
+
+__all__ = ["assert_accuracy_drop", "assert_budget", "assert_parity", "assert_tflm_compatible"]
+
+HINT_CALIBRATION = "more calibration samples (representative=x_train[:500], drawn like the test data)"
+HINT_QAT = "try QAT: pytest_tinyml.optimize.qat (quantization-aware training)"
+HINT_PER_CHANNEL = "per-channel weight quantization (the int8 recipe's default) instead of per-tensor"
+HINT_SCALE = "check that x is scaled like the representative data (e.g. 0..1 vs 0..255)"
+
+
+def _fmt(value, spec: str = "{:.4f}") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float) and math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return spec.format(value)
+
+
+def _table(headings: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headings)]
+    lines = ["  " + "  ".join(h.ljust(w) for h, w in zip(headings, widths, strict=True)).rstrip()]
+    lines.append("  " + "  ".join("-" * w for w in widths))
+    lines.extend("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows)
+    return lines
+
+
+def _fail(title: str, context: list[str], headings: list[str], rows: list[list[str]], hints: list[str]):
+    __tracebackhide__ = True
+    lines = [title, *context, "", *_table(headings, rows)]
+    if hints:
+        lines += ["", "what to try:"] + [f"  - {hint}" for hint in hints]
+    raise TinyMLAssertionError("\n".join(lines))
+
+
+def _check_budget(name: str, value, *, allow_none: bool = True, upper: float | None = None):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not math.isfinite(value):
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    if value < 0 or (upper is not None and value > upper):
+        bound = f"between 0 and {upper}" if upper is not None else ">= 0"
+        raise ConfigError(f"{name} must be {bound}, got {value!r}")
+    return float(value)
+
+
+def _quantized_hints(candidate: _model_io.Model) -> list[str]:
+    recipe = candidate.recipe.lower()
+    hints = [HINT_CALIBRATION]
+    if "int8" in recipe or "int16" in recipe or candidate.output_quant is not None:
+        hints += [HINT_QAT, HINT_PER_CHANNEL]
+    if candidate.kind == "keras":
+        hints = ["the candidate is a float Keras model: compare the same weights, or retrain with the same seed"]
+    return hints + [HINT_SCALE]
+
+
+# ---------------------------------------------------------------------------------------------- accuracy
+
+
+def assert_accuracy_drop(reference, candidate, x, y, *, max_drop: float = 0.01) -> dict:
+    """Fail when the candidate's accuracy on ``(x, y)`` is more than ``max_drop`` below the reference's.
+
+    ``max_drop`` is a fraction (0.01 = one point). Returns the figures (accuracies and drop).
+
+    Example:
+        >>> assert_accuracy_drop(float_model, int8_model, ds.x_test, ds.y_test, max_drop=0.01)  # doctest: +SKIP
+    """
+    __tracebackhide__ = True
+    max_drop = _check_budget("max_drop", max_drop, allow_none=False, upper=1.0)
+    ref = _model_io.resolve(reference, "reference")
+    cand = _model_io.resolve(candidate, "candidate", device_ok=True)
+    inputs = _model_io.as_inputs(x)
+    labels = np.asarray(y)
+    if len(labels) != len(inputs):
+        raise ConfigError(f"x has {len(inputs)} samples but y has {len(labels)} labels: give one label per sample")
+    ref_acc = metrics.accuracy(labels, _model_io.outputs_of(ref, inputs, "reference"))
+    cand_acc = metrics.accuracy(labels, _model_io.outputs_of(cand, inputs, "candidate"))
+    drop = ref_acc - cand_acc
+    figures = {"reference_accuracy": ref_acc, "accuracy": cand_acc, "drop": drop, "samples": len(inputs)}
+    report.record(model=cand.name, recipe=cand.recipe, accuracy=cand_acc, drop=drop,
+                  reference_accuracy=ref_acc, where=cand.where)
+    # A hair of tolerance: accuracies are ratios of counts and 0.01 may not be exact in binary.
+    if drop > max_drop + 1e-12:
+        wrong = int(round(drop * len(inputs)))
+        _fail(
+            f"accuracy dropped by {drop * 100:.2f} points, more than the allowed {max_drop * 100:.2f}",
+            [f"  reference: {ref.describe()}", f"  candidate: {cand.describe()}",
+             f"  on {len(inputs)} samples: about {wrong} more misclassified"],
+            ["metric", "reference", "candidate", "difference", "budget"],
+            [["accuracy", _fmt(ref_acc), _fmt(cand_acc), _fmt(-drop, "{:+.4f}"), f"drop <= {max_drop:.4f}"]],
+            _quantized_hints(cand),
+        )
+    return figures
+
+
+# ---------------------------------------------------------------------------------------------- budget
+
+
+def assert_budget(model, *, flash_kb: float | None = None, arena_kb: float | None = None) -> dict:
+    """Fail when the flatbuffer is larger than ``flash_kb`` or the TFLite Micro arena than ``arena_kb``.
+
+    Flash is the flatbuffer size. The arena is the exact minimum found by the TFLite Micro runtime on this
+    host: a 64-bit estimate of the 32-bit device arena (pointers are wider here). A Keras model is
+    converted with the float32 recipe first. KB = 1024 bytes. Returns the figures.
+
+    Example:
+        >>> assert_budget(int8_model, flash_kb=64, arena_kb=16)  # doctest: +SKIP
+    """
+    __tracebackhide__ = True
+    flash_kb = _check_budget("flash_kb", flash_kb)
+    arena_kb = _check_budget("arena_kb", arena_kb)
+    if flash_kb is None and arena_kb is None:
+        raise ConfigError("assert_budget needs a budget: give flash_kb=..., arena_kb=... or both (in KB)")
+    resolved = _model_io.resolve(model, "model")
+    artifact = _model_io.artifact_of(resolved)
+    flash = len(artifact.content) / 1024
+    figures = {"flash_kb": flash}
+    rows = []
+    hints = []
+    if flash_kb is not None:
+        over = flash > flash_kb
+        rows.append(["flash (flatbuffer)", _fmt(flash, "{:.1f} KB"), _fmt(flash_kb, "{:.1f} KB"),
+                     _fmt(flash - flash_kb, "{:+.1f} KB"), "OVER" if over else "ok"])
+        if over:
+            if resolved.output_quant is None and "int8" not in resolved.recipe:
+                hints.append("quantize: the int8 recipe stores weights in a quarter of float32's flash")
+            hints.append("raise the budget or prune/cluster the weights (pytest_tinyml.optimize), "
+                         "or use fewer or narrower layers")
+    if arena_kb is not None:
+        from pytest_tinyml.runtime import tflm
+
+        arena = tflm.arena(artifact).min_bytes / 1024
+        figures["arena_kb"] = arena
+        over = arena > arena_kb
+        rows.append(["arena (host 64-bit estimate)", _fmt(arena, "{:.1f} KB"), _fmt(arena_kb, "{:.1f} KB"),
+                     _fmt(arena - arena_kb, "{:+.1f} KB"), "OVER" if over else "ok"])
+        if over:
+            hints.append("the arena holds activations: a smaller input, narrower layers or int8 activations "
+                         "shrink it; raise the budget if the board has the RAM")
+    report.record(model=resolved.name, recipe=resolved.recipe, where="host", **figures)
+    if hints:
+        _fail(
+            f"{resolved.describe()} is over its budget",
+            ["  (KB = 1024 bytes; the arena is measured by TFLite Micro on this 64-bit host, an estimate "
+             "of the 32-bit device arena)"],
+            ["metric", "measured", "budget", "difference", "result"],
+            rows,
+            hints,
+        )
+    return figures
+
+
+# ---------------------------------------------------------------------------------------------- parity
+
+_PARITY_BUDGETS = {
+    # name: (metrics key, label, "min" or "max", format)
+    "min_top1_agreement": ("top1_agreement", "top-1 agreement", "min", "{:.4f}"),
+    "max_error_steps": ("max_error_steps", "max error (output steps)", "max", "{:.1f}"),
+    "min_cosine": ("cosine", "cosine similarity", "min", "{:.5f}"),
+    "max_rmse": ("rmse", "RMSE", "max", "{:.5f}"),
+    "min_snr_db": ("snr_db", "SNR (dB)", "min", "{:.1f}"),
+    "max_saturation": ("saturation", "saturated outputs", "max", "{:.4f}"),
+}
+
+
+def _parity_figures(ref, cand, inputs, budgets) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Outputs of both sides and every metric; error steps from raw integers when both sides have them."""
+    ref_out = _model_io.outputs_of(ref, inputs, "reference")
+    cand_out = _model_io.outputs_of(cand, inputs, "candidate")
+    # The quantized side's output scale is the unit of "steps"; the candidate's when both are quantized.
+    quant = cand.output_quant or ref.output_quant
+    figures = metrics.compare_outputs(ref_out, cand_out, output_quant=quant)
+    if quant is not None and cand.output_quant is None:
+        # Saturation is a property of the quantized side: here the reference.
+        figures["saturation"] = metrics.saturation_rate(ref_out, quant=quant)
+    if ref.output_quant is not None and cand.output_quant is not None and budgets.get("max_error_steps") is not None:
+        ref_raw = _model_io.raw_outputs_of(ref, inputs)
+        cand_raw = _model_io.raw_outputs_of(cand, inputs)
+        same_grid = (float(metrics.output_scale(ref.output_quant)) == float(metrics.output_scale(cand.output_quant))
+                     and int(np.max(ref.output_quant.zero_point)) == int(np.max(cand.output_quant.zero_point)))
+        if ref_raw is not None and cand_raw is not None and same_grid:
+            # Same grid on both sides: count LSBs exactly on the integers the kernels produced.
+            diff = np.abs(ref_raw.astype(np.int64).reshape(len(inputs), -1)
+                          - cand_raw.astype(np.int64).reshape(len(inputs), -1))
+            figures["max_error_steps"] = float(diff.max())
+            figures["steps_from"] = "raw integer outputs"
+    return figures, ref_out, cand_out
+
+
+def assert_parity(
+    reference,
+    candidate,
+    x,
+    *,
+    min_top1_agreement: float | None = None,
+    max_error_steps: float | None = None,
+    min_cosine: float | None = None,
+    max_rmse: float | None = None,
+    min_snr_db: float | None = None,
+    max_saturation: float | None = None,
+) -> dict:
+    """Fail when the candidate's outputs on ``x`` stray from the reference's beyond any given budget.
+
+    ``max_error_steps`` counts output quantization steps (LSBs) of the quantized side; between an int8
+    artifact and a board result it compares the raw integers. A board result's outputs must be those of
+    ``x``. Returns every figure of :func:`pytest_tinyml.metrics.compare_outputs`.
+
+    Example:
+        >>> assert_parity(float_model, int8_model, ds.x_test, min_top1_agreement=0.98)  # doctest: +SKIP
+    """
+    __tracebackhide__ = True
+    budgets = {
+        "min_top1_agreement": _check_budget("min_top1_agreement", min_top1_agreement, upper=1.0),
+        "max_error_steps": _check_budget("max_error_steps", max_error_steps),
+        "min_cosine": _check_budget("min_cosine", min_cosine, upper=1.0),
+        "max_rmse": _check_budget("max_rmse", max_rmse),
+        "min_snr_db": min_snr_db if min_snr_db is None else float(min_snr_db),
+        "max_saturation": _check_budget("max_saturation", max_saturation, upper=1.0),
+    }
+    if all(v is None for v in budgets.values()):
+        raise ConfigError("assert_parity needs at least one budget: " + ", ".join(f"{k}=" for k in budgets))
+    ref = _model_io.resolve(reference, "reference")
+    cand = _model_io.resolve(candidate, "candidate", device_ok=True)
+    inputs = _model_io.as_inputs(x)
+    quantized = cand.output_quant or ref.output_quant
+    for name in ("max_error_steps", "max_saturation"):
+        if budgets[name] is not None and quantized is None:
+            raise ConfigError(
+                f"{name}= needs a quantized side (an int8 TFLite model or a board result with output_quant); "
+                f"{ref.describe()} and {cand.describe()} both have float outputs: use max_rmse= or min_cosine="
+            )
+    figures, ref_out, cand_out = _parity_figures(ref, cand, inputs, budgets)
+    report.record(model=cand.name, recipe=cand.recipe, top1_agreement=figures["top1_agreement"],
+                  max_error_steps=figures.get("max_error_steps"), cosine=figures["cosine"],
+                  rmse=figures["rmse"], snr_db=figures["snr_db"], where=cand.where)
+
+    rows, failed = [], []
+    for name, (key, label, direction, spec) in _PARITY_BUDGETS.items():
+        budget = budgets[name]
+        value = figures.get(key)
+        if budget is None and value is None:
+            continue
+        bad = budget is not None and (value < budget if direction == "min" else value > budget)
+        if bad:
+            failed.append(name)
+        difference = "-" if budget is None else _fmt(value - budget, "{:+.4f}" if spec != "{:.1f}" else "{:+.1f}")
+        bound = "-" if budget is None else (">= " if direction == "min" else "<= ") + _fmt(budget, spec)
+        rows.append([label, _fmt(value, spec), bound, difference, "FAIL" if bad else ("ok" if budget is not None else "")])
+    if not failed:
+        return figures
+
+    ref_top = metrics._predicted_classes(ref_out, "reference")
+    cand_top = metrics._predicted_classes(cand_out, "candidate")
+    error = np.abs(ref_out - cand_out.reshape(ref_out.shape)).reshape(len(inputs), -1).max(axis=1)
+    worst = int(error.argmax())
+    context = [
+        f"  reference: {ref.describe()}",
+        f"  candidate: {cand.describe()}",
+        f"  on {len(inputs)} samples; {int((ref_top != cand_top).sum())} disagree on top-1; worst sample "
+        f"#{worst}: top-1 {ref_top[worst]} vs {cand_top[worst]}, max |error| {error[worst]:.4g}"
+        + (f" ({error[worst] / figures['output_scale']:.1f} steps)" if "output_scale" in figures else ""),
+    ]
+    if "steps_from" in figures:
+        context.append(f"  error steps counted on the {figures['steps_from']}")
+    hints = []
+    if figures["candidate_constant"] and not figures["reference_constant"]:
+        hints.append("the candidate's output is the same for every input: the model collapsed in "
+                     "conversion (calibration data scaled unlike x?) or the input quantization clips")
+    if figures.get("saturation", 0.0) > 0.05:
+        hints.append(f"{figures['saturation']:.0%} of outputs sit at qmin/qmax: the calibrated output range is "
+                     "too narrow; use more, and more varied, representative samples")
+    if cand.kind == "device" and ref.kind == "tflite":
+        hints.append("the board's kernels differ from TFLite's: 1 LSB is rounding; more means a kernel or "
+                     "version mismatch (optimized kernels such as ESP-NN), or a different model on the board")
+    else:
+        hints.extend(_quantized_hints(cand))
+    _fail(
+        "parity failed: " + ", ".join(_PARITY_BUDGETS[name][1] for name in failed) + " out of budget",
+        context,
+        ["metric", "measured", "budget", "difference", "result"],
+        rows,
+        hints,
+    )
+    return figures  # unreachable; keeps type checkers calm
+
+
+# ---------------------------------------------------------------------------------------------- TFLM
+
+
+def assert_tflm_compatible(model) -> dict:
+    """Fail when TFLite Micro cannot run the model (operators its op resolver lacks).
+
+    Example:
+        >>> assert_tflm_compatible(int8_model)  # doctest: +SKIP
+    """
+    __tracebackhide__ = True
+    resolved = _model_io.resolve(model, "model")
+    artifact = _model_io.artifact_of(resolved)
+    from pytest_tinyml.analyze import analyze
+
+    analysis = analyze(artifact)
+    unsupported = list(_unsupported_ops(analysis))
+    report.record(model=resolved.name, recipe=resolved.recipe, tflm_unsupported=unsupported, where="host")
+    if unsupported:
+        rows = [[op, "unsupported", _TFLM_HINTS.get(op, "replace the layer, or add a custom op to the firmware")]
+                for op in unsupported]
+        _fail(
+            f"{resolved.describe()} cannot run on TFLite Micro: {len(unsupported)} operator(s) missing",
+            [],
+            ["operator", "TFLite Micro", "what to do"],
+            rows,
+            ["convert with a full-integer recipe (int8) and builtin ops only; "
+             "check pytest_tinyml.analyze.analyze(model) for the full op list"],
+        )
+    return {"unsupported_ops": unsupported}
+
+
+_TFLM_HINTS = {
+    "FLEX": "a TensorFlow (Flex) op: rewrite the layer with TFLite builtins",
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": "use the MCU-friendly gesture model (unrolled RNN) or a Conv1D",
+    "WHILE": "unroll the loop (unroll=True on RNN layers)",
+}
+
+
+def _unsupported_ops(analysis):
+    """Unsupported operator names from an analysis, whatever shape the analyzer gives them in."""
+    for attribute in ("tflm_unsupported", "unsupported_ops", "unsupported"):
+        value = getattr(analysis, attribute, None)
+        if value is None and isinstance(analysis, dict):
+            value = analysis.get(attribute)
+        if value is not None:
+            return [str(op) for op in value]
+    raise ConfigError("the analyzer gave no TFLite Micro compatibility figure (tflm_unsupported)")
