@@ -92,3 +92,11 @@ class HistoryError(TinyMLError):
 
 class TinyMLAssertionError(TinyMLError, AssertionError):
     """A tinyml assertion failed (accuracy drop, budget, parity, TFLM compatibility); the message is a report."""
+
+
+class CalibrationWarning(UserWarning):
+    """Full-integer calibration got too few representative samples (under 100): quantization ranges may be off."""
+
+
+class CacheWarning(UserWarning):
+    """A cache entry was corrupt (truncated file, bad JSON, sha256 mismatch) and is being rebuilt."""
