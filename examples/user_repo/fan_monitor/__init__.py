@@ -1,0 +1,1 @@
+"""fan_monitor: vibration classification for a cooling fan."""
