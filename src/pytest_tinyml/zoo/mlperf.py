@@ -65,7 +65,9 @@ _VWW_BLOCKS = [(1, True), (2, True), (1, False), (2, True), (1, False), (2, True
 _VWW_BLOCKS += [(1, False)] * 5 + [(2, True), (1, False)]
 
 
-def vww_mobilenet_v1(name, input_shape, num_classes, *, alpha=0.25, weight_decay=1e-4, output_activation="softmax"):
+def vww_mobilenet_v1(
+    name, input_shape, num_classes, *, alpha=0.25, weight_decay=1e-4, output_activation="softmax"
+):
     """MobileNetV1 (alpha 0.25) person detector for 96x96x3 images, 2 classes."""
     import keras
     from keras import layers
@@ -126,9 +128,9 @@ def ic_resnet8(name, input_shape, num_classes, *, filters=16, weight_decay=1e-4,
     pool = int(min(x.shape[1:3]))
     x = layers.AveragePooling2D(pool_size=pool, name="avg_pool")(x)
     x = layers.Flatten(name="flatten")(x)
-    outputs = layers.Dense(num_classes, activation=activation, kernel_initializer="he_normal", name="predictions")(
-        x
-    )
+    outputs = layers.Dense(
+        num_classes, activation=activation, kernel_initializer="he_normal", name="predictions"
+    )(x)
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -158,31 +160,51 @@ def _source(path: str) -> str:
 
 ENTRIES: list[Entry] = [
     make_entry(
-        kws_dscnn, name="kws_dscnn", family="mlperf_tiny", task="classification", input_shape=(49, 10, 1),
-        num_classes=12, dataset="keywords",
+        kws_dscnn,
+        name="kws_dscnn",
+        family="mlperf_tiny",
+        task="classification",
+        input_shape=(49, 10, 1),
+        num_classes=12,
+        dataset="keywords",
         citation=_source("benchmark/training/keyword_spotting/keras_model.py (ds_cnn)"),
         budgets={"flash_kb": 80, "arena_kb": 40},
         notes="49 frames x 10 MFCC of 1 s of 16 kHz audio (30 ms window, 20 ms stride); 12 classes "
         "(10 words, silence, unknown). Quality target 90% top-1 on Speech Commands v2.",
     ),
     make_entry(
-        vww_mobilenet_v1, name="vww_mobilenet_v1", family="mlperf_tiny", task="classification",
-        input_shape=(96, 96, 3), num_classes=2, dataset="vww96",
+        vww_mobilenet_v1,
+        name="vww_mobilenet_v1",
+        family="mlperf_tiny",
+        task="classification",
+        input_shape=(96, 96, 3),
+        num_classes=2,
+        dataset="vww96",
         citation=_source("benchmark/training/visual_wake_words/vww_model.py"),
         budgets={"flash_kb": 400, "arena_kb": 128},
         notes="MobileNetV1 alpha 0.25 for person / no person at 96x96x3. Quality target 80% top-1.",
     ),
     make_entry(
-        ic_resnet8, name="ic_resnet8", family="mlperf_tiny", task="classification", input_shape=(32, 32, 3),
-        num_classes=10, dataset="images32",
+        ic_resnet8,
+        name="ic_resnet8",
+        family="mlperf_tiny",
+        task="classification",
+        input_shape=(32, 32, 3),
+        num_classes=10,
+        dataset="images32",
         citation=_source("benchmark/training/image_classification/keras_model.py (resnet_v1_eembc)"),
         budgets={"flash_kb": 128, "arena_kb": 64},
         notes="CIFAR-10 ResNet-8 with 16 filters (the shipped reference model); filters=26 gives the larger "
         "variant mlcommons/tiny trains since 2026. Quality target 85% top-1.",
     ),
     make_entry(
-        ad_autoencoder, name="ad_autoencoder", family="mlperf_tiny", task="anomaly", input_shape=(640,),
-        num_classes=None, dataset="anomaly",
+        ad_autoencoder,
+        name="ad_autoencoder",
+        family="mlperf_tiny",
+        task="anomaly",
+        input_shape=(640,),
+        num_classes=None,
+        dataset="anomaly",
         citation=_source("benchmark/training/anomaly_detection/keras_model.py"),
         budgets={"flash_kb": 360, "arena_kb": 8},
         notes="640 inputs = 5 frames x 128 log-mel bins of ToyCar audio; anomaly score = reconstruction "

@@ -39,7 +39,13 @@ def mlp(name, input_shape, num_classes, *, hidden=(128, 64), dropout=0.2, output
 
 
 def mobilenet_dscnn(
-    name, input_shape, num_classes, *, stem_filters=32, filters=(64, 128, 256), dropout=0.2,
+    name,
+    input_shape,
+    num_classes,
+    *,
+    stem_filters=32,
+    filters=(64, 128, 256),
+    dropout=0.2,
     output_activation="softmax",
 ):
     """Conv2D stride 2 + BN + ReLU, then depthwise-separable blocks with 2x2 max-pool (chapter 5)."""
@@ -72,7 +78,14 @@ def mobilenet_dscnn(
 
 
 def audio_conv1d(
-    name, input_shape, num_classes, *, filters=(32, 64), kernel_size=3, dense=64, dropout=0.5,
+    name,
+    input_shape,
+    num_classes,
+    *,
+    filters=(32, 64),
+    kernel_size=3,
+    dense=64,
+    dropout=0.5,
     output_activation="softmax",
 ):
     """Conv1D 32 and 64 (kernel 3, relu) each with BN and max-pool, GAP, Dense 64, Dropout 0.5 (chapter 8)."""
@@ -125,7 +138,14 @@ def gesture_lstm(
 
 
 def gesture_cnn(
-    name, input_shape, num_classes, *, filters=(16, 32), kernel_size=5, dense=32, dropout=0.2,
+    name,
+    input_shape,
+    num_classes,
+    *,
+    filters=(16, 32),
+    kernel_size=5,
+    dense=32,
+    dropout=0.2,
     output_activation="softmax",
 ):
     """Conv1D (same padding) + BN + ReLU + max-pool blocks, GAP, Dense: an LSTM-free gesture model.
@@ -180,12 +200,16 @@ def autoencoder(name, input_shape, num_classes, *, encoder=(64, 32, 16), output_
 
 def teacher(name, input_shape, num_classes, *, hidden=(512, 256, 128), output_activation="softmax"):
     """The distillation teacher: Dense 512-256-128 relu (chapter 2)."""
-    return mlp(name, input_shape, num_classes, hidden=hidden, dropout=0.0, output_activation=output_activation)
+    return mlp(
+        name, input_shape, num_classes, hidden=hidden, dropout=0.0, output_activation=output_activation
+    )
 
 
 def student(name, input_shape, num_classes, *, hidden=(64, 32), output_activation="softmax"):
     """The distillation student: Dense 64-32 relu (chapter 2)."""
-    return mlp(name, input_shape, num_classes, hidden=hidden, dropout=0.0, output_activation=output_activation)
+    return mlp(
+        name, input_shape, num_classes, hidden=hidden, dropout=0.0, output_activation=output_activation
+    )
 
 
 def _classifier(builder, **fields) -> Entry:
@@ -194,43 +218,79 @@ def _classifier(builder, **fields) -> Entry:
 
 ENTRIES: list[Entry] = [
     _classifier(
-        mlp, name="mlp", input_shape=(784,), num_classes=10, dataset="digits",
+        mlp,
+        name="mlp",
+        input_shape=(784,),
+        num_classes=10,
+        dataset="digits",
         budgets={"flash_kb": 128, "arena_kb": 8},
         notes="784 inputs (flattened MNIST) by default; on digits build with input_shape=(64,).",
     ),
     _classifier(
-        mobilenet_dscnn, name="mobilenet_dscnn", input_shape=(32, 32, 3), num_classes=10,
-        dataset="images32", budgets={"flash_kb": 64, "arena_kb": 48},
+        mobilenet_dscnn,
+        name="mobilenet_dscnn",
+        input_shape=(32, 32, 3),
+        num_classes=10,
+        dataset="images32",
+        budgets={"flash_kb": 64, "arena_kb": 48},
         notes="Inputs need at least 16x16 pixels (stride 2 and three 2x2 pools).",
     ),
     _classifier(
-        audio_conv1d, name="audio_conv1d", input_shape=(49, 10), num_classes=12, dataset="keywords_seq",
+        audio_conv1d,
+        name="audio_conv1d",
+        input_shape=(49, 10),
+        num_classes=12,
+        dataset="keywords_seq",
         budgets={"flash_kb": 32, "arena_kb": 16},
         notes="Input (frames, features): 49 MFCC frames of 10 coefficients, as the KWS benchmark.",
     ),
     _classifier(
-        gesture_lstm, name="gesture_lstm", input_shape=(50, 3), num_classes=4, dataset="gestures",
-        budgets={"flash_kb": 128, "arena_kb": 64}, int8_tflm=False,
+        gesture_lstm,
+        name="gesture_lstm",
+        input_shape=(50, 3),
+        num_classes=4,
+        dataset="gestures",
+        budgets={"flash_kb": 128, "arena_kb": 64},
+        int8_tflm=False,
         notes="Full-int8 calibration of a Keras 3 LSTM crashes TF 2.21's converter; float32 and dynamic "
         "range convert. Use gesture_cnn on a microcontroller.",
     ),
     _classifier(
-        gesture_cnn, name="gesture_cnn", input_shape=(50, 3), num_classes=4, dataset="gestures",
+        gesture_cnn,
+        name="gesture_cnn",
+        input_shape=(50, 3),
+        num_classes=4,
+        dataset="gestures",
         budgets={"flash_kb": 24, "arena_kb": 8},
         notes="Not in the tutorial: the MCU-friendly gesture model (Conv1D), full int8 on TFLite Micro.",
     ),
     make_entry(
-        autoencoder, name="autoencoder", family="tutorial", task="reconstruction", input_shape=(64,),
-        num_classes=None, dataset="digits", citation=TUTORIAL, budgets={"flash_kb": 24, "arena_kb": 4},
+        autoencoder,
+        name="autoencoder",
+        family="tutorial",
+        task="reconstruction",
+        input_shape=(64,),
+        num_classes=None,
+        dataset="digits",
+        citation=TUTORIAL,
+        budgets={"flash_kb": 24, "arena_kb": 4},
         notes="Sigmoid output: inputs must be scaled to [0, 1]; target = input.",
     ),
     _classifier(
-        teacher, name="teacher", input_shape=(784,), num_classes=10, dataset="digits",
+        teacher,
+        name="teacher",
+        input_shape=(784,),
+        num_classes=10,
+        dataset="digits",
         budgets={"flash_kb": 640, "arena_kb": 12},
         notes="Distillation teacher; output_activation=None gives logits. On digits use input_shape=(64,).",
     ),
     _classifier(
-        student, name="student", input_shape=(784,), num_classes=10, dataset="digits",
+        student,
+        name="student",
+        input_shape=(784,),
+        num_classes=10,
+        dataset="digits",
         budgets={"flash_kb": 64, "arena_kb": 4},
         notes="Distillation student; output_activation=None gives logits. On digits use input_shape=(64,).",
     ),
