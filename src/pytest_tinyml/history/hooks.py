@@ -1,0 +1,239 @@
+"""pytest side of the latency history: compare after each test, fail regressions, summarize, export.
+
+Flow per test: :func:`pytest_tinyml.history.observe` appends records to the item; when the test body
+returns, :meth:`HistoryPlugin.pytest_runtest_call` compares each with its baseline, stores it, saves
+baselines, records figures (JUnit, JSON, xdist) and warns about missing baselines -- in the call phase, so
+warnings belong to the test. :meth:`HistoryPlugin.pytest_runtest_makereport` then turns a passing report
+into a failure when a regression was found. The controller gathers the figures for the terminal section
+and the OpenMetrics file. Nothing heavy is imported until a test observes a latency.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import pytest
+
+from pytest_tinyml import options
+from pytest_tinyml import report as tinyml_report
+from pytest_tinyml.errors import ConfigError
+from pytest_tinyml.history import compare as cmp
+from pytest_tinyml.history.store import DEFAULT_BASELINE, HistoryStore, HistoryWarning, Record
+
+OBSERVATIONS = pytest.StashKey[list]()
+OUTCOMES = pytest.StashKey[list]()
+PLUGIN = pytest.StashKey["HistoryPlugin"]()
+METRICS_FILE = "metrics.txt"
+_PROPERTY = "latency_comparisons"
+
+
+def register(config) -> None:
+    """Called from the plugin's ``pytest_configure``."""
+    plugin = HistoryPlugin(config)
+    config.stash[PLUGIN] = plugin
+    config.pluginmanager.register(plugin, "tinyml-history")
+
+
+def add_observation(item, record: Record) -> Record:
+    """Queue ``record`` on the running test; a repeated test id and place gets ``#2``, ``#3``, ..."""
+    queued = item.stash.setdefault(OBSERVATIONS, [])
+    taken = {r.series for r in queued}
+    base, number = record.test_id, 1
+    while record.series in taken:
+        number += 1
+        record.test_id = f"{base}#{number}"
+    queued.append(record)
+    return record
+
+
+def _thresholds(item, kind: str) -> tuple[float, float]:
+    marker = item.get_closest_marker("tinyml_latency")
+    kwargs = dict(marker.kwargs) if marker else {}
+    unknown = set(kwargs) - {"min_effect", "alpha"}
+    if unknown:
+        raise ConfigError(f"tinyml_latency got unknown arguments {sorted(unknown)} on {item.nodeid}; "
+                              "known: min_effect=0.05, alpha=0.01")
+    alpha = kwargs.get("alpha", cmp.DEFAULT_ALPHA)
+    min_effect = kwargs.get("min_effect")
+    min_effect = cmp.DEFAULT_MIN_EFFECT[kind] if min_effect is None else min_effect
+    cmp.check_thresholds(alpha, min_effect)
+    return float(alpha), float(min_effect)
+
+
+def _label(record: Record, prefix: str) -> str:
+    commit = (record.git or {}).get("commit")
+    where = f"commit {commit[:10]}{'+dirty' if record.git.get('dirty') else ''}" if commit else "no git"
+    return f"{prefix} ({record.time[:16].replace('T', ' ')} UTC, {where})"
+
+
+class HistoryPlugin:
+    """Registered as ``tinyml-history``; one per process (controller and each xdist worker)."""
+
+    def __init__(self, config) -> None:
+        self.config = config
+        self.save_name = options.get(config, options.SAVE_BASELINE)
+        self.baseline_name = options.get(config, options.BASELINE)
+        self.root = options.resolve_path(config, options.HISTORY)
+        self.rows: list[dict] = []  # controller: one per comparison, for the terminal and the metrics file
+        self._store: HistoryStore | None = None
+
+    @property
+    def store(self) -> HistoryStore:
+        if self._store is None:
+            self._store = HistoryStore(self.root)
+        return self._store
+
+    # -- per test ---------------------------------------------------------------------------------------
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item):
+        item.stash[OBSERVATIONS] = []
+        try:
+            result = yield
+        except BaseException:
+            try:
+                self._settle(item, passed=False)
+            except Exception as exc:  # the test's own failure is the news; keep ours beside it
+                item.add_report_section("call", "tinyml history", f"could not store the latency: {exc}")
+            raise
+        self._settle(item, passed=True)
+        return result
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item, call):
+        report = yield
+        if call.when == "call" and report.passed:
+            failures = [o["message"] for o in item.stash.get(OUTCOMES, []) if o["verdict"] == cmp.REGRESSION]
+            if failures:
+                report.outcome = "failed"
+                report.longrepr = "\n\n".join(failures)
+        return report
+
+    def _settle(self, item, *, passed: bool) -> None:
+        records = item.stash.get(OBSERVATIONS, [])
+        if not records:
+            return
+        outcomes, notices = [], []
+        for record in records:
+            outcome = self._judge(item, record, passed)
+            record.verdict = {k: v for k, v in outcome.items() if k != "message"}
+            self.store.add(record)
+            outcomes.append(outcome)
+            if outcome["verdict"] in (cmp.NO_BASELINE, cmp.NOT_COMPARED) and passed:
+                notices.append(f"{record.series}: {outcome['note']}")
+        item.stash[OUTCOMES] = outcomes
+        token = tinyml_report.set_current_item(item)
+        try:
+            tinyml_report.record(
+                latency_median_us=records[-1].stats.median,
+                **{_PROPERTY: [{k: v for k, v in o.items() if k != "message"} for o in outcomes]},
+            )
+        finally:
+            tinyml_report.reset_current_item(token)
+        path, line = str(item.path), (item.location[1] or 0) + 1
+        for notice in notices:  # attributed to the test, so the warnings summary names it
+            warnings.warn_explicit(HistoryWarning(notice), HistoryWarning, path, line)
+
+    def _judge(self, item, record: Record, passed: bool) -> dict:
+        stats = record.stats
+        row = {"test_id": record.test_id, "where": record.where, "kind": record.kind, "median_us": stats.median,
+               "p90_us": stats.p90, "n": stats.n}
+        if not passed:
+            return {**row, "verdict": cmp.NOT_COMPARED, "note": "not compared: the test did not pass"}
+        alpha, min_effect = _thresholds(item, record.kind)
+        baseline, why = self.store.baseline_for(record, self.baseline_name)
+        if baseline is None:
+            name = self.save_name or self.baseline_name or DEFAULT_BASELINE
+            self.store.save_baseline(record, name)
+            verdict = cmp.NOT_COMPARED if why.startswith("not compared") else cmp.NO_BASELINE
+            return {**row, "verdict": verdict, "note": f"{why}; saved this run as baseline {name!r} "
+                    f"in {self.root} (nothing was compared)"}
+        result = cmp.compare_samples(baseline.samples_us, record.samples_us, alpha=alpha, min_effect=min_effect)
+        row.update(baseline_name=baseline.baseline_name, baseline_median_us=result.baseline.median,
+                   baseline_p90_us=result.baseline.p90, baseline_n=result.baseline.n, change=result.change,
+                   p_value=result.p_value, alpha=alpha, min_effect=min_effect, verdict=result.verdict,
+                   note=result.summary())
+        if self.save_name:
+            self.store.save_baseline(record, self.save_name)
+            row["note"] += f"; saved as baseline {self.save_name!r}"
+            if result.is_regression:
+                row.update(verdict=cmp.ACCEPTED, note=row["note"] + " (slowdown accepted)")
+        elif result.is_regression:
+            accept = f"pytest '{item.nodeid}' --tinyml-save-baseline" + (
+                f"={self.baseline_name}" if self.baseline_name else "")
+            row["message"] = cmp.regression_message(
+                result, series=record.series, baseline_label=_label(baseline, f"baseline {baseline.baseline_name!r}"),
+                now_label=_label(record, "now"), accept_hint=accept)
+        return row
+
+    # -- controller: gather, summarize, export --------------------------------------------------------
+    def pytest_runtest_logreport(self, report):
+        if report.when != "call":
+            return
+        for key, value in report.user_properties:
+            if key == tinyml_report.PREFIX + _PROPERTY and isinstance(value, list):
+                self.rows.extend(v for v in value if isinstance(v, dict))
+
+    def pytest_terminal_summary(self, terminalreporter):
+        if not self.rows or hasattr(self.config, "workerinput"):
+            return
+        terminalreporter.write_sep("-", "tinyml latency history")
+        for line in summary_lines(self.rows):
+            terminalreporter.write_line(line)
+
+    def pytest_sessionfinish(self, session):
+        if not self.rows or hasattr(self.config, "workerinput"):
+            return
+        text = openmetrics(self.rows)
+        write_metrics(os.path.join(self.root, METRICS_FILE), text, append=False)
+        embedded = self.config.getoption("metric_path", default=None)  # pytest-embedded's --metric-path
+        if embedded:
+            write_metrics(str(embedded), text, append=True)
+
+
+def summary_lines(rows: list[dict]) -> list[str]:
+    """One line per comparison, as plain text (pure data in, lines out).
+
+    Example:
+        >>> summary_lines([{"test_id": "t.py::a", "where": "sim", "verdict": "no-baseline", "note": "saved"}])
+        ['no-baseline   t.py::a @ sim: saved']
+    """
+    return [f"{row.get('verdict', '?'):<13} {row.get('test_id')} @ {row.get('where')}: {row.get('note', '')}"
+            for row in rows]
+
+
+def _label_value(text) -> str:
+    return str(text).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def openmetrics(rows: list[dict]) -> str:
+    """Lines ``name{label="value",...} number`` as pytest-embedded's ``log_metric`` writes them.
+
+    Example:
+        >>> print(openmetrics([{"test_id": "t.py::a", "where": "sim", "kind": "board", "median_us": 812.5}]), end="")
+        tinyml_latency_median_us{test="t.py::a",where="sim",kind="board"} 812.5
+    """
+    fields = [("median_us", "tinyml_latency_median_us"), ("p90_us", "tinyml_latency_p90_us"),
+              ("n", "tinyml_latency_samples"), ("baseline_median_us", "tinyml_latency_baseline_median_us"),
+              ("change", "tinyml_latency_change_ratio"), ("p_value", "tinyml_latency_p_value")]
+    lines = []
+    for row in rows:
+        labels = ",".join(f'{k}="{_label_value(row.get(src))}"'
+                          for k, src in (("test", "test_id"), ("where", "where"), ("kind", "kind")))
+        for src, name in fields:
+            if isinstance(row.get(src), (int, float)):
+                lines.append(f"{name}{{{labels}}} {row[src]}")
+        if "verdict" in row and "baseline_median_us" in row:
+            lines.append(f"tinyml_latency_regression{{{labels}}} {int(row['verdict'] == cmp.REGRESSION)}")
+    return "".join(line + "\n" for line in lines)
+
+
+def write_metrics(path: str, text: str, *, append: bool) -> None:
+    """Write (or append, under ``<path>.lock`` like pytest-embedded) the OpenMetrics text."""
+    import filelock
+
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    with filelock.FileLock(f"{path}.lock"):
+        with open(path, "a" if append else "w", encoding="utf-8") as handle:
+            handle.write(text)
