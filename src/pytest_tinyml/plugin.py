@@ -35,6 +35,7 @@ def pytest_configure(config):
     collector = tinyml_report.Collector()
     config.stash[_COLLECTOR] = collector
     config.pluginmanager.register(_SummaryPlugin(collector), "tinyml-summary")
+    __import__("pytest_tinyml.history.hooks", fromlist=["register"]).register(config)  # latency history
 
 
 def pytest_report_header(config):
