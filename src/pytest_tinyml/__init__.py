@@ -24,6 +24,7 @@ _LAZY = {
     "analyze": ("pytest_tinyml.analyze", None),
     "runtime": ("pytest_tinyml.runtime", None),
     "errors": ("pytest_tinyml.errors", None),
+    "history": ("pytest_tinyml.history", None),
     "convert": ("pytest_tinyml.convert", "convert"),
     "TFLiteArtifact": ("pytest_tinyml.convert.artifact", "TFLiteArtifact"),
     "Dataset": ("pytest_tinyml.datasets", "Dataset"),
