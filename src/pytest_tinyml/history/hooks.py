@@ -29,7 +29,9 @@ _PROPERTY = "latency_comparisons"
 
 
 def register(config) -> None:
-    """Called from the plugin's ``pytest_configure``."""
+    """Called from the plugin's ``pytest_configure``; registering twice is a no-op."""
+    if config.pluginmanager.has_plugin("tinyml-history"):
+        return
     plugin = HistoryPlugin(config)
     config.stash[PLUGIN] = plugin
     config.pluginmanager.register(plugin, "tinyml-history")
@@ -229,11 +231,16 @@ def openmetrics(rows: list[dict]) -> str:
 
 
 def write_metrics(path: str, text: str, *, append: bool) -> None:
-    """Write (or append, under ``<path>.lock`` like pytest-embedded) the OpenMetrics text."""
+    """Replace ``path`` atomically, or append under ``<path>.lock`` (pytest-embedded's lock) with ``append``."""
     import filelock
 
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    with filelock.FileLock(f"{path}.lock"):
-        with open(path, "a" if append else "w", encoding="utf-8") as handle:
+    if not append:
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w", encoding="utf-8") as handle:
             handle.write(text)
+        os.replace(tmp, path)
+        return
+    with filelock.FileLock(f"{path}.lock"), open(path, "a", encoding="utf-8") as handle:
+        handle.write(text)

@@ -1,0 +1,130 @@
+"""The ``pytest-tinyml`` command.
+
+    pytest-tinyml history list    [--history DIR] [-k TEXT]
+    pytest-tinyml history compare [--history DIR] [-k TEXT] [--baseline NAME] [--min-effect F] [--alpha A]
+    pytest-tinyml history plot    [--history DIR] [-k TEXT] [-o trend.png]
+
+``compare`` checks the latest run of every test and board against its baseline with the same gate as the
+plugin and exits 1 when any regressed. Heavy modules load only inside the subcommand that needs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pytest_tinyml.errors import TinyMLError
+
+DEFAULT_HISTORY = ".tinyml_history"
+
+
+def _series(store, text: str | None) -> dict:
+    grouped: dict[str, list] = {}
+    for record in store.records():
+        if text is None or text in record.series:
+            grouped.setdefault(record.series, []).append(record)
+    return grouped
+
+
+def _table(headings: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headings)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headings, widths, strict=True)), "  ".join("-" * w for w in widths)]
+    return lines + ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+
+
+def cmd_list(args, store) -> int:
+    grouped = _series(store, args.k)
+    if not grouped:
+        print(f"no latency records in {store.root}" + (f" matching {args.k!r}" if args.k else ""))
+        return 0
+    rows = []
+    for series, records in grouped.items():
+        last = records[-1]
+        names = sorted({b.baseline_name or "?" for b in store.baselines(last)})
+        rows.append([series, str(len(records)), f"{last.stats.median:.1f}", f"{last.stats.p90:.1f}",
+                     str(last.stats.n), (last.verdict or {}).get("verdict", "-"), ",".join(names) or "-",
+                     last.time[:19].replace("T", " ")])
+    for line in _table(["test @ where", "runs", "last median us", "p90 us", "n", "last verdict", "baselines",
+                        "last run (UTC)"], rows):
+        print(line)
+    return 0
+
+
+def cmd_compare(args, store) -> int:
+    from pytest_tinyml.history.compare import DEFAULT_MIN_EFFECT, compare_samples, regression_message
+
+    grouped = _series(store, args.k)
+    if not grouped:
+        print(f"no latency records in {store.root}" + (f" matching {args.k!r}" if args.k else ""))
+        return 0
+    regressions = 0
+    for series, records in grouped.items():
+        last = records[-1]
+        baseline, why = store.baseline_for(last, args.baseline)
+        if baseline is not None and baseline.id == last.id:
+            baseline, why = None, "the latest run is the baseline itself"
+        if baseline is None:
+            print(f"{'not compared':<13} {series}: {why}")
+            continue
+        min_effect = DEFAULT_MIN_EFFECT[last.kind] if args.min_effect is None else args.min_effect
+        result = compare_samples(baseline.samples_us, last.samples_us, alpha=args.alpha, min_effect=min_effect)
+        print(f"{result.verdict:<13} {series}: {result.summary()}")
+        if result.is_regression:
+            regressions += 1
+            print(regression_message(result, series=series, baseline_label=f"baseline {baseline.baseline_name!r}",
+                                     now_label=f"run {last.time[:19]}",
+                                     accept_hint="pytest --tinyml-save-baseline"))
+    return 1 if regressions else 0
+
+
+def cmd_plot(args, store) -> int:
+    from pytest_tinyml.history.plot import plot_history
+
+    records = [r for r in store.records() if args.k is None or args.k in r.series]
+    print(f"wrote {plot_history(records, args.output)} ({len(records)} runs)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pytest-tinyml", description="pytest-tinyml tools")
+    commands = parser.add_subparsers(dest="command", required=True)
+    history = commands.add_parser("history", help="latency history: list, compare, plot")
+    actions = history.add_subparsers(dest="action", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--history", default=DEFAULT_HISTORY,
+                        help=f"history directory (default {DEFAULT_HISTORY}, as --tinyml-history)")
+    common.add_argument("-k", metavar="TEXT", default=None, help="only tests whose 'test @ where' contains TEXT")
+    actions.add_parser("list", parents=[common], help="one line per test and board: runs, last median, baselines")
+    compare = actions.add_parser("compare", parents=[common],
+                                 help="latest run of each test against its baseline; exit 1 on a regression")
+    compare.add_argument("--baseline", default=None, help="named baseline (default: the last saved one)")
+    compare.add_argument("--min-effect", type=float, default=None,
+                         help="median slowdown that counts (default 0.05 board, 0.10 host)")
+    compare.add_argument("--alpha", type=float, default=0.01, help="significance level (default 0.01)")
+    plot = actions.add_parser("plot", parents=[common], help="trend plot (PNG), one line per test and board")
+    plot.add_argument("-o", "--output", default="latency-trend.png", help="PNG path (default latency-trend.png)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``pytest-tinyml``.
+
+    Example:
+        >>> main(["history", "list", "--history", "/nonexistent"])
+        no latency records in /nonexistent
+        0
+    """
+    args = build_parser().parse_args(argv)
+    from pytest_tinyml.history.store import HistoryStore
+
+    store = HistoryStore(args.history)
+    handlers = {"list": cmd_list, "compare": cmd_compare, "plot": cmd_plot}
+    try:
+        return handlers[args.action](args, store)
+    except TinyMLError as exc:
+        print(f"pytest-tinyml: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
