@@ -1,0 +1,168 @@
+"""Host runtimes: LiteRT (batched) and TFLite Micro (real micro kernels, arena), with crash isolation.
+
+* :func:`load` turns anything that names a model (a ``TFLiteArtifact``, flatbuffer ``bytes``, a path to a
+  ``.tflite`` file, a Keras model) into a checked ``TFLiteArtifact``. Files are read in Python: the C++
+  loaders only ever see bytes that passed :func:`pytest_tinyml.runtime.flatbuffer.check`.
+* :func:`predict` returns dequantized float outputs from either engine.
+* :class:`~pytest_tinyml.runtime.litert.LiteRTRunner`, :class:`~pytest_tinyml.runtime.tflm.TFLMRunner` and
+  :func:`~pytest_tinyml.runtime.tflm.arena` are the building blocks.
+* Models that did not come from ``pytest_tinyml.convert`` in this process are loaded once in a child
+  process first (see :mod:`pytest_tinyml.runtime.isolation` for the policy).
+
+Example:
+    >>> from pytest_tinyml import runtime
+    >>> y = runtime.predict("build/mlp_int8.tflite", x_test)            # doctest: +SKIP
+    >>> y_micro = runtime.predict(artifact, x_test, engine="tflm")     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+
+from pytest_tinyml.errors import ConfigError, ModelLoadError
+from pytest_tinyml.runtime import flatbuffer, isolation
+
+ENGINES = isolation.ENGINES
+_RUNNER_CACHE_SIZE = 8
+_runners: OrderedDict = OrderedDict()
+
+__all__ = ["ENGINES", "arena", "as_artifact", "load", "predict", "predict_raw", "runner"]
+
+
+def _artifact_class():
+    from pytest_tinyml.convert.artifact import TFLiteArtifact
+
+    return TFLiteArtifact
+
+
+def _is_keras_model(obj) -> bool:
+    return hasattr(obj, "layers") and callable(getattr(obj, "predict", None)) and hasattr(obj, "inputs")
+
+
+def load(model_like, *, name: str | None = None):
+    """A checked ``TFLiteArtifact`` from an artifact, flatbuffer bytes, a ``.tflite`` path or a Keras model.
+
+    Bytes and files are checked (size, ``TFL3`` identifier, root table inside the buffer) before anything
+    else; a bad one raises :class:`~pytest_tinyml.errors.ModelLoadError` naming the file and the problem.
+    A Keras model is converted with the ``float32`` recipe.
+
+    Example:
+        >>> artifact = load("build/mlp_int8.tflite")       # doctest: +SKIP
+        >>> artifact.name, artifact.size                   # doctest: +SKIP
+        ('mlp_int8', 4568)
+    """
+    artifact_class = _artifact_class()
+    if isinstance(model_like, artifact_class):
+        flatbuffer.check(model_like.content, name=model_like.name)
+        return model_like
+    if isinstance(model_like, (bytes, bytearray, memoryview)):
+        content = bytes(model_like)
+        label = name or "<bytes>"
+        flatbuffer.check(content, name=label)
+        if name is None:
+            import hashlib
+
+            label = f"bytes-{hashlib.sha256(content).hexdigest()[:12]}"
+        return artifact_class.from_bytes(content, name=label)
+    if isinstance(model_like, (str, os.PathLike)):
+        path = os.fspath(model_like)
+        try:
+            with open(path, "rb") as handle:
+                content = handle.read()
+        except OSError as exc:
+            raise ModelLoadError(
+                f"cannot read TFLite model file {path!r}: {exc.strerror or exc}; check the path "
+                "(relative paths are from the current directory)"
+            ) from None
+        flatbuffer.check(content, name=path)
+        return artifact_class.from_bytes(content, name=name or os.path.splitext(os.path.basename(path))[0])
+    if _is_keras_model(model_like):
+        from pytest_tinyml.convert import convert
+
+        return convert(model_like, "float32")
+    raise ConfigError(
+        f"cannot use a {type(model_like).__name__} as a model: pass a TFLiteArtifact, flatbuffer bytes, a path "
+        "to a .tflite file, or a Keras model"
+    )
+
+
+as_artifact = load
+
+
+def runner(model_like, *, engine: str = "litert"):
+    """A (cached) runner for ``model_like`` on ``engine`` (``"litert"`` or ``"tflm"``).
+
+    Example:
+        >>> runner(artifact, engine="tflm").predict_raw(x[:1])    # doctest: +SKIP
+    """
+    if engine not in ENGINES:
+        raise ConfigError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
+    artifact = load(model_like)
+    key = (artifact.sha256, engine)
+    if key in _runners:
+        _runners.move_to_end(key)
+        return _runners[key]
+    if engine == "litert":
+        from pytest_tinyml.runtime.litert import LiteRTRunner as Runner
+    else:
+        from pytest_tinyml.runtime.tflm import TFLMRunner as Runner
+    instance = Runner(artifact)
+    _runners[key] = instance
+    while len(_runners) > _RUNNER_CACHE_SIZE:
+        _runners.popitem(last=False)
+    return instance
+
+
+def predict(model_like, x, *, engine: str = "litert", isolated: bool = False):
+    """Dequantized float32 outputs of ``model_like`` for float inputs ``x`` (first axis = sample).
+
+    ``isolated=True`` runs the whole prediction in a child process (for models you do not trust at all).
+
+    Example:
+        >>> predict(artifact, x_test).argmax(axis=1)[:3]             # doctest: +SKIP
+        array([2, 8, 1])
+    """
+    if isolated:
+        return _predict_isolated(model_like, x, engine=engine, raw=False)
+    return runner(model_like, engine=engine).predict(x)
+
+
+def predict_raw(model_like, x, *, engine: str = "litert", isolated: bool = False):
+    """Raw outputs (e.g. int8) of ``model_like`` for float inputs ``x``.
+
+    Example:
+        >>> predict_raw(artifact, x_test[:2]).dtype              # doctest: +SKIP
+        dtype('int8')
+    """
+    if isolated:
+        return _predict_isolated(model_like, x, engine=engine, raw=True)
+    return runner(model_like, engine=engine).predict_raw(x)
+
+
+def _predict_isolated(model_like, x, *, engine: str, raw: bool):
+    import numpy as np
+
+    if engine not in ENGINES:
+        raise ConfigError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
+    artifact = load(model_like)
+    x = [np.asarray(v) for v in x] if isinstance(x, (list, tuple)) else np.asarray(x)
+    return isolation.run_task(
+        "predict",
+        {"content": artifact.content, "name": artifact.name, "engine": engine, "x": x, "raw": raw},
+        model_name=artifact.name,
+        engine=engine,
+        what="running",
+    )
+
+
+def arena(model_like, **kwargs):
+    """Exact minimum TFLite Micro arena (host figure); see :func:`pytest_tinyml.runtime.tflm.arena`.
+
+    Example:
+        >>> arena(artifact).min_bytes                          # doctest: +SKIP
+        2448
+    """
+    from pytest_tinyml.runtime.tflm import arena as measure
+
+    return measure(model_like, **kwargs)

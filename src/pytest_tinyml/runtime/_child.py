@@ -1,0 +1,93 @@
+"""Child-process side of :mod:`pytest_tinyml.runtime.isolation`: ``python -m pytest_tinyml.runtime._child
+REQUEST RESULT JOURNAL``.
+
+Reads a pickled ``{"task", "payload"}`` request, runs the task, and writes a pickled ``{"ok": value}`` or
+``{"error": (type name, message)}``. If the runtime kills this process, RESULT is never written: the parent
+reads the signal from the exit code, and the progress lines this process appended to JOURNAL (unbuffered,
+so they survive a crash).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sys
+
+
+def _vet(payload: dict, log) -> None:
+    """Load and invoke once on zero inputs with the engine's real loader."""
+    from pytest_tinyml.runtime import flatbuffer
+
+    content, name, engine = payload["content"], payload["name"], payload["engine"]
+    flatbuffer.check(content, name=name)
+    if engine == "litert":
+        from pytest_tinyml.runtime.litert import new_interpreter, zero_invoke
+
+        zero_invoke(new_interpreter(content, name))
+    else:
+        from pytest_tinyml.runtime.tflm import DEFAULT_ARENA, zero_inputs, new_interpreter
+
+        interpreter = new_interpreter(content, name, max(DEFAULT_ARENA, 10 * len(content)))
+        for index, value in enumerate(zero_inputs(interpreter, content)):
+            interpreter.set_input(value, index)
+        interpreter.invoke()
+
+
+def _arena(payload: dict, log) -> dict:
+    from pytest_tinyml.runtime.tflm import bisect_arena
+
+    return bisect_arena(payload["content"], payload["name"], dict(payload["known"]), payload["max_arena"], log)
+
+
+def _probe_ops(payload: dict, log) -> dict:
+    from pytest_tinyml.runtime.microops import probe_here
+
+    return probe_here(payload["codes"], payload.get("known", {}), log)
+
+
+def _predict(payload: dict, log):
+    from pytest_tinyml.runtime import flatbuffer
+
+    flatbuffer.check(payload["content"], name=payload["name"])
+    if payload["engine"] == "litert":
+        from pytest_tinyml.runtime.litert import LiteRTRunner as Runner
+    else:
+        from pytest_tinyml.runtime.tflm import TFLMRunner as Runner
+    from pytest_tinyml.runtime import isolation
+
+    isolation.trust(payload["content"])  # this process exists to take the risk
+    from pytest_tinyml.runtime import load
+
+    runner = Runner(load(payload["content"], name=payload["name"]))
+    method = runner.predict_raw if payload.get("raw") else runner.predict
+    return method(payload["x"])
+
+
+TASKS = {"vet": _vet, "arena": _arena, "probe_ops": _probe_ops, "predict": _predict}
+
+
+def main(argv: list[str]) -> int:
+    request_path, result_path, journal_path = argv
+    with open(request_path, "rb") as handle:
+        request = pickle.load(handle)
+    journal = os.open(journal_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+
+    def log(line: str) -> None:
+        os.write(journal, (line + "\n").encode())
+
+    from pytest_tinyml.errors import TinyMLError
+
+    try:
+        outcome = {"ok": TASKS[request["task"]](request["payload"], log)}
+    except TinyMLError as exc:
+        outcome = {"error": (type(exc).__name__, str(exc))}
+    except Exception as exc:  # an unexpected error in the runtime: report it as a load failure
+        outcome = {"error": ("ModelLoadError", f"{type(exc).__name__}: {exc}")}
+    with open(result_path + ".tmp", "wb") as handle:
+        pickle.dump(outcome, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(result_path + ".tmp", result_path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

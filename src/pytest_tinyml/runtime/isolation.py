@@ -1,0 +1,204 @@
+"""Run a runtime call in a child process, so that a crash or a hang becomes a typed error.
+
+The C++ runtimes trust their input: a corrupted flatbuffer can make TFLite Micro (which has no flatbuffer
+verifier) or a kernel read out of bounds and kill the process with SIGSEGV, and TFLite Micro's Python
+wrapper itself segfaults when the arena cannot even hold its allocator. A dead pytest run reports nothing,
+so any call that may crash runs here first: :func:`run_task` starts ``python -m
+pytest_tinyml.runtime._child`` with a request file, waits with a timeout, and turns
+
+* a signal (SIGSEGV, SIGABRT, ...) or a hang into :class:`~pytest_tinyml.errors.RuntimeCrash`,
+* an error the child raised on purpose into the same error type in the parent,
+
+always naming the model, the engine, the signal and a hint, with the tail of the child's C output.
+
+Trust policy (which models run in-process without a child first):
+
+* **trusted**: artifacts produced by ``pytest_tinyml.convert`` in this process. The converter calls
+  :func:`trust` with the artifact; :func:`trust` can also be called by users for files they vouch for.
+* **vetted**: any other model (bytes, a path, an artifact read from disk or a cache) is loaded and
+  invoked once on zero inputs in a child, per sha256 and engine, memoized for the process. If that
+  succeeds, later calls run in-process; if it fails, the typed error is raised (and memoized too).
+* Arena bisection always runs in a child, for every model: probing too-small arenas can segfault the
+  TFLite Micro wrapper regardless of the model.
+
+A vetted model can still crash in-process on inputs that differ from the zero probe (e.g. an out-of-range
+gather index); such models are outside what a converter produces.
+
+Example:
+    >>> from pytest_tinyml.runtime import isolation
+    >>> isolation.vet(artifact, "tflm")  # doctest: +SKIP  (raises RuntimeCrash/ModelLoadError if bad)
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+from pytest_tinyml.errors import ArenaTooSmall, ModelLoadError, RuntimeCrash, TinyMLError
+
+DEFAULT_TIMEOUT = 120.0
+ENGINES = ("litert", "tflm")
+
+_lock = threading.Lock()
+_trusted: set[str] = set()
+# (sha256, engine) -> None when the child load succeeded, or the error it raised.
+_vetted: dict[tuple[str, str], TinyMLError | None] = {}
+
+# Error types a child may send back by name.
+_ERRORS = {cls.__name__: cls for cls in (ModelLoadError, RuntimeCrash, ArenaTooSmall, TinyMLError)}
+
+
+def trust(model) -> None:
+    """Mark a model (artifact, bytes or sha256 hex) as safe to load in-process without a child first.
+
+    ``pytest_tinyml.convert`` calls this for every artifact it produces.
+
+    Example:
+        >>> trust("0" * 64)
+    """
+    _trusted.add(_sha256_of(model))
+
+
+def is_trusted(model, engine: str | None = None) -> bool:
+    """True if ``model`` was trusted, or (when ``engine`` is given) vetted without error for that engine.
+
+    Example:
+        >>> is_trusted("f" * 64)
+        False
+    """
+    sha = _sha256_of(model)
+    if sha in _trusted:
+        return True
+    return engine is not None and (sha, engine) in _vetted and _vetted[(sha, engine)] is None
+
+
+def vet(artifact, engine: str, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+    """Load and invoke ``artifact`` once in a child unless it is trusted or already vetted for ``engine``.
+
+    Raises the child's :class:`ModelLoadError`, or :class:`RuntimeCrash` if the child died or hung. The
+    outcome is memoized per sha256 and engine.
+
+    Example:
+        >>> vet(artifact, "litert")  # doctest: +SKIP
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; expected one of {ENGINES}")
+    key = (artifact.sha256, engine)
+    if artifact.sha256 in _trusted:
+        return
+    with _lock:
+        if key in _vetted:
+            error = _vetted[key]
+            if error is not None:
+                raise error
+            return
+    try:
+        run_task(
+            "vet",
+            {"content": artifact.content, "name": artifact.name, "engine": engine},
+            model_name=artifact.name,
+            engine=engine,
+            what="loading",
+            timeout=timeout,
+        )
+    except (ModelLoadError, RuntimeCrash) as error:
+        with _lock:
+            _vetted[key] = error
+        raise
+    with _lock:
+        _vetted[key] = None
+
+
+def signal_name(returncode: int) -> str:
+    """``-11`` -> ``'SIGSEGV'``; other codes -> ``'exit code N'``."""
+    if returncode < 0:
+        try:
+            return signal.Signals(-returncode).name
+        except ValueError:
+            return f"signal {-returncode}"
+    return f"exit code {returncode}"
+
+
+def run_task(
+    task: str,
+    payload: dict,
+    *,
+    model_name: str,
+    engine: str,
+    what: str,
+    timeout: float = DEFAULT_TIMEOUT,
+    journal: list | None = None,
+):
+    """Run ``task`` of :mod:`pytest_tinyml.runtime._child` in a fresh Python process; return its result.
+
+    ``journal``, if given, receives the progress lines the child wrote before it finished or died (the
+    arena bisection uses them to learn which probe crashed).
+
+    Example:
+        >>> run_task("vet", {"content": b, "name": "m", "engine": "tflm"}, model_name="m",
+        ...          engine="tflm", what="loading")  # doctest: +SKIP
+    """
+    with tempfile.TemporaryDirectory(prefix="tinyml-child-") as tmp:
+        tmp_path = Path(tmp)
+        request, result, journal_path, log = (tmp_path / n for n in ("request", "result", "journal", "log"))
+        request.write_bytes(pickle.dumps({"task": task, "payload": payload}, protocol=pickle.HIGHEST_PROTOCOL))
+        package_root = str(Path(__file__).resolve().parents[2])
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        command = [sys.executable, "-m", "pytest_tinyml.runtime._child", str(request), str(result), str(journal_path)]
+        with open(log, "wb") as log_file:
+            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, env=env)
+            try:
+                returncode = process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+                returncode = None
+        if journal is not None and journal_path.exists():
+            journal.extend(journal_path.read_text(errors="replace").splitlines())
+        tail = _tail(log)
+        if returncode is None:
+            raise RuntimeCrash(
+                f"{engine} hung for more than {timeout:.0f} s while {what} model {model_name!r} in a child "
+                f"process (killed it).{tail}\nHint: the model may loop forever (corrupted control flow or "
+                "shapes); re-export it with pytest_tinyml.convert(), or raise the timeout."
+            )
+        if result.exists() and returncode == 0:
+            outcome = pickle.loads(result.read_bytes())
+            if "error" in outcome:
+                kind, message = outcome["error"]
+                raise _ERRORS.get(kind, TinyMLError)(message)
+            return outcome["ok"]
+        raise RuntimeCrash(
+            f"{engine} crashed ({signal_name(returncode)}) while {what} model {model_name!r} in a child "
+            f"process; the pytest run is unharmed.{tail}\nHint: the flatbuffer is probably corrupted or "
+            "uses tensor data the runtime does not check; run pytest_tinyml.analyze.analyze() on it and "
+            "re-export it with pytest_tinyml.convert()."
+        )
+
+
+def _tail(log: Path, limit: int = 1500) -> str:
+    text = log.read_text(errors="replace").strip() if log.exists() else ""
+    if not text:
+        return ""
+    return "\n--- child output (tail) ---\n" + text[-limit:]
+
+
+def _sha256_of(model) -> str:
+    if isinstance(model, str) and len(model) == 64:
+        return model
+    sha = getattr(model, "sha256", None)
+    if isinstance(sha, str):
+        return sha
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        import hashlib
+
+        return hashlib.sha256(bytes(model)).hexdigest()
+    raise TypeError(f"expected an artifact, bytes or a sha256 hex string, got {type(model).__name__}")

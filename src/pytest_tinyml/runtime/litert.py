@@ -1,0 +1,154 @@
+"""LiteRT (``ai_edge_litert``) on the host, evaluating a whole dataset in batches.
+
+Tutorials evaluate a TFLite model with a Python loop of ``set_tensor``/``invoke``/``get_tensor`` per sample,
+paying the interpreter's per-call overhead thousands of times. :class:`LiteRTRunner` resizes the batch
+dimension of every input to the number of samples (in chunks of ``batch_size``) and runs one ``invoke()`` per
+chunk. It falls back to one sample at a time only when the model pins its batch to 1: a ``shape_signature``
+whose first dimension is not -1, a resize or allocation the interpreter refuses, or outputs whose first
+dimension does not follow the batch.
+
+Inputs are quantized and outputs dequantized with each tensor's own scale and zero point.
+
+Example:
+    >>> runner = LiteRTRunner(artifact)  # doctest: +SKIP
+    >>> runner.predict(x_test).shape  # doctest: +SKIP
+    (360, 10)
+"""
+
+from __future__ import annotations
+
+from pytest_tinyml.errors import ModelLoadError
+from pytest_tinyml.runtime import isolation
+
+DEFAULT_BATCH = 1024
+
+
+def new_interpreter(content: bytes, name: str, *, num_threads: int | None = None):
+    """An allocated LiteRT interpreter for ``content`` (bytes; never a path). No isolation: see
+    :mod:`pytest_tinyml.runtime.isolation`.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    try:
+        interpreter = Interpreter(model_content=bytes(content), num_threads=num_threads)
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        raise ModelLoadError(
+            f"LiteRT refused model {name!r}: {exc}\nHint: the file is not a valid TFLite model or uses ops "
+            "this LiteRT build lacks; re-export it with pytest_tinyml.convert()."
+        ) from None
+    return interpreter
+
+
+def zero_invoke(interpreter) -> None:
+    """Set every input to zeros and invoke once (used to vet unknown models in a child)."""
+    import numpy as np
+
+    for details in interpreter.get_input_details():
+        interpreter.set_tensor(details["index"], np.zeros(details["shape"], dtype=details["dtype"]))
+    interpreter.invoke()
+
+
+class LiteRTRunner:
+    """Batched LiteRT evaluation of one model.
+
+    Example:
+        >>> LiteRTRunner(artifact).predict_raw(x[:2]).dtype  # doctest: +SKIP
+        dtype('int8')
+    """
+
+    engine = "litert"
+
+    def __init__(self, artifact, *, batch_size: int = DEFAULT_BATCH, num_threads: int | None = None) -> None:
+        from pytest_tinyml.runtime import load
+        from pytest_tinyml.runtime.quant import TensorSpec
+
+        self.artifact = load(artifact)
+        isolation.vet(self.artifact, self.engine)
+        self.batch_size = max(1, int(batch_size))
+        self._num_threads = num_threads
+        self._interpreter = new_interpreter(self.artifact.content, self.artifact.name, num_threads=num_threads)
+        input_details = self._interpreter.get_input_details()
+        output_details = self._interpreter.get_output_details()
+        self._input_index = [d["index"] for d in input_details]
+        self._output_index = [d["index"] for d in output_details]
+        self.inputs = [TensorSpec.from_details(d) for d in input_details]
+        self.outputs = [TensorSpec.from_details(d) for d in output_details]
+        self._batch = 1
+        # Batchable only if every input declares a free batch dimension (-1 in the shape signature).
+        self.batchable = all(
+            len(d.get("shape_signature", ())) >= 1 and int(d["shape_signature"][0]) == -1 for d in input_details
+        )
+
+    def _resize(self, batch: int) -> bool:
+        """Resize all inputs to ``batch`` samples; False (and back to batch 1) if the model refuses."""
+        if batch == self._batch:
+            return True
+        try:
+            for index, spec in zip(self._input_index, self.inputs):
+                self._interpreter.resize_tensor_input(index, [batch, *spec.shape[1:]], strict=True)
+            self._interpreter.allocate_tensors()
+        except (ValueError, RuntimeError):
+            self._interpreter = new_interpreter(self.artifact.content, self.artifact.name, num_threads=self._num_threads)
+            self._batch = 1
+            return False
+        self._batch = batch
+        return True
+
+    def _invoke(self, arrays: list) -> list:
+        import numpy as np
+
+        for index, array in zip(self._input_index, arrays):
+            self._interpreter.set_tensor(index, np.ascontiguousarray(array))
+        self._interpreter.invoke()
+        return [self._interpreter.get_tensor(index) for index in self._output_index]
+
+    def _per_sample(self, arrays: list) -> list:
+        import numpy as np
+
+        self._resize(1)
+        count = arrays[0].shape[0]
+        chunks = [self._invoke([a[i : i + 1] for a in arrays]) for i in range(count)]
+        return [np.concatenate([c[k] for c in chunks], axis=0) for k in range(len(self.outputs))]
+
+    def _run(self, x) -> list:
+        import numpy as np
+
+        from pytest_tinyml.runtime.quant import as_input_list, fit_batch
+
+        name = self.artifact.name
+        arrays = as_input_list(x, len(self.inputs), name)
+        arrays = [spec.quantize(fit_batch(a, spec, name)) for a, spec in zip(arrays, self.inputs)]
+        count = arrays[0].shape[0]
+        if count == 0:
+            return [np.zeros((0,) + spec.shape[1:], spec.dtype) for spec in self.outputs]
+        if not self.batchable or count == 1:
+            return self._per_sample(arrays)
+        pieces: list[list] = []
+        for start in range(0, count, self.batch_size):
+            chunk = [a[start : start + self.batch_size] for a in arrays]
+            size = chunk[0].shape[0]
+            if not self._resize(size):
+                self.batchable = False
+                return self._per_sample(arrays)
+            outputs = self._invoke(chunk)
+            if any(o.ndim == 0 or o.shape[0] != size for o in outputs):
+                # The graph hard-codes batch 1 somewhere (e.g. a constant reshape): never batch it again.
+                self.batchable = False
+                return self._per_sample(arrays)
+            pieces.append([o.copy() for o in outputs])
+        return [np.concatenate([p[k] for p in pieces], axis=0) for k in range(len(self.outputs))]
+
+    def predict_raw(self, x):
+        """Raw outputs (e.g. int8) for float inputs ``x`` (n, ...); a list when the model has several outputs."""
+        outputs = self._run(x)
+        return outputs[0] if len(outputs) == 1 else outputs
+
+    def predict(self, x):
+        """Dequantized float32 outputs for float inputs ``x``, first axis = sample."""
+        outputs = [spec.dequantize(raw) for raw, spec in zip(self._run(x), self.outputs)]
+        return outputs[0] if len(outputs) == 1 else outputs
+
+    def invoke_once(self) -> None:
+        """One ``invoke()`` on whatever the inputs hold (for timing loops)."""
+        self._interpreter.invoke()

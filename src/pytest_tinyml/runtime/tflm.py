@@ -1,0 +1,334 @@
+"""TFLite Micro on the host: real micro kernels through the ``tflite-micro`` Python interpreter.
+
+* :class:`TFLMRunner` runs a model sample by sample (TFLite Micro has no batch resizing) and returns
+  dequantized (:meth:`TFLMRunner.predict`) or raw (:meth:`TFLMRunner.predict_raw`) outputs.
+* :func:`arena` finds the exact minimum ``arena_size`` by bisection (the smallest N for which
+  ``Interpreter.from_bytes(model, arena_size=N)`` and one ``invoke()`` succeed) and parses the
+  RecordingMicroAllocator report that ``print_allocations()`` writes on the C stderr (captured at
+  file-descriptor level, :mod:`pytest_tinyml.runtime.cstdio`).
+
+Host pointers are 64-bit, so the host arena is larger than the same model's arena on a 32-bit
+microcontroller (``TfLiteEvalTensor``, node structs and persistent buffers hold pointers): every figure is
+labelled :data:`HOST_LABEL`. The board reports the device figure.
+
+Example:
+    >>> report = arena(int8_artifact)  # doctest: +SKIP
+    >>> report.min_bytes, report.reported_total  # doctest: +SKIP
+    (2448, 1680)
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from pytest_tinyml.errors import ArenaTooSmall, ModelLoadError
+from pytest_tinyml.runtime import cstdio, isolation
+
+HOST_LABEL = "host (64-bit pointers): an estimate of the 32-bit device arena"
+# Default arena when none is given: generous, host memory is cheap and pages are committed lazily.
+DEFAULT_ARENA = 16 * 1024 * 1024
+# The largest arena the bisection tries before it calls the model unloadable.
+MAX_ARENA = 512 * 1024 * 1024
+
+# sha256 -> measured minimum arena (host), filled by arena(); lets TFLMRunner reject a too-small arena
+# with a clear error instead of letting the wrapper segfault.
+_min_arena: dict[str, int] = {}
+
+
+def _runtime():
+    from tflite_micro.python.tflite_micro import runtime
+
+    return runtime
+
+
+def new_interpreter(content: bytes, name: str, arena_size: int):
+    """``Interpreter.from_bytes`` with the C output captured into the error message. No isolation: callers
+    make sure the model is trusted or vetted and the arena is large enough.
+    """
+    runtime = _runtime()
+    with cstdio.capture() as captured:
+        try:
+            interpreter = runtime.Interpreter.from_bytes(bytes(content), arena_size=int(arena_size))
+        except Exception as exc:  # RuntimeError from C++, and struct.error/ValueError from the Python wrapper
+            failure = exc
+        else:
+            failure = None
+    if failure is not None:
+        text = captured.text.strip()
+        raise ModelLoadError(
+            f"TFLite Micro refused model {name!r} (arena_size={arena_size}): {type(failure).__name__}: {failure}"
+            + (f"\n--- TFLite Micro output ---\n{text[-1500:]}" if text else "")
+            + "\nHint: check pytest_tinyml.analyze.analyze(model).tflm for ops TFLite Micro lacks."
+        )
+    return interpreter
+
+
+def zero_inputs(interpreter, content: bytes) -> list:
+    import numpy as np
+
+    from pytest_tinyml.runtime.flatbuffer import io_counts
+
+    count = io_counts(content)[0]
+    details = [interpreter.get_input_details(index) for index in range(count)]
+    return [np.zeros(d["shape"], dtype=d["dtype"]) for d in details]
+
+
+def try_arena(content: bytes, name: str, arena_size: int) -> tuple[bool, str]:
+    """Load with ``arena_size`` and invoke once on zeros. Returns (success, captured C output). In-process:
+    run it in a child (it can segfault for tiny arenas).
+    """
+    with cstdio.capture() as captured:
+        try:
+            interpreter = _runtime().Interpreter.from_bytes(bytes(content), arena_size=int(arena_size))
+            for index, value in enumerate(zero_inputs(interpreter, content)):
+                interpreter.set_input(value, index)
+            interpreter.invoke()
+            ok = True
+        except Exception:
+            ok = False
+    return ok, captured.text
+
+
+class TFLMRunner:
+    """Runs a model with TFLite Micro's kernels on the host.
+
+    Example:
+        >>> runner = TFLMRunner(artifact)  # doctest: +SKIP
+        >>> runner.predict(x_test[:4]).shape  # doctest: +SKIP
+        (4, 10)
+    """
+
+    engine = "tflm"
+
+    def __init__(self, artifact, arena_size: int | None = None) -> None:
+        from pytest_tinyml.runtime import load
+        from pytest_tinyml.runtime.quant import TensorSpec
+
+        self.artifact = load(artifact)
+        name = self.artifact.name
+        if arena_size is not None:
+            # A too-small arena can segfault the wrapper, so compare with the measured minimum first.
+            needed = _min_arena.get(self.artifact.sha256) or arena(self.artifact).min_bytes
+            if arena_size < needed:
+                raise ArenaTooSmall(
+                    f"arena_size={arena_size} is too small for model {name!r}: TFLite Micro needs at least "
+                    f"{needed} bytes ({HOST_LABEL}); pass arena_size>={needed} or leave it None"
+                )
+        isolation.vet(self.artifact, self.engine)
+        self.arena_size = int(arena_size or max(DEFAULT_ARENA, 10 * self.artifact.size))
+        self._interpreter = new_interpreter(self.artifact.content, name, self.arena_size)
+        self.inputs = [
+            TensorSpec.from_details({"name": t.name, **self._interpreter.get_input_details(i)})
+            for i, t in enumerate(self.artifact.inputs)
+        ]
+        self.outputs = [
+            TensorSpec.from_details({"name": t.name, **self._interpreter.get_output_details(i)})
+            for i, t in enumerate(self.artifact.outputs)
+        ]
+
+    def _run(self, x) -> list:
+        import numpy as np
+
+        from pytest_tinyml.runtime.quant import as_input_list, fit_batch
+
+        name = self.artifact.name
+        arrays = as_input_list(x, len(self.inputs), name)
+        arrays = [spec.quantize(fit_batch(a, spec, name)) for a, spec in zip(arrays, self.inputs)]
+        count = arrays[0].shape[0]
+        results = [[] for _ in self.outputs]
+        with cstdio.capture() as captured:
+            try:
+                for i in range(count):
+                    for index, array in enumerate(arrays):
+                        self._interpreter.set_input(array[i : i + 1], index)
+                    self._interpreter.invoke()
+                    for index, bucket in enumerate(results):
+                        bucket.append(np.array(self._interpreter.get_output(index), copy=True))
+            except (RuntimeError, ValueError) as exc:
+                failure = exc
+            else:
+                failure = None
+        if failure is not None:
+            raise ModelLoadError(
+                f"TFLite Micro failed to run model {name!r}: {failure}\n{captured.text.strip()[-1500:]}"
+            )
+        return [np.concatenate(bucket, axis=0) if bucket else np.zeros((0,) + spec.shape[1:], spec.dtype)
+                for bucket, spec in zip(results, self.outputs)]
+
+    def predict_raw(self, x):
+        """Raw outputs (e.g. int8) for float inputs ``x`` (n, ...); a list when the model has several outputs."""
+        outputs = self._run(x)
+        return outputs[0] if len(outputs) == 1 else outputs
+
+    def predict(self, x):
+        """Dequantized float32 outputs for float inputs ``x``, first axis = sample."""
+        outputs = [spec.dequantize(raw) for raw, spec in zip(self._run(x), self.outputs)]
+        return outputs[0] if len(outputs) == 1 else outputs
+
+    def invoke_once(self) -> None:
+        """One ``invoke()`` on whatever the inputs hold (for timing loops)."""
+        self._interpreter.invoke()
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """One line of the RecordingMicroAllocator report."""
+
+    used: int
+    requested: int
+    count: int
+
+
+@dataclass(frozen=True)
+class ArenaReport:
+    """Arena figures of one model on the host TFLite Micro runtime (see :data:`HOST_LABEL`)."""
+
+    model: str
+    sha256: str
+    min_bytes: int  # smallest arena_size for which load + invoke succeed
+    reported_total: int | None  # "Arena allocation total" of the RecordingMicroAllocator
+    head: int | None
+    tail: int | None
+    breakdown: dict[str, Allocation] = field(default_factory=dict)
+    probes: int = 0
+    crashed_probes: int = 0
+    label: str = HOST_LABEL
+
+    @property
+    def min_kb(self) -> float:
+        return self.min_bytes / 1024
+
+    def summary(self) -> str:
+        lines = [f"arena of {self.model!r}: minimum {self.min_bytes} bytes, allocator total "
+                 f"{self.reported_total} bytes [{self.label}]"]
+        lines += [f"  {k}: {v.used} bytes ({v.count} allocations)" for k, v in self.breakdown.items()]
+        return "\n".join(lines)
+
+
+_TOTAL = re.compile(r"Arena allocation (total|head|tail) (\d+) bytes")
+_LINE = re.compile(r"'([^']+)' used (\d+) bytes with alignment overhead \(requested (\d+) bytes for (\d+) ")
+
+
+def parse_allocations(text: str) -> dict:
+    """Parse ``print_allocations()`` output into ``{"total", "head", "tail", "breakdown"}``.
+
+    Example:
+        >>> parse_allocations("[RecordingMicroAllocator] Arena allocation total 1680 bytes")["total"]
+        1680
+    """
+    figures = {m.group(1): int(m.group(2)) for m in _TOTAL.finditer(text)}
+    breakdown = {m.group(1): Allocation(int(m.group(2)), int(m.group(3)), int(m.group(4))) for m in _LINE.finditer(text)}
+    return {"total": figures.get("total"), "head": figures.get("head"), "tail": figures.get("tail"), "breakdown": breakdown}
+
+
+def allocations_text(content: bytes, name: str, arena_size: int) -> str:
+    """Load, invoke once on zeros and return the captured ``print_allocations()`` text (in-process)."""
+    interpreter = new_interpreter(content, name, arena_size)
+    with cstdio.capture() as captured:
+        for index, value in enumerate(zero_inputs(interpreter, content)):
+            interpreter.set_input(value, index)
+        interpreter.invoke()
+        interpreter.print_allocations()
+    return captured.text
+
+
+def arena(model_like, *, timeout: float = isolation.DEFAULT_TIMEOUT) -> ArenaReport:
+    """Exact minimum TFLite Micro arena of a model on the host, by bisection in a child process.
+
+    Probes that crash the child (tiny arenas can segfault the wrapper) count as failures; the child is
+    restarted and the bisection goes on. Memoized per sha256 for :class:`TFLMRunner`.
+
+    Example:
+        >>> arena(artifact).min_bytes  # doctest: +SKIP
+        2448
+    """
+    from pytest_tinyml.runtime import load
+
+    artifact = load(model_like)
+    known: dict[int, bool] = {}
+    crashed = 0
+    for _attempt in range(12):
+        journal: list[str] = []
+        try:
+            result = isolation.run_task(
+                "arena",
+                {"content": artifact.content, "name": artifact.name, "known": known, "max_arena": MAX_ARENA},
+                model_name=artifact.name,
+                engine="tflm",
+                what="measuring the arena of",
+                timeout=timeout,
+                journal=journal,
+            )
+        except ModelLoadError:
+            raise
+        except Exception:
+            crashed_at = _crashed_probe(journal, known)
+            if crashed_at is None:
+                raise
+            known[crashed_at] = False
+            crashed += 1
+            continue
+        parsed = parse_allocations(result["text"])
+        _min_arena[artifact.sha256] = result["min_bytes"]
+        return ArenaReport(
+            model=artifact.name,
+            sha256=artifact.sha256,
+            min_bytes=result["min_bytes"],
+            reported_total=parsed["total"],
+            head=parsed["head"],
+            tail=parsed["tail"],
+            breakdown=parsed["breakdown"],
+            probes=result["probes"] + len(known),
+            crashed_probes=crashed,
+        )
+    raise ModelLoadError(f"could not measure the arena of model {artifact.name!r}: the child crashed {crashed} times")
+
+
+def _crashed_probe(journal: list[str], known: dict[int, bool]) -> int | None:
+    """The arena size the child was probing when it died, from its journal; results seen are kept."""
+    pending = None
+    for line in journal:
+        kind, _, value = line.partition(" ")
+        if kind == "try":
+            pending = int(value)
+        elif kind in ("ok", "fail"):
+            known[int(value)] = kind == "ok"
+            pending = None
+    return pending
+
+
+def bisect_arena(content: bytes, name: str, known: dict, max_arena: int, log) -> dict:
+    """Child side of :func:`arena`: returns ``{"min_bytes", "text", "probes"}``; ``log`` writes journal lines."""
+    probes = 0
+
+    def works(size: int) -> bool:
+        nonlocal probes
+        if size in known:
+            return known[size]
+        log(f"try {size}")
+        ok, _ = try_arena(content, name, size)
+        probes += 1
+        known[size] = ok
+        log(f"{'ok' if ok else 'fail'} {size}")
+        return ok
+
+    largest = max(max_arena, 16 * len(content))
+    if not works(largest):
+        _, text = try_arena(content, name, largest)
+        raise ModelLoadError(
+            f"TFLite Micro cannot run model {name!r} even with a {largest}-byte arena, so it is not an arena "
+            f"problem:\n{text.strip()[-1500:]}\nHint: check pytest_tinyml.analyze.analyze(model).tflm."
+        )
+    low, high = 0, 1024
+    while not works(high):
+        low, high = high, min(high * 4, largest)
+    low = max([low] + [size for size, ok in known.items() if not ok and size < high])
+    high = min([high] + [size for size, ok in known.items() if ok and size > low])
+    while high - low > 1:
+        middle = (low + high) // 2
+        if works(middle):
+            high = middle
+        else:
+            low = middle
+    return {"min_bytes": high, "text": allocations_text(content, name, high), "probes": probes}
