@@ -71,3 +71,75 @@ class PtyPeer:
                 os.close(fd)
             except OSError:
                 pass
+
+
+def framed(seq: int, body: str, kind: str = "m") -> str:
+    """A framed line as PROTOCOL.md defines it (CRC computed here with zlib, independently of the client)."""
+    import zlib
+
+    head = f"{kind}-#{seq}-{body}"
+    return f"{head}*{zlib.crc32(head.encode()):08x}"
+
+
+class ScriptedFirmware:
+    """A tiny stand-in for the firmware's protocol layer: framing, resend, version and info, with faults.
+
+    ``garble``: sequence numbers whose first transmission gets one byte flipped (as tinyml-host's
+    --garble-seq); ``always_garble``: sequence numbers that are garbled on every resend too;
+    ``on``: command -> callable returning raw bytes to send instead of the normal reply (silence, a reset...).
+    """
+
+    BANNER = ("m-boot-[tinyml-bench 0.1.0]\r\nm-tinyml-protocol-[1.0]\r\nm-reset-reason-[{reason}]\r\n"
+              "m-model-[none]\r\nm-init-done\r\nm-ready\r\n")
+
+    def __init__(self, *, chip="esp32s3", build="3f9c2e1d0a7b", garble=(), always_garble=(), on=None,
+                 version="1.0"):
+        self.seq = 0
+        self.sent: dict[int, str] = {}
+        self.chip, self.build, self.version = chip, build, version
+        self.garble, self.always_garble = set(garble), set(always_garble)
+        self.on = on or {}
+
+    def _emit(self, bodies, kind="m") -> str:
+        out = []
+        for body in bodies:
+            self.seq += 1
+            line = framed(self.seq, body, kind)
+            self.sent[self.seq] = line
+            if self.seq in self.garble or self.seq in self.always_garble:
+                self.garble.discard(self.seq)
+                line = line[:-3] + ("0" if line[-3] != "0" else "1") + line[-2:]
+            out.append(line)
+        return "".join(line + "\r\n" for line in out)
+
+    def reply(self, bodies) -> bytes:
+        return (self._emit(list(bodies) + [f"end-[{len(bodies)}]"]) + "m-ready\r\n").encode()
+
+    def error(self, code, text) -> bytes:
+        return (self._emit([f"[{code}: {text}]"], kind="e") + "m-ready\r\n").encode()
+
+    def __call__(self, command: str):
+        verb = command.split(" ")[0] if command else ""
+        if verb in self.on:
+            return self.on[verb](self, command)
+        if command == "":
+            return b"m-ready\r\n"
+        if verb == "tinyml-version":
+            return self.reply([f"protocol-[{self.version}]", "firmware-[tinyml-bench 0.1.0]"])
+        if verb == "tinyml-info":
+            return self.reply([f"info-chip-[{self.chip}]", f"info-build-[{self.build}]", "info-cpu-mhz-[240]"])
+        if verb == "tinyml-model":
+            return self.error("no-model", "no model is loaded; upload one with tinyml-load model")
+        if verb == "tinyml-resend":
+            parts = command.split()
+            start, count = int(parts[1]), int(parts[2]) if len(parts) > 2 else 1
+            out = ""
+            for seq in range(start, start + count):
+                if seq not in self.sent:
+                    return (out + self._emit([f"[resend-gone: line {seq} is not sent yet]"], "e") + "m-ready\r\n").encode()
+                line = self.sent[seq]
+                if seq in self.always_garble:
+                    line = line[:-3] + ("0" if line[-3] != "0" else "1") + line[-2:]
+                out += line + "\r\n"
+            return (out + "m-ready\r\n").encode()
+        return f"e-[unknown-command: Unknown command: {verb}]\r\nm-ready\r\n".encode()

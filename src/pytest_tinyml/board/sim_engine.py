@@ -143,3 +143,178 @@ def _spin(ns: int) -> None:
     end = time.perf_counter_ns() + ns
     while time.perf_counter_ns() < end:
         pass
+
+
+# --- ENGINE_RPC.md server ----------------------------------------------------------------------------------
+
+_TYPES = {"int8": "int8", "uint8": "uint8", "int16": "int16", "int32": "int32", "float32": "float32",
+          "int64": "int64", "float16": "float16", "bool": "bool"}
+
+
+def _tensor_line(details: dict) -> str:
+    import numpy as np
+
+    dtype = np.dtype(details["dtype"])
+    shape = [int(d) for d in details["shape"]]
+    quant = details.get("quantization_parameters") or {}
+    scales, zeros = list(quant.get("scales", [])), list(quant.get("zero_points", []))
+    scale = float(scales[0]) if len(scales) == 1 else 0.0  # per-axis quantization is not a tensor-level scale
+    zero = int(zeros[0]) if len(scales) == 1 else 0
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    kind = _TYPES.get(dtype.name, dtype.name)
+    return f"ok type={kind} bytes={nbytes} dims={'x'.join(map(str, shape))} scale={scale!r} zero_point={zero}"
+
+
+class RpcServer:
+    """Answers ENGINE_RPC.md requests with a :class:`TflmEngine`; one request, one reply line."""
+
+    def __init__(self, engine: TflmEngine, jitter_us: int = 0, seed: int = 0) -> None:
+        import random
+
+        self.engine = engine
+        self.jitter_us = jitter_us
+        self.random = random.Random(seed)
+        self.seed = seed
+        self.outputs: list[bytes] = []
+        self._pending_input: bytes | None = None
+
+    def handle(self, line: str) -> str:
+        verb, *args = line.split()
+        try:
+            return getattr(self, "do_" + verb, self._unknown)(*args) if verb.isidentifier() else self._unknown()
+        except EngineFailure as exc:
+            return f"err {exc.code} {exc}"
+        except (TypeError, ValueError, IndexError) as exc:
+            return f"err engine bad request {verb}: {exc}".replace("\n", " ")
+
+    def _unknown(self, *args) -> str:
+        return "err unsupported unknown request"
+
+    def do_hello(self, version: str) -> str:
+        return "ok rpc=1 name=tflm-python"
+
+    def do_info(self) -> str:
+        from urllib.parse import quote
+
+        from tflite_micro.python.tflite_micro import _version
+
+        info = {"chip": "host-sim", "tflm": _version.__version__, "arena-note": "host-64-bit-estimate",
+                "engine-timer": "host perf_counter around Invoke()", "engine-seed": str(self.seed),
+                "engine-jitter-us": str(self.jitter_us), "arena-bytes": str(self.engine.arena_size),
+                "arena-where": "host"}
+        return "ok " + " ".join(f"{k}={quote(v, safe='')}" for k, v in info.items())
+
+    def do_load(self, hex_model: str) -> str:
+        model = bytes.fromhex(hex_model)
+        self.engine.load(model)
+        self.outputs, self._pending_input = [], None
+        interp = self.engine.interpreter
+        counts = []
+        for getter in (interp.get_input_details, interp.get_output_details):
+            n = 0
+            while True:
+                try:
+                    getter(n)
+                except Exception:  # the wrapper raises on an index past the last tensor
+                    break
+                n += 1
+            counts.append(n)
+        return f"ok inputs={counts[0]} outputs={counts[1]}"
+
+    def do_tensor(self, side: str, index: str) -> str:
+        interp = self.engine._require()
+        getter = interp.get_input_details if side == "in" else interp.get_output_details
+        try:
+            details = getter(int(index))
+        except Exception:
+            raise EngineFailure("bad-argument", f"no {side}put tensor {index}") from None
+        return _tensor_line(details)
+
+    def do_set_input(self, index: str, hex_data: str) -> str:
+        if int(index) != 0:
+            raise EngineFailure("unsupported", "the sim engine feeds input tensor 0 only")
+        self._pending_input = bytes.fromhex(hex_data)
+        return "ok"
+
+    def do_invoke(self) -> str:
+        data = self._pending_input
+        if data is None:
+            details = self.engine.input_details()
+            import numpy as np
+
+            data = bytes(int(np.prod(details["shape"])) * np.dtype(details["dtype"]).itemsize)
+        out = self.engine.invoke(data)
+        us = self.engine.last_invoke_us
+        if self.jitter_us:
+            extra = self.random.randint(0, self.jitter_us)
+            _spin(extra * 1000)
+            us += extra
+        self.outputs = [out]
+        return f"ok us={max(0, round(us))}"
+
+    def do_output(self, index: str) -> str:
+        if int(index) != 0:
+            raise EngineFailure("unsupported", "the sim engine reads output tensor 0 only")
+        if not self.outputs:
+            raise EngineFailure("no-results", "no invoke yet")
+        return "ok hex=" + self.outputs[0].hex()
+
+    def do_arena(self) -> str:
+        self.engine._require()
+        return f"ok used={self.engine.arena_used} size={self.engine.arena_size}"
+
+    def do_profile(self) -> str:
+        return "err unsupported the tflite-micro Python interpreter has no per-op profiler"
+
+    def do_heap(self) -> str:
+        return "err unsupported the host sim has no heap figures of a board"
+
+    def do_bye(self) -> str:
+        return "ok"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve ENGINE_RPC.md on the fds ``tinyml-host`` passes (``TINYML_RPC_IN``/``TINYML_RPC_OUT``).
+
+    Example:
+        tinyml-host --engine-cmd "python -m pytest_tinyml.board.sim_engine --arena-size 131072"
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m pytest_tinyml.board.sim_engine")
+    parser.add_argument("--arena-size", type=int, default=131072)
+    parser.add_argument("--jitter-us", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    rpc_in = os.fdopen(int(os.environ.get("TINYML_RPC_IN", "3")), "rb", buffering=0)
+    rpc_out = os.fdopen(int(os.environ.get("TINYML_RPC_OUT", "4")), "wb", buffering=0)
+    server = RpcServer(TflmEngine(args.arena_size), jitter_us=args.jitter_us, seed=args.seed)
+    reader = _lines(rpc_in)
+    for raw in reader:
+        line = raw.decode("ascii", errors="replace").strip()
+        if not line:
+            continue
+        reply = server.handle(line)
+        rpc_out.write(reply.encode("ascii", errors="replace") + b"\n")
+        if line == "bye":
+            break
+    return 0
+
+
+def _lines(stream):
+    """Lines of an unbuffered binary stream, read in large blocks (a model arrives as one long hex line)."""
+    pending = b""
+    while True:
+        chunk = stream.read(1 << 20)
+        if not chunk:
+            if pending:
+                yield pending
+            return
+        pending += chunk
+        while b"\n" in pending:
+            line, pending = pending.split(b"\n", 1)
+            yield line
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

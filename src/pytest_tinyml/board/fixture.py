@@ -1,0 +1,103 @@
+"""The ``tinyml_board`` fixture's logic: one leased board per pytest-xdist worker, opened once, reused.
+
+Worker ``gwN`` first tries the N-th ``--tinyml-board`` and then the others; with more workers than boards it
+waits for a lease to come free. The board stays open for the worker's whole session and is closed, and its
+lease released, by a ``config.add_cleanup`` callback -- also when tests failed or the board never opened.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_tinyml import options
+from pytest_tinyml.board import transport
+
+WRONG_KIND = "wrong board kind for the test's budgets: the test is for {want}, board {board} is {have}"
+# Waiting for another worker's board can last as long as that worker's share of the suite.
+_LEASE_WAIT_S = 1800.0
+
+
+class BoardSession:
+    """Leases and opens this worker's board on first use; remembers an opening error so later tests fail fast.
+
+    Example:
+        >>> session = BoardSession(config)  # doctest: +SKIP
+        >>> session.board().info["where"]  # doctest: +SKIP
+        'host-sim'
+    """
+
+    def __init__(self, config, *, lease_wait: float = _LEASE_WAIT_S) -> None:
+        self.config = config
+        self.lease_wait = lease_wait
+        self.lease: transport.Lease | None = None
+        self._board = None
+        self._error: BaseException | None = None
+
+    def board(self):
+        if self._board is not None:
+            return self._board
+        if self._error is not None:
+            raise self._error
+        try:
+            self._board = self._open()
+        except Exception as exc:
+            self._error = exc
+            self.close()
+            raise
+        return self._board
+
+    def _open(self):
+        from pytest_tinyml.board.board import open_board
+
+        specs = {spec.text: spec for spec in options.boards(self.config)}
+        scopes = {text: transport.run_scope() if spec.is_sim else "machine" for text, spec in specs.items()}
+        self.lease = transport.acquire(list(specs), preferred=transport.worker_index(), scopes=scopes,
+                                       timeout=self.lease_wait)
+        spec = specs[self.lease.board]
+        return open_board(
+            spec,
+            baud=int(options.get(self.config, options.BAUD)),
+            timeout=float(options.get(self.config, options.TIMEOUT)),
+            skip_flash=bool(options.get(self.config, options.SKIP_FLASH)),
+            firmware_dir=options.get(self.config, options.FIRMWARE_DIR),
+            cache_dir=options.resolve_path(self.config, options.CACHE_DIR),
+            target=options.get(self.config, options.TARGET),
+        )
+
+    def close(self) -> None:
+        board, self._board = self._board, None
+        try:
+            if board is not None:
+                board.close()
+        finally:
+            if self.lease is not None:
+                self.lease.release()
+
+
+_SESSION = pytest.StashKey[BoardSession]()
+
+
+def session_for(config) -> BoardSession:
+    """This worker's :class:`BoardSession`, created on first use and closed at the end of the session."""
+    session = config.stash.get(_SESSION, None)
+    if session is None:
+        session = config.stash[_SESSION] = BoardSession(config)
+        config.add_cleanup(session.close)
+    return session
+
+
+def board_for_test(request):
+    """The board for one test: this worker's leased board, or a skip when the test wants another chip.
+
+    Example:
+        >>> board = board_for_test(request)  # doctest: +SKIP
+    """
+    board = session_for(request.config).board()
+    marker = request.node.get_closest_marker("tinyml_board")
+    wanted = marker.kwargs.get("kind") if marker is not None else None
+    if wanted:
+        have = board.info.get("chip") or "unknown"
+        allowed = (wanted,) if isinstance(wanted, str) else tuple(wanted)
+        if have not in allowed:
+            pytest.skip(WRONG_KIND.format(want=" or ".join(allowed), board=board.name, have=have))
+    return board

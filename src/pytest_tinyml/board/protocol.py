@@ -1,0 +1,375 @@
+"""Host side of the tinyml-bench serial protocol (``firmware/PROTOCOL.md``, version 1.x).
+
+Commands go out as ``text%``; replies are ``\\r\\n`` lines up to ``m-ready``. Lines that carry numbers are
+framed (``m-#<seq>-<body>*<crc32>``): a garbled or lost one is asked again with ``tinyml-resend`` a bounded
+number of times, never misread. Error lines become typed errors; a boot banner or an ESP-IDF panic in the
+middle of a reply becomes :class:`~pytest_tinyml.errors.BoardReset`; bytes that are mostly not text become a
+baud-rate hint. Works over anything with pyserial's ``read``/``write``/``in_waiting``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import zlib
+from dataclasses import dataclass, field
+
+from pytest_tinyml.errors import ArenaTooSmall, BoardReset, BoardTimeout, ModelLoadError, ProtocolError
+
+SUPPORTED_MAJOR = 1
+MAX_REASKS = 3  # per line, as PROTOCOL.md suggests
+RESEND_MAX = 48  # lines the device holds for resend
+_LOG_LIMIT = 64 * 1024
+_LINE_LIMIT = 4096
+_FRAMED = re.compile(r"^([me])-#(\d+)-(.*)\*([0-9a-f]{8})$")
+_SEQ_ONLY = re.compile(r"^[me]-#(\d+)-")
+_ERROR_BODY = re.compile(r"^\[([a-z][a-z0-9-]*): (.*)\]$", re.S)
+# ESP-IDF / ROM text that means the chip rebooted or crashed (besides our own m-boot banner).
+_RESET_MARKERS = ("m-boot-[", "rst:0x", "ets Jun", "ESP-ROM:", "Guru Meditation Error", "abort() was called",
+                  "Rebooting...", "Brownout detector", "CPU halted", "register dump:")
+_REASON = re.compile(r"m-reset-reason-\[([^\]]*)\]|rst:0x[0-9a-f]+ \(([A-Z_]+)\)|Guru Meditation Error: (.*)")
+
+
+def crc32_hex(text: str) -> str:
+    """CRC-32 (zlib) of ``text`` as 8 lowercase hex digits, the framing CRC.
+
+    Example:
+        >>> crc32_hex("m-#3-end-[2]")
+        '1c5c4975'
+    """
+    return f"{zlib.crc32(text.encode('latin-1')):08x}"
+
+
+def frame(seq: int, body: str, kind: str = "m") -> str:
+    """Build a framed line (what the firmware sends), e.g. for pty peers in tests.
+
+    Example:
+        >>> frame(3, "end-[2]")
+        'm-#3-end-[2]*1c5c4975'
+    """
+    head = f"{kind}-#{seq}-{body}"
+    return f"{head}*{crc32_hex(head)}"
+
+
+@dataclass(frozen=True)
+class Framed:
+    """One framed line whose CRC checked out."""
+
+    seq: int
+    body: str
+    is_error: bool = False
+
+
+def parse_framed(line: str) -> Framed | None:
+    """The framed line, or None when it is not framed; raises ValueError when it is framed but garbled.
+
+    Example:
+        >>> parse_framed("m-#3-end-[2]*1c5c4975")
+        Framed(seq=3, body='end-[2]', is_error=False)
+    """
+    if not line.startswith(("m-#", "e-#")):
+        return None
+    match = _FRAMED.match(line)
+    if not match or crc32_hex(line[: line.rindex("*")]) != match.group(4):
+        raise ValueError("garbled framed line")
+    return Framed(int(match.group(2)), match.group(3), match.group(1) == "e")
+
+
+def fields(text: str) -> dict[str, str]:
+    """``key=value,key=value`` -> dict (values may not contain commas).
+
+    Example:
+        >>> fields("used=2944,size=131072")
+        {'used': '2944', 'size': '131072'}
+    """
+    return dict(part.split("=", 1) for part in text.split(",") if "=" in part)
+
+
+def brackets(body: str) -> list[str]:
+    """The ``[...]`` groups of a body: ``tensor-[in]-[0]-[type=int8]`` -> ``['in', '0', 'type=int8']``."""
+    return re.findall(r"\[([^\]]*)\]", body)
+
+
+@dataclass
+class Reply:
+    """A complete reply: its framed lines in sequence order and its plain ``m-`` lines."""
+
+    command: str
+    framed: list[Framed] = field(default_factory=list)
+    plain: list[str] = field(default_factory=list)
+
+    def bodies(self, prefix: str) -> list[str]:
+        return [f.body for f in self.framed if f.body.startswith(prefix)]
+
+
+# --- typed device errors ---------------------------------------------------------------------------------
+
+
+class DeviceArenaTooSmall(ProtocolError, ArenaTooSmall):
+    """The firmware's tensor arena is too small; ``needed_bytes`` says how much the model needs."""
+
+    needed_bytes: int | None = None
+
+
+class ModelTooBig(ProtocolError):
+    """The board has no RAM block big enough for the model."""
+
+
+class DeviceModelRejected(ProtocolError, ModelLoadError):
+    """The firmware refused the model (not a flatbuffer, unsupported op)."""
+
+
+_FIXES = {
+    "arena-too-small": "raise CONFIG_TINYML_ARENA_SIZE in the firmware (sdkconfig.defaults or menuconfig) and "
+                       "reflash, or shrink the model",
+    "model-too-big": "shrink the model (int8, pruning) or use a board with PSRAM",
+    "unsupported-op": "add the op to the firmware's op resolver (pytest_tinyml.analyze exports the snippet) or "
+                      "replace the layer",
+    "bad-model": "check that the model is a valid .tflite flatbuffer",
+}
+
+
+class Client:
+    """Speaks the protocol over an open link; keeps the serial log for error messages.
+
+    Example:
+        >>> client = Client(open_port("/dev/ttyUSB0", 921600), port="/dev/ttyUSB0")  # doctest: +SKIP
+        >>> client.command("tinyml-version").bodies("protocol-")  # doctest: +SKIP
+        ['protocol-[1.0]']
+    """
+
+    def __init__(self, link, *, port: str, timeout: float = 30.0, baud: int | None = None) -> None:
+        self.link = link
+        self.port = port
+        self.timeout = timeout
+        self.baud = baud
+        self.log = ""
+        self.next_seq: int | None = None
+        self._buffer = b""
+        self._junk = 0  # non-text bytes since the last good line
+        self._junk_total = 0
+        self._junk_since: float | None = None
+        self.reasks = 0
+
+    # -- bytes and lines ----------------------------------------------------------------------------------
+
+    def _keep(self, text: str) -> None:
+        self.log = (self.log + text)[-_LOG_LIMIT:]
+
+    def _readline(self, deadline: float) -> str | None:
+        """The next line without its ``\\r\\n``, or None at the deadline."""
+        while True:
+            if b"\n" in self._buffer:
+                raw, self._buffer = self._buffer.split(b"\n", 1)
+                line = raw.rstrip(b"\r").decode("latin-1")
+                self._keep(line + "\n")
+                if line.startswith(("m-", "e-")) and _is_text(raw):
+                    self._junk, self._junk_since = 0, None
+                return line
+            if len(self._buffer) > _LINE_LIMIT:
+                self._keep(self._buffer.decode("latin-1"))
+                self._buffer = b""
+            now = time.monotonic()
+            if now >= deadline:
+                return None
+            self.link.timeout = min(0.05, deadline - now)
+            chunk = self.link.read(max(1, self.link.in_waiting or 1))
+            if chunk:
+                junk = sum(1 for b in chunk if not (32 <= b < 127 or b in (9, 10, 13)))
+                self._junk += junk
+                self._junk_total += junk
+                if self._junk >= 48 and self._junk_since is None:
+                    self._junk_since = now
+                # A reset also sends non-text (the ROM talks at another baud): only junk that no good line
+                # follows within a second means a baud mismatch.
+                if self._junk_since is not None and now - self._junk_since > 1.0:
+                    self._keep(chunk.decode("latin-1"))
+                    raise self._baud_error()
+                self._buffer += chunk
+
+    def _baud_error(self) -> ProtocolError:
+        baud = f" (now {self.baud})" if self.baud else ""
+        return ProtocolError(
+            f"{self.port} sends bytes that are not text: the baud rate does not match the firmware's console. "
+            f"Check --tinyml-baud{baud} against CONFIG_TINYML_BAUD of the firmware (default 921600)",
+            port=self.port, log=self.log)
+
+    def send(self, command: str) -> None:
+        self.link.write(command.encode("ascii") + b"%")
+        self.link.flush()
+
+    def drain(self, quiet: float = 0.05) -> None:
+        """Read and log whatever is pending until the link stays quiet for ``quiet`` seconds."""
+        deadline = time.monotonic() + quiet
+        while self._readline(deadline) is not None:
+            deadline = time.monotonic() + quiet
+
+    def sync(self, attempts: int = 3) -> None:
+        """Resynchronise: send ``%`` until a lone ``m-ready`` comes back (the board may be mid-boot)."""
+        self.drain()
+        for _ in range(attempts):
+            self.send("")
+            try:
+                self._collect("")
+                return
+            except BoardReset:  # the board was (re)booting: its banner ended with m-ready
+                continue
+        raise BoardTimeout(f"{self.port} does not answer '%' with m-ready: is the benchmark firmware running?",
+                           port=self.port, log=self.log)
+
+    # -- commands -----------------------------------------------------------------------------------------
+
+    def _collect(self, command: str) -> tuple[list[str], float]:
+        """Lines up to ``m-ready``. A reset marker raises BoardReset once the banner finished."""
+        lines: list[str] = []
+        start = time.monotonic()
+        deadline = start + self.timeout
+        resynced = False
+        while True:
+            line = self._readline(deadline)
+            if line is None:
+                if self._junk_total and not lines:
+                    raise self._baud_error()
+                if lines and not resynced:  # the m-ready itself may have been garbled: ask for another
+                    resynced = True
+                    self.send("")
+                    deadline = time.monotonic() + min(self.timeout, 2.0)
+                    continue
+                raise BoardTimeout(
+                    f"{self.port} did not answer `{command}%` within {self.timeout:.0f} s (raise --tinyml-timeout "
+                    "for slow models; check that the board runs the benchmark firmware)", port=self.port, log=self.log)
+            if any(marker in line for marker in _RESET_MARKERS):
+                self._after_reset(command, line)
+            if line == "m-ready":
+                return lines, time.monotonic() - start
+            if line.startswith(("m-", "e-")):
+                lines.append(line)
+
+    def _after_reset(self, command: str, first: str) -> None:
+        """Read the rest of the boot banner (up to m-ready) for the reset reason, then raise BoardReset."""
+        self.next_seq = None
+        reason = _reason(first)
+        deadline = time.monotonic() + min(self.timeout, 10.0)
+        while True:
+            line = self._readline(deadline)
+            if line is None or line == "m-ready":
+                break
+            reason = _reason(line) or reason
+        what = f"during `{command}%`" if command else "while connecting"
+        raise BoardReset(
+            f"{self.port} reset {what} (reset reason: {reason or 'unknown'}); the partial result was discarded "
+            "and the board lost its uploaded model. A panic usually means the arena or stack overflowed: see the "
+            "serial log", port=self.port, log=self.log)
+
+    def command(self, command: str) -> Reply:
+        """Send a ``tinyml-`` command and return its complete, CRC-checked reply (error lines raise).
+
+        Example:
+            >>> client.command("tinyml-arena").bodies("arena-")  # doctest: +SKIP
+            ['arena-[used=2944,size=131072]']
+        """
+        self.send(command)
+        lines, _ = self._collect(command)
+        reply = Reply(command, plain=[ln for ln in lines if not ln.startswith(("m-#", "e-#"))])
+        good: dict[int, Framed] = {}
+        garbled: list[int | None] = []
+        for line in lines:
+            if not line.startswith(("m-#", "e-#")):
+                continue
+            try:
+                framed = parse_framed(line)
+            except ValueError:
+                seq = _SEQ_ONLY.match(line)
+                garbled.append(int(seq.group(1)) if seq else None)
+                continue
+            good[framed.seq] = framed
+        for line in reply.plain:
+            if line.startswith("e-["):
+                raise self._device_error(command, line[2:])
+        if not good and not garbled:
+            raise ProtocolError(f"{self.port} answered `{command}%` with no framed line: is this the tinyml-bench "
+                                "firmware (an MLPerf-only firmware cannot do this)?", port=self.port, log=self.log)
+        self._complete(command, good, garbled)
+        last = max(good)
+        self.next_seq = last + 1
+        reply.framed = [good[s] for s in sorted(good)]
+        error = next((f for f in reply.framed if f.is_error), None)
+        if error is not None:
+            raise self._device_error(command, error.body)
+        return reply
+
+    def _complete(self, command: str, good: dict[int, Framed], garbled: list[int | None]) -> None:
+        """Ask again, by sequence number, for every garbled or missing line of the reply, a bounded number of times."""
+        known = sorted(set(good) | {s for s in garbled if s is not None})
+        first = self.next_seq if self.next_seq is not None else (known[0] if known else None)
+        if first is None:
+            raise self._garbled(command, "every framed line of the reply was garbled")
+        tries: dict[int, int] = {}
+        while True:
+            end = next((f for f in good.values() if f.body.startswith("end-[")), None)
+            if end is not None:
+                first = end.seq - int(brackets(end.body)[0])
+                wanted = range(first, end.seq + 1)
+            else:
+                error = next((f for f in good.values() if f.is_error), None)
+                top = error.seq if error is not None else max(known + list(good)) + (0 if error else 1)
+                wanted = range(first, top + 1)
+            missing = [s for s in wanted if s not in good]
+            if not missing:
+                return
+            seq = missing[0]
+            tries[seq] = tries.get(seq, 0) + 1
+            if tries[seq] > MAX_REASKS:
+                raise self._garbled(command, f"line {seq} stayed garbled or lost after {MAX_REASKS} re-asks")
+            self.reasks += 1
+            for framed in self._resend(seq):
+                if framed.is_error and framed.body.startswith("[resend-gone"):
+                    if end is None and not any(f.is_error for f in good.values()):
+                        raise self._garbled(command, f"line {seq} was never sent (the reply lost its end)")
+                    raise self._garbled(command, f"line {seq} is no longer held by the board")
+                good.setdefault(framed.seq, framed)
+            known = sorted(set(known) | set(good))
+
+    def _resend(self, seq: int) -> list[Framed]:
+        self.send(f"tinyml-resend {seq}")
+        lines, _ = self._collect(f"tinyml-resend {seq}")
+        out = []
+        for line in lines:
+            try:
+                framed = parse_framed(line)
+            except ValueError:
+                continue  # garbled again: the caller counts the try
+            if framed is not None:
+                out.append(framed)
+        return out
+
+    def _garbled(self, command: str, why: str) -> ProtocolError:
+        self.next_seq = None  # an error line may have used a sequence number: relearn it from the next reply
+        return ProtocolError(f"{self.port}: reply to `{command}%` is corrupt ({why}): the serial link is noisy. "
+                             "Check the cable, lower --tinyml-baud, or use a shorter USB lead", port=self.port,
+                             log=self.log)
+
+    def _device_error(self, command: str, body: str) -> ProtocolError:
+        match = _ERROR_BODY.match(body)
+        code, text = (match.group(1), match.group(2)) if match else ("error", body.strip("[]"))
+        fix = _FIXES.get(code)
+        message = f"{self.port} refused `{command[:60]}%`: {code}: {text}" + (f" ({fix})" if fix else "")
+        cls = {"arena-too-small": DeviceArenaTooSmall, "model-too-big": ModelTooBig,
+               "unsupported-op": DeviceModelRejected, "bad-model": DeviceModelRejected}.get(code, ProtocolError)
+        error = cls(message, port=self.port, log=self.log)
+        error.code = code
+        if cls is DeviceArenaTooSmall:
+            needed = re.search(r"needs at least (\d+)", text)
+            error.needed_bytes = int(needed.group(1)) if needed else None
+        return error
+
+
+def _is_text(raw: bytes) -> bool:
+    return all(32 <= b < 127 or b in (9, 13) for b in raw)
+
+
+def _reason(line: str) -> str | None:
+    match = _REASON.search(line)
+    if not match:
+        return None
+    return next(g for g in match.groups() if g)

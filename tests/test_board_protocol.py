@@ -1,0 +1,124 @@
+"""The host side of PROTOCOL.md against scripted firmware on real ptys: framing, re-asks and every fault."""
+
+from __future__ import annotations
+
+import pytest
+from board_pty_peer import PtyPeer, ScriptedFirmware, framed
+
+from pytest_tinyml.board import protocol, transport
+from pytest_tinyml.board.board import Board
+from pytest_tinyml.errors import BoardReset, BoardTimeout, ProtocolError
+
+
+def _board(peer, timeout=2.0) -> Board:
+    link = transport.open_port(peer.port, 921600)
+    return Board(protocol.Client(link, port=peer.port, timeout=timeout, baud=921600), name=peer.port)
+
+
+def test_framing_matches_the_spec_examples():
+    assert framed(3, "end-[2]") == protocol.frame(3, "end-[2]")
+    assert protocol.parse_framed("m-#3-end-[2]*1c5c4975") == protocol.Framed(3, "end-[2]")
+    assert protocol.parse_framed("m-ready") is None
+    with pytest.raises(ValueError):
+        protocol.parse_framed("m-#3-end-[3]*1c5c4975")  # body changed, CRC kept
+
+
+def test_connect_reads_version_and_info():
+    with PtyPeer(ScriptedFirmware()) as peer, _board(peer) as board:
+        info = board.connect()
+        assert info["chip"] == "esp32s3" and info["build"] == "3f9c2e1d0a7b" and info["where"] == "device"
+        assert board.client.reasks == 0
+
+
+def test_garbled_line_is_asked_again():
+    firmware = ScriptedFirmware(garble={5})  # version uses 1..3; info's second line is 5
+    with PtyPeer(firmware) as peer, _board(peer) as board:
+        assert board.connect()["build"] == "3f9c2e1d0a7b"
+        assert board.client.reasks == 1
+        assert "tinyml-resend 5" in peer.commands
+
+
+def test_garbled_end_line_is_asked_again():
+    firmware = ScriptedFirmware(garble={3})  # the end line of tinyml-version
+    with PtyPeer(firmware) as peer, _board(peer) as board:
+        board.connect()
+        assert "tinyml-resend 3" in peer.commands
+
+
+def test_line_garbled_for_good_fails_after_bounded_reasks():
+    firmware = ScriptedFirmware(always_garble={2})
+    with PtyPeer(firmware) as peer, _board(peer) as board:
+        with pytest.raises(ProtocolError, match=r"line 2 stayed garbled or lost after 3 re-asks.*Check the cable"):
+            board.connect()
+        assert peer.commands.count("tinyml-resend 2") == protocol.MAX_REASKS
+
+
+def test_lost_line_is_found_by_its_sequence_gap():
+    def drop_second(fw, command):
+        reply = fw.reply(["protocol-[1.0]", "firmware-[tinyml-bench 0.1.0]"]).decode().split("\r\n")
+        return "\r\n".join(line for i, line in enumerate(reply) if i != 1).encode()
+
+    with PtyPeer(ScriptedFirmware(on={"tinyml-version": drop_second})) as peer, _board(peer) as board:
+        board.connect()
+        assert "tinyml-resend 2" in peer.commands
+
+
+def test_silent_board_times_out_with_the_serial_log():
+    def silent(fw, command):
+        return b"I (312) tinyml: starting inference\r\n"  # a log line, then nothing
+
+    with PtyPeer(ScriptedFirmware(on={"tinyml-info": silent})) as peer, _board(peer, timeout=0.5) as board:
+        with pytest.raises(BoardTimeout) as info:
+            board.connect()
+    text = str(info.value)
+    assert "did not answer `tinyml-info%` within" in text and "--tinyml-timeout" in text
+    assert "serial log" in text and "I (312) tinyml: starting inference" in text
+
+
+def test_reset_mid_reply_discards_it_and_names_the_reason():
+    def panic(fw, command):
+        fw.seq = 0
+        return (framed(1, "info-chip-[esp32s3]") + "\r\nGuru Meditation Error: Core  0 panic'ed (LoadProhibited)\r\n"
+                "Rebooting...\r\nets Jun  8 2016 00:22:57\r\nrst:0xc (SW_CPU_RESET),boot:0x13\r\n"
+                + ScriptedFirmware.BANNER.format(reason="panic")).encode()
+
+    with PtyPeer(ScriptedFirmware(on={"tinyml-info": panic})) as peer, _board(peer) as board:
+        with pytest.raises(BoardReset) as info:
+            board.connect()
+        assert board.client.next_seq is None  # sequence numbers restart after a boot
+    text = str(info.value)
+    assert "reset during `tinyml-info%`" in text and "partial result was discarded" in text
+    assert "panic" in text
+
+
+def test_wrong_baud_says_check_baud():
+    garbage = bytes([0x00, 0xF8, 0x80, 0xFF, 0xE0, 0x1C] * 60)
+
+    with PtyPeer(ScriptedFirmware(on={"": lambda fw, c: garbage})) as peer, _board(peer) as board:
+        with pytest.raises(ProtocolError, match=r"not text.*Check --tinyml-baud \(now 921600\)"):
+            board.connect()
+
+
+def test_wrong_baud_with_few_bytes_is_caught_at_the_timeout():
+    with PtyPeer(ScriptedFirmware(on={"": lambda fw, c: b"\xf8\x00\x80\xfe"})) as peer, _board(peer, 0.4) as board:
+        with pytest.raises(ProtocolError, match="Check --tinyml-baud"):
+            board.connect()
+
+
+def test_device_error_lines_become_typed_errors():
+    def arena(fw, command):
+        return fw.error("arena-too-small", "arena needs at least 150000 bytes, have 131072; raise "
+                                           "CONFIG_TINYML_ARENA_SIZE")
+
+    with PtyPeer(ScriptedFirmware(on={"tinyml-arena": arena})) as peer, _board(peer) as board:
+        board.connect()
+        with pytest.raises(protocol.DeviceArenaTooSmall) as info:
+            board.client.command("tinyml-arena")
+    assert info.value.needed_bytes == 150000
+    assert "needs at least 150000 bytes" in str(info.value)
+
+
+def test_unknown_major_version_is_refused():
+    with PtyPeer(ScriptedFirmware(version="2.0")) as peer, _board(peer) as board:
+        with pytest.raises(ProtocolError, match=r"speaks protocol 2.0, this pytest-tinyml speaks 1.x"):
+            board.connect()
