@@ -1,0 +1,226 @@
+"""Post-training conversion of Keras models to TFLite, in a child process that may crash without harm.
+
+Example:
+    >>> from pytest_tinyml.convert import convert
+    >>> art = convert(model, "int8", representative=x_train)      # doctest: +SKIP
+    >>> art.inputs[0].dtype, art.size
+    ('int8', 14592)
+
+Recipes (``RECIPES``): ``float32``, ``dynamic_range``, ``float16``, ``int8`` (full integer) and ``int16x8``.
+What runs where: every recipe loads in LiteRT. TFLite Micro runs ``float32``, ``int8`` and ``int16x8``
+(for the ops it has 16x8 kernels for); it has no hybrid kernels for ``dynamic_range`` and no float16
+weights for ``float16``: those two are for LiteRT (phones, Linux boards).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+from pytest_tinyml.convert.artifact import TensorQuant, TFLiteArtifact, current_versions
+from pytest_tinyml.errors import CalibrationWarning, ConfigError, ConversionError
+
+__all__ = ["convert", "RECIPES", "TFLiteArtifact", "TensorQuant", "prepare_representative"]
+
+RECIPES: dict[str, str] = {
+    "float32": "no quantization; float32 weights and activations (TFLite Micro and LiteRT)",
+    "dynamic_range": "int8 weights, float activations computed by hybrid kernels (LiteRT only: TFLM has none)",
+    "float16": "float16 weights dequantized at load (LiteRT only: TFLM has no float16 weights)",
+    "int8": "full integer: int8 weights and activations, int8 I/O by default (needs representative=)",
+    "int16x8": "int16 activations, int8 weights, int16 I/O by default (needs representative=)",
+}
+FULL_INTEGER = {"int8", "int16x8"}
+TARGETS = ("tflm", "litert")
+MIN_CALIBRATION_SAMPLES = 100
+DEFAULT_MAX_CALIBRATION_SAMPLES = 500
+# Converter parameters accepted as **params, with their defaults.
+PARAMS = {"max_calibration_samples": DEFAULT_MAX_CALIBRATION_SAMPLES, "select_tf_ops": False, "per_channel": True}
+
+
+def _io_dtype(recipe: str, target: str, io_dtype: str | None, label: str) -> str:
+    if recipe not in FULL_INTEGER:
+        if io_dtype not in (None, "float32"):
+            raise ConfigError(
+                f"{label}: io_dtype={io_dtype!r} needs a full-integer recipe; recipe {recipe!r} has float32 I/O "
+                "(use recipe='int8' for int8 I/O)"
+            )
+        return "float32"
+    allowed = {"int8": ("int8", "uint8", "float32"), "int16x8": ("int16", "float32")}[recipe]
+    io_dtype = io_dtype or {"int8": "int8", "int16x8": "int16"}[recipe]
+    if io_dtype not in allowed:
+        raise ConfigError(f"{label}: io_dtype={io_dtype!r} is not one of {allowed} for recipe {recipe!r}")
+    if io_dtype == "uint8" and target == "tflm":
+        raise ConversionError(
+            f"{label}: uint8 I/O is refused for target='tflm': TensorFlow Lite Micro dropped uint8 "
+            "quantization (its kernels are int8 only). Use io_dtype='int8' (the default; shift uint8 "
+            "data by -128), or target='litert' if the model only runs on LiteRT."
+        )
+    return io_dtype
+
+
+def prepare_representative(representative: Any, *, max_samples: int = DEFAULT_MAX_CALIBRATION_SAMPLES):
+    """A float32 array of calibration samples (batch axis first) from an array, a ``Dataset`` or a generator.
+
+    A generator (or a callable returning one) yields what TF's ``representative_dataset`` yields: a list
+    with one array of batch size 1 per sample (or the array itself). More than ``max_samples`` samples are
+    thinned to ``max_samples`` evenly spaced ones, so the whole set is still covered.
+
+    Example:
+        >>> prepare_representative(np.zeros((1000, 64)), max_samples=200).shape     # doctest: +SKIP
+        (200, 64)
+    """
+    import numpy as np
+
+    if representative is None:
+        return None
+    if hasattr(representative, "x_train"):  # a pytest_tinyml Dataset
+        representative = representative.x_train
+    if callable(representative) and not hasattr(representative, "shape"):
+        representative = representative()
+    if not hasattr(representative, "shape") and hasattr(representative, "__iter__"):
+        batches = []
+        for item in representative:
+            if isinstance(item, dict):
+                item = list(item.values())
+            if isinstance(item, (list, tuple)):
+                if len(item) != 1:
+                    raise ConfigError(
+                        f"representative generator yields {len(item)} inputs per sample: only single-input "
+                        "models are supported; yield [x[i:i+1]]"
+                    )
+                item = item[0]
+            batches.append(np.asarray(item, dtype=np.float32))
+            if sum(b.shape[0] if b.ndim else 1 for b in batches) >= 20 * max_samples:
+                break  # enough to thin from; a generator may be endless
+        if not batches:
+            raise ConfigError("representative generator yielded nothing: yield [x[i:i+1]] for each sample")
+        representative = np.concatenate([b if b.ndim else b.reshape(1) for b in batches], axis=0)
+    array = np.asarray(representative, dtype=np.float32)
+    if array.ndim < 1 or array.shape[0] == 0:
+        raise ConfigError(f"representative data has shape {array.shape}: need samples along the first axis")
+    if array.shape[0] > max_samples:
+        index = np.linspace(0, array.shape[0] - 1, max_samples).round().astype(int)
+        array = array[index]
+    return np.ascontiguousarray(array)
+
+
+def representative_hash(array) -> str | None:
+    """sha256 of a prepared representative array (shape, dtype and bytes); None for None."""
+    import hashlib
+
+    if array is None:
+        return None
+    digest = hashlib.sha256(f"{array.shape}{array.dtype.str}".encode())
+    digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def check_params(params: dict, label: str) -> dict:
+    """The converter parameters with defaults filled in; ``ConfigError`` for an unknown one."""
+    unknown = sorted(set(params) - set(PARAMS))
+    if unknown:
+        raise ConfigError(f"{label}: unknown converter parameter(s) {unknown}; known: {sorted(PARAMS)}")
+    return {**PARAMS, **params}
+
+
+def convert(
+    model: Any,
+    recipe: str = "float32",
+    *,
+    representative: Any = None,
+    target: str = "tflm",
+    io_dtype: str | None = None,
+    name: str | None = None,
+    timeout: float = 300.0,
+    **params: Any,
+) -> TFLiteArtifact:
+    """Convert a model to TFLite with a post-training recipe, in a child process; returns a ``TFLiteArtifact``.
+
+    ``model``: a Keras 3 model (any backend: it is saved as ``.keras`` and converted on the TensorFlow
+    backend), a tf_keras model (QAT / pruned / clustered by tfmot), a ``.keras`` / ``.h5`` path or a
+    SavedModel directory. ``recipe``: one of ``RECIPES``. Full-integer recipes need ``representative``
+    (array with the batch axis first, a ``Dataset`` - its ``x_train`` - or a generator), except for a
+    quantization-aware-trained model. ``target``: ``"tflm"`` (int8-only op set, no uint8 I/O) or
+    ``"litert"``. ``params``: ``max_calibration_samples`` (500), ``select_tf_ops`` (False; LiteRT only),
+    ``per_channel`` (True).
+
+    A crash, a hang past ``timeout`` seconds or a converter exception raises ``ConversionError`` naming
+    the model, the recipe, the signal / timeout / exception, the converter's last stderr lines and a fix.
+
+    Example:
+        >>> art = convert(model, "int8", representative=ds.x_train, name="mlp")   # doctest: +SKIP
+        >>> art.inputs[0]
+        TensorQuant(name='serving_default_keras_tensor:0', shape=(1, 64), dtype='int8', scale=0.0627, zero_point=-128)
+    """
+    from pytest_tinyml.convert import _source
+    from pytest_tinyml.convert._runner import run_child
+
+    display = name or (getattr(model, "name", None) if not isinstance(model, (str, os.PathLike)) else None)
+    display = display or (Path(model).stem if isinstance(model, (str, os.PathLike)) else "model")
+    label = f"model {display!r}, recipe {recipe!r}"
+    if recipe not in RECIPES:
+        raise ConfigError(f"unknown recipe {recipe!r} for model {display!r}: choose one of {sorted(RECIPES)}")
+    if target not in TARGETS:
+        raise ConfigError(f"{label}: unknown target {target!r}: choose one of {TARGETS}")
+    params = check_params(params, label)
+    if params["select_tf_ops"] and target != "litert":
+        raise ConfigError(f"{label}: select_tf_ops=True needs target='litert' (TFLite Micro has no TF ops)")
+    io = _io_dtype(recipe, target, io_dtype, label)
+    qat = _source.model_family(model) == "tf_keras" and _source.is_qat(model)
+    samples = None
+    if recipe in FULL_INTEGER:
+        samples = prepare_representative(representative, max_samples=int(params["max_calibration_samples"]))
+        if samples is None and not qat and not isinstance(model, (str, os.PathLike)):
+            raise ConversionError(
+                f"{label}: full-integer quantization needs a representative dataset to calibrate activation "
+                "ranges. Fix: convert(model, recipe, representative=x_train) with a few hundred training "
+                "samples (batch axis first), a pytest_tinyml Dataset, or a generator yielding [x[i:i+1]]."
+            )
+        if samples is not None and samples.shape[0] < MIN_CALIBRATION_SAMPLES:
+            warnings.warn(
+                f"{label}: calibrating on {samples.shape[0]} representative samples; under "
+                f"{MIN_CALIBRATION_SAMPLES} the activation ranges may be off. Pass more samples.",
+                CalibrationWarning,
+                stacklevel=2,
+            )
+
+    workdir = Path(tempfile.mkdtemp(prefix="tinyml-convert-"))
+    try:
+        source = _source.prepare(model, workdir, name)
+        job = {
+            "kind": source.kind,
+            "path": source.path,
+            "source_hash": source.source_hash,
+            "qat": source.qat,
+            "layer_classes": list(source.layer_classes),
+            "recipe": recipe,
+            "target": target,
+            "io_dtype": io,
+            "params": params,
+            "representative": None,
+        }
+        if samples is not None:
+            import numpy as np
+
+            job["representative"] = str(workdir / "representative.npy")
+            np.save(job["representative"], samples)
+        result = run_child(workdir, job, timeout=timeout, label=f"model {source.name!r}, recipe {recipe!r}")
+        content = (workdir / "model.tflite").read_bytes()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    recorded = {"target": target, "io_dtype": io, **params, "calibration_samples": result["calibration_samples"]}
+    if result.get("qat"):
+        recorded["qat"] = True
+    return TFLiteArtifact.from_bytes(
+        content,
+        name=source.name,
+        recipe=recipe,
+        params=recorded,
+        source_hash=result["source_hash"],
+        versions=current_versions(**result["versions"]),
+    )

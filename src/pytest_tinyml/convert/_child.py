@@ -1,0 +1,182 @@
+"""The conversion worker: ``python -m pytest_tinyml.convert._child JOB_DIR``.
+
+It runs in its own process because TF's converter can crash natively (full-int8 calibration of a Keras 3
+LSTM segfaults): the parent turns a signal, a hang or an exception into ``ConversionError``.
+
+``JOB_DIR/job.json`` says what to convert; the worker writes ``model_info.json`` as soon as the model is
+loaded (so a crash report can name its layers), then ``model.tflite`` and ``result.json``, or
+``error.json`` and exit code 3.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+
+EXIT_EXCEPTION = 3
+
+
+def _representative(path: str):
+    import numpy as np
+
+    samples = np.load(path).astype(np.float32)
+
+    def generate():
+        for i in range(samples.shape[0]):
+            # The converter calibrates one sample at a time, with a batch dimension of 1.
+            yield [samples[i : i + 1]]
+
+    return generate, int(samples.shape[0])
+
+
+def _load(job: dict):
+    """(converter, loaded Keras model or None, versions) for the job's source."""
+    import tensorflow as tf
+
+    kind, path = job["kind"], job["path"]
+    versions = {"tensorflow": tf.__version__}
+    if kind == "keras":
+        import keras
+
+        versions["keras"] = keras.__version__
+        model = keras.saving.load_model(path, compile=False)
+        return tf.lite.TFLiteConverter.from_keras_model(model), model, versions
+    if kind == "tf_keras":
+        import tensorflow_model_optimization as tfmot
+        import tf_keras
+
+        versions["tf_keras"] = tf_keras.__version__
+        with tfmot.quantization.keras.quantize_scope(), tfmot.sparsity.keras.prune_scope(), \
+                tfmot.clustering.keras.cluster_scope():
+            model = tf_keras.models.load_model(path, compile=False)
+        return tf.lite.TFLiteConverter.from_keras_model(model), model, versions
+    return tf.lite.TFLiteConverter.from_saved_model(path), None, versions
+
+
+def _layer_classes(model) -> list[str]:
+    seen = set()
+
+    def walk(m):
+        for layer in getattr(m, "layers", ()):
+            seen.add(type(layer).__name__)
+            inner = getattr(layer, "layer", None)
+            if inner is not None:
+                seen.add(type(inner).__name__)
+            walk(layer)
+
+    walk(model)
+    return sorted(seen)
+
+
+def _configure(converter, job: dict, qat: bool) -> int:
+    """Apply the recipe to the converter; returns the number of calibration samples used."""
+    import tensorflow as tf
+
+    recipe, target, io_dtype = job["recipe"], job["target"], job["io_dtype"]
+    params = job["params"]
+    ops = tf.lite.OpsSet
+    n_samples = 0
+    extra_ops = []
+    if params.get("select_tf_ops"):
+        extra_ops = [ops.SELECT_TF_OPS]
+        converter._experimental_lower_tensor_list_ops = False
+    if not params.get("per_channel", True):
+        converter._experimental_disable_per_channel = True
+
+    if recipe == "float32":
+        converter.target_spec.supported_ops = [ops.TFLITE_BUILTINS, *extra_ops]
+    elif recipe == "dynamic_range":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_ops = [ops.TFLITE_BUILTINS, *extra_ops]
+    elif recipe == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+        converter.target_spec.supported_ops = [ops.TFLITE_BUILTINS, *extra_ops]
+    elif recipe in {"int8", "int16x8"}:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if job.get("representative"):
+            converter.representative_dataset, n_samples = _representative(job["representative"])
+        elif not qat:
+            raise ValueError(
+                f"full-integer recipe {recipe!r} needs a representative dataset and the model is not "
+                "quantization-aware trained"
+            )
+        if recipe == "int8":
+            strict = [ops.TFLITE_BUILTINS_INT8]
+        else:
+            strict = [ops.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+        if qat:
+            # A QAT graph carries its own ranges; TF refuses an int8-only op set before it has seen the
+            # graph, so leave the op set open (every op of a QAT model comes out integer anyway).
+            converter.target_spec.supported_ops = [ops.TFLITE_BUILTINS, *extra_ops]
+        elif target == "litert":
+            converter.target_spec.supported_ops = [*strict, ops.TFLITE_BUILTINS, *extra_ops]
+        else:
+            converter.target_spec.supported_ops = strict
+        io_type = {"int8": tf.int8, "uint8": tf.uint8, "int16": tf.int16, "float32": tf.float32}[io_dtype]
+        converter.inference_input_type = io_type
+        converter.inference_output_type = io_type
+    else:
+        raise ValueError(f"unknown recipe {recipe!r}")
+    return n_samples
+
+
+def main(job_dir: str) -> int:
+    faulthandler.enable()  # a native crash prints the Python stack to stderr: the parent shows its tail
+    job_dir_path = Path(job_dir)
+    job = json.loads((job_dir_path / "job.json").read_text())
+    try:
+        converter, model, versions = _load(job)
+        qat = bool(job.get("qat"))
+        info = {"layer_classes": job.get("layer_classes") or []}
+        if model is not None:
+            info["layer_classes"] = _layer_classes(model)
+            qat = qat or bool(set(info["layer_classes"]) & {"QuantizeLayer", "QuantizeWrapperV2", "QuantizeWrapper"})
+        info["qat"] = qat
+        (job_dir_path / "model_info.json").write_text(json.dumps(info))
+        source_hash = job.get("source_hash")
+        if not source_hash and model is not None:
+            from pytest_tinyml.convert._source import model_hash
+
+            source_hash = model_hash(model)
+        elif not source_hash:
+            from pytest_tinyml.convert._source import path_hash
+
+            source_hash = path_hash(job["path"])
+        n_samples = _configure(converter, job, qat)
+        content = converter.convert()
+        # Sanity: LiteRT must be able to load what we produced (this process is the crash boundary).
+        from ai_edge_litert.interpreter import Interpreter
+
+        Interpreter(model_content=content).allocate_tensors()
+        (job_dir_path / "model.tflite").write_bytes(content)
+        result = {
+            "source_hash": source_hash,
+            "versions": versions,
+            "calibration_samples": n_samples,
+            "qat": qat,
+        }
+        (job_dir_path / "result.json").write_text(json.dumps(result))
+        return 0
+    except BaseException as exc:  # noqa: BLE001 - everything becomes an error report for the parent
+        traceback.print_exc(file=sys.stderr)
+        message = str(exc)
+        (job_dir_path / "error.json").write_text(
+            json.dumps({"type": type(exc).__name__, "message": message[-4000:]})
+        )
+        return EXIT_EXCEPTION
+    finally:
+        sys.stderr.flush()
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        print("usage: python -m pytest_tinyml.convert._child JOB_DIR", file=sys.stderr)
+        sys.exit(2)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.exit(main(sys.argv[1]))

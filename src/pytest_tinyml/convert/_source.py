@@ -1,0 +1,198 @@
+"""What can be converted, how it reaches the child process, and its content hash.
+
+Sources: a Keras 3 model (any backend; saved as ``.keras``), a tf_keras model (QAT / pruned / clustered
+models from tfmot; saved as a tf_keras SavedModel), a ``.keras`` or ``.h5`` file, or a SavedModel directory.
+The hash (``source_hash``) is the sha256 of the architecture JSON, with auto-generated layer names made
+positional (``dense_7`` depends on how many models the process built before), and of every weight array.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pytest_tinyml.errors import ConfigError
+
+# Names that are values, not layer names, in Keras configs (dtype policies carry a "name" too).
+_NOT_LAYERS = {"DTypePolicy", "FloatDTypePolicy", "QuantizedDTypePolicy", "Policy"}
+QAT_LAYERS = {"QuantizeLayer", "QuantizeWrapper", "QuantizeWrapperV2", "QuantizeAnnotate"}
+ACCEPTED = "a Keras 3 model, a tf_keras model, a path to a .keras/.h5 file, or a SavedModel directory"
+
+
+@dataclass
+class Source:
+    """A model ready for the child: ``kind`` is ``keras``, ``tf_keras`` or ``saved_model``."""
+
+    kind: str
+    path: str
+    name: str
+    source_hash: str | None  # None: the child computes it after loading
+    qat: bool = False
+    layer_classes: tuple = ()
+
+
+def model_family(model: Any) -> str | None:
+    """``"keras"`` for a Keras 3 model, ``"tf_keras"`` for a tf_keras model, None for anything else."""
+    for klass in type(model).__mro__:
+        module = klass.__module__ or ""
+        if klass.__name__ in {"Model", "Functional", "Sequential"}:
+            if module.startswith("keras") and not module.startswith("keras.api._v2"):
+                return "keras"
+            if module.startswith("tf_keras") or module.startswith("keras.api._v2"):
+                return "tf_keras"
+    return None
+
+
+def _canonical_architecture(config: dict) -> dict:
+    names: list[str] = []
+
+    def collect(node: Any) -> None:
+        if isinstance(node, dict):
+            conf = node.get("config")
+            if (
+                "class_name" in node
+                and node["class_name"] not in _NOT_LAYERS
+                and isinstance(conf, dict)
+                and isinstance(conf.get("name"), str)
+                and conf["name"] not in names
+            ):
+                names.append(conf["name"])
+            for value in node.values():
+                collect(value)
+        elif isinstance(node, list):
+            for value in node:
+                collect(value)
+
+    collect(config)
+    mapping = {n: f"layer{i}" for i, n in enumerate(names)}
+
+    def rename(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: rename(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [rename(v) for v in node]
+        if isinstance(node, str):
+            return mapping.get(node, node)
+        return node
+
+    return rename(config)
+
+
+def architecture_json(model: Any) -> str:
+    """The model's architecture JSON with positional layer names, keys sorted (stable across processes)."""
+    config = json.loads(model.to_json())
+    return json.dumps(_canonical_architecture(config), sort_keys=True, separators=(",", ":"))
+
+
+def weights_digest(model: Any, digest=None):
+    """Feed every weight array (shape, dtype, bytes) of a Keras / tf_keras model into a sha256."""
+    import numpy as np
+
+    digest = digest or hashlib.sha256()
+    for w in model.get_weights():
+        w = np.ascontiguousarray(w)
+        digest.update(f"{w.shape}{w.dtype.str}".encode())
+        digest.update(w.tobytes())
+    return digest
+
+
+def model_hash(model: Any) -> str:
+    """sha256 of a Keras / tf_keras model's canonical architecture JSON and its weights.
+
+    Example:
+        >>> model_hash(zoo.build("mlp")) == model_hash(zoo.build("mlp"))   # doctest: +SKIP
+        False
+    """
+    digest = hashlib.sha256(architecture_json(model).encode())
+    return weights_digest(model, digest).hexdigest()
+
+
+def path_hash(path: str | os.PathLike) -> str:
+    """sha256 of a model file or SavedModel directory's contents (``.keras``: config and weights only).
+
+    A ``.keras`` zip also holds ``metadata.json`` with the save date, which would change the hash of an
+    unchanged model, so only its other members count.
+    """
+    path = Path(path)
+    digest = hashlib.sha256()
+    if path.is_dir():
+        for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(str(file.relative_to(path)).encode() + b"\0")
+            digest.update(file.read_bytes())
+    elif path.suffix == ".keras" and zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            for member in sorted(archive.namelist()):
+                if member != "metadata.json":
+                    digest.update(member.encode() + b"\0")
+                    digest.update(archive.read(member))
+    else:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def source_key(model: Any) -> str:
+    """The content hash used by the cache: ``model_hash`` for models in memory, ``path_hash`` for paths."""
+    if isinstance(model, (str, os.PathLike)):
+        return path_hash(model)
+    if model_family(model) is None:
+        raise ConfigError(f"cannot hash {type(model).__name__!r}: expected {ACCEPTED}")
+    return model_hash(model)
+
+
+def is_qat(model: Any) -> bool:
+    """True for a tf_keras model quantize-annotated by tfmot (it carries its own quantization ranges)."""
+    return any(type(layer).__name__ in QAT_LAYERS for layer in getattr(model, "layers", ()))
+
+
+def prepare(model: Any, workdir: Path, name: str | None) -> Source:
+    """Save or locate ``model`` so the child process can load it; raise ``ConfigError`` for anything else.
+
+    Example:
+        >>> prepare(keras_model, Path(tmp), None).kind         # doctest: +SKIP
+        'keras'
+    """
+    if isinstance(model, (str, os.PathLike)):
+        path = Path(model)
+        if not path.exists():
+            raise ConfigError(f"model path {str(path)!r} does not exist: pass {ACCEPTED}")
+        if path.is_dir():
+            if not (path / "saved_model.pb").exists():
+                raise ConfigError(
+                    f"directory {str(path)!r} has no saved_model.pb: it is not a SavedModel; pass {ACCEPTED}"
+                )
+            return Source("saved_model", str(path.resolve()), name or path.name, None)
+        if path.suffix == ".keras":
+            return Source("keras", str(path.resolve()), name or path.stem, None)
+        if path.suffix in {".h5", ".hdf5"}:
+            return Source("tf_keras", str(path.resolve()), name or path.stem, None)
+        raise ConfigError(f"cannot convert {str(path)!r}: unknown model file type; pass {ACCEPTED}")
+
+    family = model_family(model)
+    if family is None:
+        raise ConfigError(f"cannot convert a {type(model).__name__!r}: pass {ACCEPTED}")
+    name = name or getattr(model, "name", None) or "model"
+    classes = tuple(sorted({type(layer).__name__ for layer in _all_layers(model)}))
+    digest = model_hash(model)
+    if family == "keras":
+        path = workdir / "model.keras"
+        model.save(str(path))
+        return Source("keras", str(path), name, digest, layer_classes=classes)
+    # tf_keras (tfmot wrappers included): a tf_keras SavedModel reloads under tfmot's scopes in the child.
+    path = workdir / "tf_keras_savedmodel"
+    model.save(str(path), save_format="tf", include_optimizer=False)
+    return Source("tf_keras", str(path), name, digest, qat=is_qat(model), layer_classes=classes)
+
+
+def _all_layers(model: Any):
+    for layer in getattr(model, "layers", ()):
+        yield layer
+        inner = getattr(layer, "layer", None)  # tfmot wrappers
+        if inner is not None:
+            yield inner
+        if hasattr(layer, "layers"):
+            yield from _all_layers(layer)
