@@ -25,7 +25,7 @@ def _vet(payload: dict, log) -> None:
 
         zero_invoke(new_interpreter(content, name))
     else:
-        from pytest_tinyml.runtime.tflm import DEFAULT_ARENA, zero_inputs, new_interpreter
+        from pytest_tinyml.runtime.tflm import DEFAULT_ARENA, new_interpreter, zero_inputs
 
         interpreter = new_interpreter(content, name, max(DEFAULT_ARENA, 10 * len(content)))
         for index, value in enumerate(zero_inputs(interpreter, content)):

@@ -54,7 +54,7 @@ def capture(fds: tuple[int, ...] = (1, 2)):
                 yield captured
             finally:
                 _flush_all()
-                for fd, copy in zip(fds, saved):
+                for fd, copy in zip(fds, saved, strict=True):
                     os.dup2(copy, fd)
         finally:
             for copy in saved:

@@ -85,7 +85,7 @@ class LiteRTRunner:
         if batch == self._batch:
             return True
         try:
-            for index, spec in zip(self._input_index, self.inputs):
+            for index, spec in zip(self._input_index, self.inputs, strict=True):
                 self._interpreter.resize_tensor_input(index, [batch, *spec.shape[1:]], strict=True)
             self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError):
@@ -98,7 +98,7 @@ class LiteRTRunner:
     def _invoke(self, arrays: list) -> list:
         import numpy as np
 
-        for index, array in zip(self._input_index, arrays):
+        for index, array in zip(self._input_index, arrays, strict=True):
             self._interpreter.set_tensor(index, np.ascontiguousarray(array))
         self._interpreter.invoke()
         return [self._interpreter.get_tensor(index) for index in self._output_index]
@@ -118,7 +118,7 @@ class LiteRTRunner:
 
         name = self.artifact.name
         arrays = as_input_list(x, len(self.inputs), name)
-        arrays = [spec.quantize(fit_batch(a, spec, name)) for a, spec in zip(arrays, self.inputs)]
+        arrays = [spec.quantize(fit_batch(a, spec, name)) for a, spec in zip(arrays, self.inputs, strict=True)]
         count = arrays[0].shape[0]
         if count == 0:
             return [np.zeros((0,) + spec.shape[1:], spec.dtype) for spec in self.outputs]
@@ -146,7 +146,7 @@ class LiteRTRunner:
 
     def predict(self, x):
         """Dequantized float32 outputs for float inputs ``x``, first axis = sample."""
-        outputs = [spec.dequantize(raw) for raw, spec in zip(self._run(x), self.outputs)]
+        outputs = [spec.dequantize(raw) for raw, spec in zip(self._run(x), self.outputs, strict=True)]
         return outputs[0] if len(outputs) == 1 else outputs
 
     def invoke_once(self) -> None:

@@ -134,7 +134,7 @@ class TFLMRunner:
 
         name = self.artifact.name
         arrays = as_input_list(x, len(self.inputs), name)
-        arrays = [spec.quantize(fit_batch(a, spec, name)) for a, spec in zip(arrays, self.inputs)]
+        arrays = [spec.quantize(fit_batch(a, spec, name)) for a, spec in zip(arrays, self.inputs, strict=True)]
         count = arrays[0].shape[0]
         results = [[] for _ in self.outputs]
         with cstdio.capture() as captured:
@@ -154,7 +154,7 @@ class TFLMRunner:
                 f"TFLite Micro failed to run model {name!r}: {failure}\n{captured.text.strip()[-1500:]}"
             )
         return [np.concatenate(bucket, axis=0) if bucket else np.zeros((0,) + spec.shape[1:], spec.dtype)
-                for bucket, spec in zip(results, self.outputs)]
+                for bucket, spec in zip(results, self.outputs, strict=True)]
 
     def predict_raw(self, x):
         """Raw outputs (e.g. int8) for float inputs ``x`` (n, ...); a list when the model has several outputs."""
@@ -163,7 +163,7 @@ class TFLMRunner:
 
     def predict(self, x):
         """Dequantized float32 outputs for float inputs ``x``, first axis = sample."""
-        outputs = [spec.dequantize(raw) for raw, spec in zip(self._run(x), self.outputs)]
+        outputs = [spec.dequantize(raw) for raw, spec in zip(self._run(x), self.outputs, strict=True)]
         return outputs[0] if len(outputs) == 1 else outputs
 
     def invoke_once(self) -> None:
