@@ -1,0 +1,63 @@
+"""Quantization-aware training with tfmot, on a tf_keras twin of the model.
+
+The result stays a tf_keras model: its fake-quant wrappers carry the learned ranges, and the converter reads
+them (``convert(qat_model, "int8", representative=...)``). It is not carried back to Keras 3.
+
+Example:
+    >>> from pytest_tinyml import optimize
+    >>> qat_model = optimize.qat(model, dataset, epochs=3)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from pytest_tinyml.errors import ConfigError, OptimizationError
+from pytest_tinyml.optimize import _training
+
+
+def qat(
+    model,
+    dataset,
+    *,
+    epochs: int = 3,
+    batch_size: int = 32,
+    preserve_sparsity: bool = False,
+    learning_rate: float = 1e-4,
+    seed: int = 0,
+):
+    """Fine-tune a trained model with fake quantization (int8 weights and activations); return a tf_keras model.
+
+    ``model`` is a Keras 3 model (rebuilt in tf_keras by the bridge) or a tf_keras model (used as given, not
+    modified: tfmot clones it). ``preserve_sparsity=True`` uses tfmot's pruning-preserving scheme
+    (``Default8BitPrunePreserveQuantizeScheme``): zeros of a pruned model stay zero through QAT. Convert
+    the result with ``pytest_tinyml.convert.convert(qat_model, "int8", representative=...)``.
+
+    Example:
+        >>> qat_model = qat(trained_mlp, datasets.load("digits"), epochs=3)  # doctest: +SKIP
+        >>> artifact = convert(qat_model, "int8", representative=digits.x_train[:200])  # doctest: +SKIP
+    """
+    from pytest_tinyml.optimize._legacy import tf_keras, tfmot
+    from pytest_tinyml.optimize.bridge import to_tf_keras
+
+    tfk, mot = tf_keras(), tfmot()
+    if epochs < 0:
+        raise ConfigError(f"qat: epochs={epochs} must be >= 0.")
+    legacy = model if isinstance(model, tfk.Model) else to_tf_keras(model)
+    quantize = mot.quantization.keras
+    _training.seed_everything(seed)
+    try:
+        if preserve_sparsity:
+            annotated = quantize.quantize_annotate_model(legacy)
+            scheme = mot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
+            quantized = quantize.quantize_apply(annotated, scheme)
+        else:
+            quantized = quantize.quantize_model(legacy)
+    except (RuntimeError, ValueError) as exc:
+        raise OptimizationError(
+            f"tfmot cannot quantize model {legacy.name!r}: {exc}. Layers tfmot's default 8-bit scheme does not "
+            "know need a QuantizeConfig, or use post-training int8 (convert(model, 'int8')) instead."
+        ) from exc
+    if epochs:
+        x, y = _training.arrays(dataset, "qat")
+        _training.compile_for(quantized, dataset, tfk, reference=legacy, learning_rate=learning_rate)
+        quantized.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0)
+    return quantized
