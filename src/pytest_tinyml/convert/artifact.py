@@ -279,6 +279,20 @@ def _dtype_names() -> dict[int, str]:
     }
 
 
+def _check_buffers(model, size: int) -> None:
+    """Every weight buffer must lie inside the bytes: a truncated file loses its tail, where they live."""
+    n = model.BuffersLength()
+    if n > 10_000_000:
+        raise ValueError(f"implausible buffer count {n}")
+    for i in range(n):
+        buffer = model.Buffers(i)
+        if buffer.DataLength() > 0:
+            buffer.DataAsNumpy()  # a view; numpy refuses one that runs past the end
+        offset, length = int(buffer.Offset()), int(buffer.Size())
+        if offset > 1 and offset + length > size:  # weights stored after the flatbuffer (large models)
+            raise ValueError(f"buffer {i} ends at byte {offset + length}, past the end ({size})")
+
+
 def read_io(content: bytes, *, name: str = "model") -> tuple[list[TensorQuant], list[TensorQuant]]:
     """The inputs and outputs of the first subgraph of a flatbuffer, parsed without native code.
 
@@ -328,6 +342,7 @@ def read_io(content: bytes, *, name: str = "model") -> tuple[list[TensorQuant], 
                 zero_point=zero_point,
             )
 
+        _check_buffers(model, len(content))
         counts = (graph.InputsLength(), graph.OutputsLength())
         if any(c > _MAX_IO for c in counts):
             raise ValueError(f"implausible I/O counts {counts}")
