@@ -248,3 +248,68 @@ class Board:
         context.update(model_sha256=result.model_sha256, recipe=getattr(artifact, "recipe", None),
                        model=getattr(artifact, "name", None), runs=result.runs, warmup=result.warmup)
         observe(kind="board", samples_us=list(result.latency_us.samples), context=context)
+
+
+# --- opening boards ---------------------------------------------------------------------------------------
+
+
+def open_board(spec, *, baud: int = 921600, timeout: float = 30.0, skip_flash: bool = False,
+               firmware_dir: str | None = None, cache_dir: str = ".tinyml_cache", target: str | None = None,
+               sim_options: dict | None = None) -> Board:
+    """Open the board a ``BoardSpec`` names, make sure it runs the current firmware, and connect.
+
+    A device whose firmware build differs from the sources is rebuilt (idf.py) and flashed (esptool), unless
+    ``skip_flash``: then it is a ``FirmwareError``. ``sim`` starts the host simulator.
+
+    Example:
+        >>> from pytest_tinyml.options import parse_board
+        >>> with open_board(parse_board("sim")) as board:  # doctest: +SKIP
+        ...     board.info["where"]
+        'host-sim'
+    """
+    from pytest_tinyml.board import flash
+
+    if spec.is_sim:
+        from pytest_tinyml.board.simboard import open_sim
+
+        return open_sim(spec, timeout=timeout, skip_flash=skip_flash, firmware_dir=firmware_dir,
+                        cache_dir=cache_dir, **(sim_options or {}))
+    from pytest_tinyml.board.transport import open_port
+
+    port = spec.text
+
+    def connect() -> Board:
+        board = Board(Client(open_port(port, baud), port=port, timeout=timeout, baud=baud), name=port)
+        try:
+            board.connect()
+        except BaseException:
+            board.close()
+            raise
+        return board
+
+    board = connect()
+    fw_dir = flash.locate_firmware_dir(firmware_dir)
+    expected = flash.device_build_id(fw_dir)
+    reported = None if board.mlperf_only else board.info.get("build")
+    if board.mlperf_only and skip_flash:
+        return board  # an MLPerf Tiny firmware flashed by hand: benchmark(None) times its built-in model
+    try:
+        stale = flash.check_current(reported, expected, port=port, skip_flash=skip_flash, log=board.client.log)
+    except BaseException:
+        board.close()
+        raise
+    if not stale:
+        return board
+    chip = target or board.info.get("chip")
+    board.close()
+    if not chip or chip == "unknown":
+        raise flash.FirmwareError(f"cannot tell which chip is on {port} to build the firmware for: pass "
+                                  "--tinyml-target (e.g. esp32s3)", port=port)
+    flash.flash(port, flash.build(fw_dir, chip, cache_dir, expected))
+    board = connect()
+    if not flash._same_hash(board.info.get("build") or "", expected):
+        board.close()
+        raise flash.FirmwareError(f"{port} still reports build {board.info.get('build')} after flashing {expected}: "
+                                  "the firmware does not embed TINYML_BUILD_ID; check firmware/main/CMakeLists.txt",
+                                  port=port)
+    return board

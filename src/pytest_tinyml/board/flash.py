@@ -20,6 +20,8 @@ from pathlib import Path
 
 from pytest_tinyml.errors import FirmwareError
 
+__all__ = ["FirmwareError", "build", "check_current", "device_build_id", "flash", "locate_firmware_dir"]
+
 # Outputs and per-checkout state that must not change the source hash.
 _IGNORED_DIRS = {"build", "managed_components", ".git", "__pycache__", ".cache"}
 _IGNORED_FILES = {"sdkconfig", "sdkconfig.old", "dependencies.lock", ".DS_Store"}
@@ -77,6 +79,20 @@ def source_hash(root: Path, files: list[Path] | None = None, extra: str = "") ->
     return digest.hexdigest()
 
 
+def device_build_id(root: Path) -> str:
+    """The build id the firmware reports once built from ``root``: a hash of what goes into the image.
+
+    The host program (``host/``) and documentation do not change the image, so they are left out. idf.py
+    receives it as ``-DTINYML_BUILD_ID=<id>``; the board reports it as ``info-build``.
+
+    Example:
+        >>> len(device_build_id(locate_firmware_dir()))
+        16
+    """
+    files = [f for f in source_files(root) if f.relative_to(root).parts[0] != "host" and f.suffix != ".md"]
+    return source_hash(root, files)[:16]
+
+
 def find_idf() -> list[str]:
     """The command that runs ``idf.py``; ``FirmwareError`` with install instructions when ESP-IDF is missing.
 
@@ -126,7 +142,7 @@ def build(firmware_dir: Path, target: str, cache_dir: Path, expected_hash: str) 
     done = build_dir / "tinyml-build.json"
     if done.is_file():
         return FirmwareBuild(target, build_dir, expected_hash)
-    command = find_idf() + ["-C", str(firmware_dir), "-B", str(build_dir),
+    command = find_idf() + ["-C", str(firmware_dir), "-B", str(build_dir), f"-DTINYML_BUILD_ID={expected_hash}",
                             f"-DSDKCONFIG={build_dir / 'sdkconfig'}", "set-target", target, "build"]
     build_dir.mkdir(parents=True, exist_ok=True)
     log_path = build_dir / "idf-build.log"

@@ -98,9 +98,9 @@ class TflmEngine:
             text = log.decode(errors="replace").strip().splitlines()
             needed = self.arena_needed(model) if b"allocate" in log or "allocate" in str(error) else None
             if needed is not None and needed > self.arena_size:
-                raise EngineFailure("arena", f"arena too small: model needs {needed} bytes, arena has {self.arena_size}")
+                raise EngineFailure("arena-too-small", f"arena needs at least {needed} bytes, have {self.arena_size}")
             detail = text[-1] if text else str(error)
-            raise EngineFailure("model", f"model rejected by TFLite Micro: {detail}")
+            raise EngineFailure("bad-model", f"TFLite Micro rejected the model: {detail}")
         self.interpreter = interp
         self.arena_used = self._allocations(interp)
         return self.arena_used

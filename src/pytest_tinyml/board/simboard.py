@@ -1,0 +1,66 @@
+"""Open a ``sim`` board: build and start ``tinyml-host`` (see :mod:`pytest_tinyml.board.sim`) and connect."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pytest_tinyml.board import flash, sim
+from pytest_tinyml.board.board import Board
+from pytest_tinyml.board.protocol import Client
+from pytest_tinyml.board.transport import open_port
+from pytest_tinyml.errors import BoardError
+
+SIM_BAUD = 921600  # a pty ignores it; kept equal to the firmware's so messages read the same
+
+
+def open_sim(spec, *, timeout: float = 30.0, skip_flash: bool = False, firmware_dir: str | None = None,
+             cache_dir: str = ".tinyml_cache", arena_size: int = sim.DEFAULT_ARENA, extra: list[str] | None = None,
+             stale_build: str | None = None) -> Board:
+    """Start the simulator a ``sim[:delay_us=N,jitter_us=N,seed=N]`` spec describes and return its Board.
+
+    "Flashing" the sim means starting the host program built from the current sources: a sim reporting
+    another build (``stale_build``, for tests) is restarted, or refused under ``skip_flash``.
+
+    Example:
+        >>> from pytest_tinyml.options import parse_board
+        >>> board = open_sim(parse_board("sim:delay_us=500"))  # doctest: +SKIP
+    """
+    fw_dir = flash.locate_firmware_dir(firmware_dir)
+    binary, build_id = sim.build_host(fw_dir, Path(cache_dir))
+    params = {k: int(spec.param(k, "0")) for k in ("delay_us", "jitter_us", "seed")}
+
+    def launch(build: str) -> Board:
+        process = sim.start(binary, build, arena_size=arena_size, extra=extra, log_dir=Path(cache_dir) / "sim",
+                            **params)
+        try:
+            link = open_port(process.port, SIM_BAUD)
+        except BaseException:
+            process.stop()
+            raise
+        client = Client(link, port=f"{spec.text} ({process.port})", timeout=timeout, baud=SIM_BAUD)
+        board = Board(client, name=spec.text, closer=process.stop)
+        board.process = process
+        try:
+            board.connect()
+        except BoardError as exc:
+            board.close()
+            tail = process.stderr_tail()
+            if tail:
+                exc.log = (exc.log + "\n--- tinyml-host stderr ---\n" + tail)[-8000:]
+            raise
+        except BaseException:
+            board.close()
+            raise
+        return board
+
+    board = launch(stale_build or build_id)
+    try:
+        stale = flash.check_current(board.info.get("build"), build_id, port=board.client.port,
+                                    skip_flash=skip_flash, log=board.client.log)
+    except BaseException:
+        board.close()
+        raise
+    if stale:
+        board.close()
+        board = launch(build_id)
+    return board
