@@ -244,9 +244,13 @@ class Board:
             observe = history.observe
         except (ImportError, AttributeError):
             return
-        context = {k: v for k, v in result.info.items() if k not in ("heap-free", "port")}
-        context.update(model_sha256=result.model_sha256, recipe=getattr(artifact, "recipe", None),
-                       model=getattr(artifact, "name", None), runs=result.runs, warmup=result.warmup)
+        info = result.info
+        board = {"chip": info.get("chip"), "revision": info.get("revision"), "cpu_mhz": info.get("cpu-mhz"),
+                 "firmware_hash": info.get("build"), "idf_version": info.get("idf"), "tflm_version": info.get("tflm"),
+                 "esp_nn_version": info.get("esp-nn"), "build_flags": info.get("cflags"), "where": result.where}
+        context = {"board": {k: v for k, v in board.items() if v is not None}, "info": dict(info),
+                   "model_sha256": result.model_sha256, "recipe": getattr(artifact, "recipe", None),
+                   "model": getattr(artifact, "name", None), "runs": result.runs, "warmup": result.warmup}
         observe(kind="board", samples_us=list(result.latency_us.samples), context=context)
 
 

@@ -1,0 +1,85 @@
+"""Firmware freshness: build ids from sources, stale boards under --tinyml-skip-flash, missing ESP-IDF."""
+
+from __future__ import annotations
+
+import pytest
+from board_pty_peer import PtyPeer, ScriptedFirmware
+
+from pytest_tinyml.board import flash
+from pytest_tinyml.board.board import open_board
+from pytest_tinyml.errors import FirmwareError
+from pytest_tinyml.options import parse_board
+
+
+@pytest.fixture
+def firmware_dir(tmp_path):
+    root = tmp_path / "fw"
+    (root / "main").mkdir(parents=True)
+    (root / "main" / "app_main.cc").write_text("int app_main(void) { return 0; }\n")
+    (root / "CMakeLists.txt").write_text("project(tinyml-bench)\n")
+    (root / "host").mkdir()
+    (root / "host" / "main.c").write_text("int main(void) { return 0; }\n")
+    return root
+
+
+def test_build_id_follows_the_image_sources_only(firmware_dir):
+    first = flash.device_build_id(firmware_dir)
+    (firmware_dir / "host" / "main.c").write_text("int main(void) { return 1; }\n")  # not in the image
+    (firmware_dir / "README.md").write_text("docs\n")
+    (firmware_dir / "build").mkdir()
+    (firmware_dir / "build" / "app.bin").write_bytes(b"\0" * 16)  # build output
+    assert flash.device_build_id(firmware_dir) == first
+    (firmware_dir / "main" / "app_main.cc").write_text("int app_main(void) { return 2; }\n")
+    assert flash.device_build_id(firmware_dir) != first
+
+
+def test_missing_firmware_dir_is_a_clear_error(tmp_path):
+    with pytest.raises(FirmwareError, match=r"--tinyml-firmware-dir .*no such directory"):
+        flash.locate_firmware_dir(str(tmp_path / "nope"))
+
+
+def test_missing_esp_idf_says_how_to_install_or_skip(monkeypatch, firmware_dir, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    monkeypatch.delenv("IDF_PATH", raising=False)
+    with pytest.raises(FirmwareError) as info:
+        flash.build(firmware_dir, "esp32s3", tmp_path / "cache", flash.device_build_id(firmware_dir))
+    text = str(info.value)
+    assert "ESP-IDF not found" in text and "export.sh" in text and "--tinyml-skip-flash" in text
+
+
+def test_check_current_compares_build_ids():
+    assert flash.check_current("3f9c2e1d0a7b", "3f9c2e1d0a7b55aa", port="p", skip_flash=True) is False
+    assert flash.check_current("0000aaaa0000", "3f9c2e1d0a7b55aa", port="p", skip_flash=False) is True
+    assert flash.check_current(None, "3f9c2e1d0a7b55aa", port="p", skip_flash=False) is True
+    with pytest.raises(FirmwareError, match=r"firmware on p is stale: it reports build hash 0000aaaa0000.*--tinyml-skip-flash"):
+        flash.check_current("0000aaaa0000", "3f9c2e1d0a7b55aa", port="p", skip_flash=True)
+
+
+def test_current_board_is_used_without_flashing(firmware_dir, tmp_path):
+    build = flash.device_build_id(firmware_dir)
+    with PtyPeer(ScriptedFirmware(build=build)) as peer:
+        board = open_board(parse_board(peer.port), timeout=2, skip_flash=False, firmware_dir=str(firmware_dir),
+                           cache_dir=str(tmp_path / "cache"))
+        with board:
+            assert board.info["build"] == build
+        assert not (tmp_path / "cache" / "firmware").exists()  # nothing was built
+
+
+def test_stale_board_under_skip_flash_fails(firmware_dir, tmp_path):
+    with PtyPeer(ScriptedFirmware(build="0123456789ab")) as peer:
+        with pytest.raises(FirmwareError) as info:
+            open_board(parse_board(peer.port), timeout=2, skip_flash=True, firmware_dir=str(firmware_dir),
+                       cache_dir=str(tmp_path / "cache"))
+        assert "is stale: it reports build hash 0123456789ab" in str(info.value)
+        from pytest_tinyml.board.transport import open_port
+
+        open_port(peer.port, 921600).close()  # the failed open closed the port again
+
+
+def test_stale_board_is_reflashed_which_needs_esp_idf(monkeypatch, firmware_dir, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    monkeypatch.delenv("IDF_PATH", raising=False)
+    with PtyPeer(ScriptedFirmware(build="0123456789ab")) as peer:
+        with pytest.raises(FirmwareError, match="ESP-IDF not found.*--tinyml-skip-flash"):
+            open_board(parse_board(peer.port), timeout=2, skip_flash=False, firmware_dir=str(firmware_dir),
+                       cache_dir=str(tmp_path / "cache"))
