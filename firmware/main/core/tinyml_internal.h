@@ -1,0 +1,39 @@
+/* Shared between the core's command files; not part of the core's API. */
+#ifndef TINYML_INTERNAL_H
+#define TINYML_INTERNAL_H
+
+#include "tinyml_core.h"
+
+#define TINYML_MAX_ARGS 8
+#define TINYML_CHUNK_MAX (TINYML_CMD_MAX / 2) /* bytes of decoded hex in one command */
+
+typedef struct tinyml_args {
+  int argc;
+  char *argv[TINYML_MAX_ARGS];
+} tinyml_args;
+
+/* An error line: framed (e-#seq-[code: msg]*crc) for tinyml- commands, plain (e-[code: msg]) otherwise. */
+void tinyml_fail(tinyml_core *core, int framed, const char *code, const char *fmt, ...);
+void tinyml_fail_engine(tinyml_core *core, int framed, const tinyml_error *err, const char *prefix);
+
+/* Unload the model and free its buffer. */
+void tinyml_unload_model(tinyml_core *core);
+/* Load a model (owned: buf was allocated by the core and is released on failure); returns 0 or -1 after
+ * sending the error. */
+int tinyml_load_model(tinyml_core *core, uint8_t *buf, uint32_t len, int builtin, int framed);
+/* The framed model-[...], tensor-[...] and arena-[...] lines. Returns 0 or -1 after an error line. */
+int tinyml_describe_model(tinyml_core *core);
+/* Dequantized value of element i of a tensor (raw value when not quantized). */
+double tinyml_dequantize(const tinyml_tensor_info *info, const uint8_t *data, uint32_t i);
+/* Element count of a tensor from its type and byte size. */
+uint32_t tinyml_element_count(const tinyml_tensor_info *info);
+/* "1x16" */
+void tinyml_format_dims(const tinyml_tensor_info *info, char *out, size_t cap);
+/* Run warmup untimed and runs timed invokes, keeping samples; returns 0 or -1 after an error. */
+int tinyml_run(tinyml_core *core, uint32_t runs, uint32_t warmup, int framed, uint64_t *lap0, uint64_t *lap1);
+
+int tinyml_cmd_mlperf(tinyml_core *core, tinyml_args *args);   /* 1 when the command was claimed */
+int tinyml_cmd_tinyml(tinyml_core *core, tinyml_args *args);   /* 1 when the command was claimed */
+int tinyml_cmd_upload(tinyml_core *core, tinyml_args *args);   /* tinyml-load / tinyml-chunk */
+
+#endif
