@@ -1,7 +1,9 @@
 /* The engine tinyml-host hands to the core: the inner engine (test or external) plus what surrounds a model
  * on a board -- a RAM budget for uploads, the built-in model, the debug delay, a simulated panic and the
  * board-info keys of the host. */
-#define _GNU_SOURCE
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* pipe2, getline, cfmakeraw, aligned_alloc */
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,6 +1,8 @@
 /* tinyml-host: the firmware's portable core on the host, talking the serial protocol on stdin/stdout or a
  * tty exactly like a board (boot banner, reset reason, framing). Options: ENGINE_RPC.md section 1. */
-#define _GNU_SOURCE
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* pipe2, getline, cfmakeraw, aligned_alloc */
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>

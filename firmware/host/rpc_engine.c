@@ -1,5 +1,7 @@
 /* External engine of tinyml-host: a child process that answers ENGINE_RPC.md requests on fd 3 / fd 4. */
-#define _GNU_SOURCE
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* pipe2, getline, cfmakeraw, aligned_alloc */
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
