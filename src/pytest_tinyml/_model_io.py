@@ -180,7 +180,7 @@ def raw_outputs_of(model: Model, x: np.ndarray):
         raw = getattr(model.obj, "raw_outputs", None)
         return None if raw is None else np.asarray(raw)
     if model.kind == "tflite" and model.output_quant is not None:
-        from pytest_tinyml.runtime.litert import LiteRTRunner
+        from pytest_tinyml import runtime
 
-        return single_output(LiteRTRunner(model.artifact).predict_raw(x), "raw outputs").astype(np.int64)
+        return single_output(runtime.predict_raw(model.artifact, x, engine="litert"), "raw outputs").astype(np.int64)
     return None

@@ -311,7 +311,10 @@ def assert_parity(
 
 
 def assert_tflm_compatible(model) -> dict:
-    """Fail when TFLite Micro cannot run the model (operators its op resolver lacks).
+    """Fail when TFLite Micro cannot run the model: operators its op resolver lacks, or a failed load/invoke.
+
+    The answer comes from the TFLite Micro runtime itself (see :func:`pytest_tinyml.analyze.analyze`).
+    A Keras model is converted with the float32 recipe first. Returns ``{"unsupported_ops": [...]}``.
 
     Example:
         >>> assert_tflm_compatible(int8_model)  # doctest: +SKIP
@@ -319,38 +322,30 @@ def assert_tflm_compatible(model) -> dict:
     __tracebackhide__ = True
     resolved = _model_io.resolve(model, "model")
     artifact = _model_io.artifact_of(resolved)
-    from pytest_tinyml.analyze import analyze
+    from pytest_tinyml.analyze import tflm_compatibility
 
-    analysis = analyze(artifact)
-    unsupported = list(_unsupported_ops(analysis))
-    report.record(model=resolved.name, recipe=resolved.recipe, tflm_unsupported=unsupported, where="host")
-    if unsupported:
-        rows = [[op, "unsupported", _TFLM_HINTS.get(op, "replace the layer, or add a custom op to the firmware")]
-                for op in unsupported]
+    compat = tflm_compatibility(artifact)
+    missing = [str(op) for op in compat.missing_ops]
+    report.record(model=resolved.name, recipe=resolved.recipe, tflm_unsupported=missing, where="host")
+    if not compat.compatible:
+        rows = [[op, "missing", _TFLM_HINTS.get(op, "replace the layer, or register a custom op in the firmware")]
+                for op in missing]
+        if compat.load_error:
+            rows.append(["(load + invoke)", "failed", compat.load_error.splitlines()[0][:120]])
         _fail(
-            f"{resolved.describe()} cannot run on TFLite Micro: {len(unsupported)} operator(s) missing",
+            f"{resolved.describe()} cannot run on TFLite Micro"
+            + (f": its op resolver lacks {len(missing)} operator(s)" if missing else ": loading failed"),
             [],
             ["operator", "TFLite Micro", "what to do"],
             rows,
-            ["convert with a full-integer recipe (int8) and builtin ops only; "
-             "check pytest_tinyml.analyze.analyze(model) for the full op list"],
+            ["use TFLite builtin ops that TFLite Micro implements (Dense, Conv, DepthwiseConv, pooling, "
+             "softmax, ...); pytest_tinyml.analyze.analyze(model).summary() lists every op"],
         )
-    return {"unsupported_ops": unsupported}
+    return {"unsupported_ops": missing}
 
 
 _TFLM_HINTS = {
     "FLEX": "a TensorFlow (Flex) op: rewrite the layer with TFLite builtins",
-    "UNIDIRECTIONAL_SEQUENCE_LSTM": "use the MCU-friendly gesture model (unrolled RNN) or a Conv1D",
+    "TOPK_V2": "top_k has no micro kernel: take the top-k on the host, or argmax (ARG_MAX) on the device",
     "WHILE": "unroll the loop (unroll=True on RNN layers)",
 }
-
-
-def _unsupported_ops(analysis):
-    """Unsupported operator names from an analysis, whatever shape the analyzer gives them in."""
-    for attribute in ("tflm_unsupported", "unsupported_ops", "unsupported"):
-        value = getattr(analysis, attribute, None)
-        if value is None and isinstance(analysis, dict):
-            value = analysis.get(attribute)
-        if value is not None:
-            return [str(op) for op in value]
-    raise ConfigError("the analyzer gave no TFLite Micro compatibility figure (tflm_unsupported)")
