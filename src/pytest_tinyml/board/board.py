@@ -72,6 +72,8 @@ class Board:
         self._info: dict | None = None
         self._model: LoadedModel | None = None
         self.mlperf_only = False
+        # Record figures for the test report and feed the latency history (off for library-level use).
+        self.recording = True
 
     # -- connection --------------------------------------------------------------------------------------
 
@@ -236,6 +238,9 @@ class Board:
         self._model = None
 
     def record(self, result: BoardResult, artifact) -> None:
+        """Figures to the running test's report; latency samples to the history (when it offers observe)."""
+        if not self.recording:
+            return
         report.record(latency_median_us=result.latency_us.median,
                       arena_kb=result.arena_kb, where=result.where)
         try:  # the latency history may not offer observe() (yet)

@@ -198,24 +198,32 @@ class Client:
         self.link.write(command.encode("ascii") + b"%")
         self.link.flush()
 
-    def drain(self, quiet: float = 0.05) -> None:
-        """Read and log whatever is pending until the link stays quiet for ``quiet`` seconds."""
+    def drain(self, quiet: float = 0.05) -> int:
+        """Read and log whatever is pending until the link stays quiet for ``quiet`` seconds; count the lines."""
+        count = 0
         deadline = time.monotonic() + quiet
         while self._readline(deadline) is not None:
+            count += 1
             deadline = time.monotonic() + quiet
+        return count
 
-    def sync(self, attempts: int = 3) -> None:
-        """Resynchronise: send ``%`` until a lone ``m-ready`` comes back (the board may be mid-boot)."""
+    def sync(self, attempts: int = 4) -> None:
+        """Resynchronise: send ``%`` until exactly one ``m-ready`` comes back and the link then stays quiet.
+
+        A board that is (re)booting prints its banner first; a reply to an earlier ``%`` may still be on the
+        way: both are read and dropped, so the next command's reply is really its own.
+        """
         self.drain()
         for _ in range(attempts):
             self.send("")
             try:
                 self._collect("")
-                return
-            except BoardReset:  # the board was (re)booting: its banner ended with m-ready
+            except BoardReset:  # the banner ended with m-ready; our '%' is answered after it
                 continue
-        raise BoardTimeout(f"{self.port} does not answer '%' with m-ready: is the benchmark firmware running?",
-                           port=self.port, log=self.log)
+            if self.drain(0.05) == 0:
+                return
+        raise BoardTimeout(f"{self.port} does not settle on '%' -> m-ready: is the benchmark firmware running, "
+                           "and is nothing else writing to the port?", port=self.port, log=self.log)
 
     # -- commands -----------------------------------------------------------------------------------------
 

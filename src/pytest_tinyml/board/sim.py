@@ -67,7 +67,10 @@ def build_host(firmware_dir: Path, cache_dir: Path) -> tuple[Path, str]:
         includes = {f"-I{p.parent}" for p in host_sources(firmware_dir)}
         fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".tinyml-host-")
         os.close(fd)
-        command = [compiler, *CFLAGS, *sorted(includes), *map(str, host_sources(firmware_dir)), "-o", tmp, "-lm"]
+        # The same defines as firmware/host/Makefile (which needs make); -Werror is left to the firmware's CI.
+        defines = [f'-DTINYML_BUILD_ID="{digest[:12]}"', f'-DTINYML_CFLAGS="{" ".join(CFLAGS)}"']
+        command = [compiler, *CFLAGS, *sorted(includes), *defines, *map(str, host_sources(firmware_dir)),
+                   "-o", tmp, "-lm"]
         proc = subprocess.run(command, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             os.unlink(tmp)
@@ -98,6 +101,8 @@ class SimProcess:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=5)
+        if self.process.returncode == 0:  # keep the log of a sim that failed, for the report
+            self.log_path.unlink(missing_ok=True)
 
     def stderr_tail(self, limit: int = 3000) -> str:
         try:
@@ -125,8 +130,10 @@ def start(binary: Path, build_id: str, *, delay_us: int = 0, jitter_us: int = 0,
     master, slave = os.openpty()
     tty.setraw(slave)  # no echo, no CR/LF translation: the bytes a UART carries
     port = os.ttyname(slave)
-    args = [str(binary), "--engine-cmd", engine_command(arena_size, jitter_us, seed), "--no-builtin",
-            "--build", build_id, "--delay-us", str(delay_us), *(extra or [])]
+    extra = list(extra or [])
+    builtin = [] if "--builtin-model" in extra else ["--no-builtin"]
+    args = [str(binary), "--engine-cmd", engine_command(arena_size, jitter_us, seed), *builtin,
+            "--build", build_id, "--delay-us", str(delay_us), *extra]
     log_dir = Path(log_dir or tempfile.gettempdir())
     log_dir.mkdir(parents=True, exist_ok=True)
     fd, log_name = tempfile.mkstemp(dir=log_dir, prefix="tinyml-sim-", suffix=".log")

@@ -208,17 +208,10 @@ class RpcServer:
         model = bytes.fromhex(hex_model)
         self.engine.load(model)
         self.outputs, self._pending_input = [], None
-        interp = self.engine.interpreter
-        counts = []
-        for getter in (interp.get_input_details, interp.get_output_details):
-            n = 0
-            while True:
-                try:
-                    getter(n)
-                except Exception:  # the wrapper raises on an index past the last tensor
-                    break
-                n += 1
-            counts.append(n)
+        from tflite_micro.python.tflite_micro import runtime
+
+        graph = runtime.convert_bytearray_to_object(model).subgraphs[0]
+        counts = [len(graph.inputs), len(graph.outputs)]
         return f"ok inputs={counts[0]} outputs={counts[1]}"
 
     def do_tensor(self, side: str, index: str) -> str:

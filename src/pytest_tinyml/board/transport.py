@@ -42,6 +42,9 @@ def open_port(url: str, baud: int, *, timeout: float = 0.05):
             link = serial.Serial()
             link.port = url
             link.exclusive = True
+        # Opening with DTR/RTS asserted resets (or holds in the bootloader) ESP32 boards with auto-reset.
+        link.dtr = False
+        link.rts = False
         link.baudrate = baud
         link.timeout = timeout
         link.write_timeout = 10.0

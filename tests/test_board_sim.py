@@ -1,0 +1,153 @@
+"""The sim board end to end: tinyml-host (the firmware core built here) + real TFLite Micro, over a real pty."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pytest_tinyml.board import protocol
+from pytest_tinyml.board.simboard import open_sim
+from pytest_tinyml.errors import BoardReset, BoardTimeout, FirmwareError
+from pytest_tinyml.options import parse_board
+
+MODEL = (Path(__file__).parent / "data" / "board_mlp_int8.tflite").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def board_cache(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("board-cache"))
+
+
+def sim(board_cache, text="sim", **kwargs):
+    kwargs.setdefault("timeout", 10.0)
+    board = open_sim(parse_board(text), cache_dir=board_cache, **kwargs)
+    board.recording = False  # library-level tests: no report rows, no latency history in the repo
+    return board
+
+
+@pytest.fixture(scope="module")
+def board(board_cache):
+    with sim(board_cache) as b:
+        yield b
+
+
+def _tflm(x: np.ndarray) -> np.ndarray:
+    from tflite_micro.python.tflite_micro import runtime
+
+    interp = runtime.Interpreter.from_bytes(MODEL, arena_size=65536)
+    out = []
+    for row in x:
+        interp.set_input(row.reshape(1, -1), 0)
+        interp.invoke()
+        out.append(interp.get_output(0).reshape(-1).copy())
+    return np.stack(out)
+
+
+def test_sim_says_it_is_a_host_sim(board):
+    info = board.info
+    assert info["where"] == "host-sim" and info["chip"] == "host-sim"
+    assert info["engine"].startswith("external:") and info["arena-note"] == "host-64-bit-estimate"
+    assert info["protocol"].startswith("1.")
+
+
+def test_benchmark_matches_tflite_micro_bit_for_bit(board):
+    x = np.random.default_rng(0).uniform(0, 16, (3, 64)).astype(np.float32)
+    result = board.benchmark(MODEL, inputs=x, runs=12, warmup=2)
+    assert result.where == "host-sim" and result.runs == 12 and result.latency_us.n == 12
+    assert 0 < result.latency_us.min <= result.latency_us.median <= result.latency_us.max
+    assert result.arena_used_bytes and result.arena_used_bytes > 0
+    assert result.model_sha256 == __import__("hashlib").sha256(MODEL).hexdigest()
+    assert result.raw_outputs.shape == (3, 10) and result.outputs.shape == (3, 10)
+    scale, zero = result.output_quant.scale, result.output_quant.zero_point
+    # The same bytes through the tflite-micro package directly: identical integers.
+    from pytest_tinyml.convert.artifact import TensorQuant
+
+    in_q = TensorQuant("in", (1, 64), "int8", *_input_quant())
+    np.testing.assert_array_equal(result.raw_outputs, _tflm(in_q.quantize(x)))
+    np.testing.assert_allclose(result.outputs, (result.raw_outputs.astype(np.float32) - zero) * scale)
+    assert result.ops == ()  # the Python TFLM interpreter has no per-op profiler: said, not faked
+
+
+def _input_quant():
+    from tflite_micro.python.tflite_micro import runtime
+
+    details = runtime.Interpreter.from_bytes(MODEL, arena_size=65536).get_input_details(0)
+    q = details["quantization_parameters"]
+    return float(q["scales"][0]), int(q["zero_points"][0])
+
+
+def test_same_model_is_not_uploaded_twice(board):
+    board.benchmark(MODEL, runs=2, warmup=0)
+    uploads = board.client.log.count("load-[target=model")
+    board.benchmark(MODEL, runs=2, warmup=0)
+    assert board.client.log.count("load-[target=model") == uploads
+
+
+def test_delay_slows_the_sim_down(board_cache):
+    with sim(board_cache, "sim:delay_us=3000") as slow:
+        result = slow.benchmark(MODEL, runs=5, warmup=1)
+    assert result.latency_us.min >= 3000
+
+
+def test_garbled_lines_are_reasked_and_the_result_is_right(board_cache, board):
+    clean = board.benchmark(MODEL, inputs=np.ones((2, 64), np.float32), runs=3, warmup=0)
+    with sim(board_cache, extra=["--garble-seq", "3,9,10,14,30"]) as noisy:
+        result = noisy.benchmark(MODEL, inputs=np.ones((2, 64), np.float32), runs=3, warmup=0)
+        assert noisy.client.reasks >= 3
+    np.testing.assert_array_equal(result.raw_outputs, clean.raw_outputs)
+
+
+def test_panic_mid_run_discards_the_result_and_says_so(board_cache):
+    with sim(board_cache, extra=["--panic-at-invoke", "5"]) as crashy:
+        with pytest.raises(BoardReset) as info:
+            crashy.benchmark(MODEL, runs=10, warmup=0)
+        assert "reset during `tinyml-infer" in str(info.value) and "panic" in str(info.value)
+        assert "partial result was discarded" in str(info.value)
+        again = crashy.benchmark(MODEL, runs=3, warmup=0)  # the model is uploaded again after the reset
+        assert again.latency_us.n == 3
+
+
+def test_model_too_big_says_what_it_needs(board_cache):
+    with sim(board_cache, extra=["--max-model-bytes", "1000"]) as small:
+        with pytest.raises(protocol.ModelTooBig, match=rf"model-too-big: .*{len(MODEL)}"):
+            small.benchmark(MODEL, runs=1, warmup=0)
+
+
+def test_arena_too_small_says_how_much_it_needs(board_cache):
+    with sim(board_cache, arena_size=1024) as tight:
+        with pytest.raises(protocol.DeviceArenaTooSmall) as info:
+            tight.benchmark(MODEL, runs=1, warmup=0)
+    assert info.value.needed_bytes > 1024
+    assert f"needs at least {info.value.needed_bytes} bytes, have 1024" in str(info.value)
+    assert "CONFIG_TINYML_ARENA_SIZE" in str(info.value)
+
+
+def test_stale_sim_fails_under_skip_flash_and_is_restarted_otherwise(board_cache):
+    with pytest.raises(FirmwareError, match="is stale: it reports build hash deadbeef0000"):
+        sim(board_cache, stale_build="deadbeef0000", skip_flash=True)
+    with sim(board_cache, stale_build="deadbeef0000") as fresh:
+        assert fresh.info["build"] != "deadbeef0000"
+
+
+def test_silent_sim_times_out_with_the_serial_log(board_cache):
+    with sim(board_cache, timeout=1.0) as frozen:
+        frozen.benchmark(MODEL, runs=1, warmup=0)
+        os.kill(frozen.process.process.pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(BoardTimeout) as info:
+                frozen.benchmark(MODEL, runs=1, warmup=0)
+        finally:
+            os.kill(frozen.process.process.pid, signal.SIGCONT)
+    assert "did not answer" in str(info.value) and "m-ready" in info.value.log
+
+
+def test_builtin_model_is_timed_with_model_none(board_cache, tmp_path):
+    path = tmp_path / "builtin.tflite"
+    path.write_bytes(MODEL)
+    with sim(board_cache, extra=["--builtin-model", str(path)]) as mlperf_like:
+        result = mlperf_like.benchmark(None, runs=4, warmup=1)
+    assert result.latency_us.n == 4 and result.outputs.shape == (1, 10)
