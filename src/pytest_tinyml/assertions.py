@@ -147,8 +147,8 @@ def assert_budget(model, *, flash_kb: float | None = None, arena_kb: float | Non
         if over:
             if resolved.output_quant is None and "int8" not in resolved.recipe:
                 hints.append("quantize: the int8 recipe stores weights in a quarter of float32's flash")
-            hints.append("raise the budget or prune/cluster the weights (pytest_tinyml.optimize), "
-                         "or use fewer or narrower layers")
+            hints.append("raise the budget or prune (pytest_tinyml.optimize.prune, .cluster, then gzip the "
+                         "image), or use fewer or narrower layers")
     if arena_kb is not None:
         from pytest_tinyml.runtime import tflm
 
@@ -276,12 +276,15 @@ def assert_parity(
     cand_top = metrics._predicted_classes(cand_out, "candidate")
     error = np.abs(ref_out - cand_out.reshape(ref_out.shape)).reshape(len(inputs), -1).max(axis=1)
     worst = int(error.argmax())
+    steps = f" ({error[worst] / figures['output_scale']:.1f} steps)" if "output_scale" in figures else ""
+    disagree = np.flatnonzero(ref_top != cand_top)
     context = [
         f"  reference: {ref.describe()}",
         f"  candidate: {cand.describe()}",
-        f"  on {len(inputs)} samples; {int((ref_top != cand_top).sum())} disagree on top-1; worst sample "
-        f"#{worst}: top-1 {ref_top[worst]} vs {cand_top[worst]}, max |error| {error[worst]:.4g}"
-        + (f" ({error[worst] / figures['output_scale']:.1f} steps)" if "output_scale" in figures else ""),
+        f"  on {len(inputs)} samples: {len(disagree)} disagree on top-1"
+        + (f" (first: sample #{disagree[0]}, class {ref_top[disagree[0]]} vs {cand_top[disagree[0]]})"
+           if len(disagree) else ""),
+        f"  largest error: sample #{worst}, max |reference - candidate| = {error[worst]:.4g}{steps}",
     ]
     if "steps_from" in figures:
         context.append(f"  error steps counted on the {figures['steps_from']}")
@@ -330,7 +333,7 @@ def assert_tflm_compatible(model) -> dict:
     if not compat.compatible:
         rows = [[op, "missing", _TFLM_HINTS.get(op, "replace the layer, or register a custom op in the firmware")]
                 for op in missing]
-        if compat.load_error:
+        if compat.load_error and not missing:
             rows.append(["(load + invoke)", "failed", compat.load_error.splitlines()[0][:120]])
         _fail(
             f"{resolved.describe()} cannot run on TFLite Micro"
