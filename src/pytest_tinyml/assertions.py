@@ -147,8 +147,8 @@ def assert_budget(model, *, flash_kb: float | None = None, arena_kb: float | Non
         if over:
             if resolved.output_quant is None and "int8" not in resolved.recipe:
                 hints.append("quantize: the int8 recipe stores weights in a quarter of float32's flash")
-            hints.append("raise the budget or prune (pytest_tinyml.optimize.prune, .cluster, then gzip the "
-                         "image), or use fewer or narrower layers")
+            hints.append("raise the budget or prune the architecture: fewer or narrower layers (pruned or "
+                         "clustered weights save flash only in a compressed image: TFLite stores the zeros)")
     if arena_kb is not None:
         from pytest_tinyml.runtime import tflm
 
