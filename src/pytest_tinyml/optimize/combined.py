@@ -85,7 +85,7 @@ def pipeline(
         learning_rate=qat_learning_rate,
         seed=seed,
     )
-    sparsity_qat = _qat_kernel_sparsity(qat_model)
+    sparsity_qat, _ = measure_sparsity(qat_model)  # the float kernels inside tfmot's QuantizeWrappers
     if representative is None:
         representative = _training.arrays(dataset, "pipeline")[0]
     artifact = convert(
@@ -104,15 +104,3 @@ def pipeline(
         "optimization": "prune+strip+pqat+int8",
     }
     return dataclasses.replace(artifact, params=params)
-
-
-def _qat_kernel_sparsity(qat_model) -> float:
-    """Sparsity of the float kernels inside tfmot's QuantizeWrappers (what the converter will quantize)."""
-    from pytest_tinyml.optimize.sparsity import measure_sparsity
-
-    inner = [getattr(layer, "layer", layer) for layer in qat_model.layers]
-
-    class _View:  # measure_sparsity walks ``.layers``
-        layers = inner
-
-    return measure_sparsity(_View())[0]

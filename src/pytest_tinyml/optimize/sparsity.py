@@ -32,7 +32,8 @@ def prunable_weights(layer) -> list:
         >>> [w.name for w in prunable_weights(layer)]
         ['kernel']
     """
-    names = _KERNEL_OF.get(type(layer).__name__, ())
+    inner = getattr(layer, "layer", layer)  # a tfmot wrapper owns the variables of the layer it wraps
+    names = _KERNEL_OF.get(type(inner).__name__, ())
     return [w for w in layer.weights if w.name.split("/")[-1].split(":")[0] in names]
 
 
