@@ -78,6 +78,19 @@ def is_trusted(model, engine: str | None = None) -> bool:
     return engine is not None and (sha, engine) in _vetted and _vetted[(sha, engine)] is None
 
 
+def forget(model) -> None:
+    """Drop what this process knows about ``model`` (trusted, vetted): the next use vets it again.
+
+    Example:
+        >>> forget("0" * 64)
+    """
+    sha = _sha256_of(model)
+    with _lock:
+        _trusted.discard(sha)
+        for engine in ENGINES:
+            _vetted.pop((sha, engine), None)
+
+
 def vet(artifact, engine: str, *, timeout: float = DEFAULT_TIMEOUT) -> None:
     """Load and invoke ``artifact`` once in a child unless it is trusted or already vetted for ``engine``.
 

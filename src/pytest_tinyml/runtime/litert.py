@@ -100,7 +100,10 @@ class LiteRTRunner:
 
         for index, array in zip(self._input_index, arrays, strict=True):
             self._interpreter.set_tensor(index, np.ascontiguousarray(array))
-        self._interpreter.invoke()
+        try:
+            self._interpreter.invoke()
+        except RuntimeError as exc:
+            raise ModelLoadError(f"LiteRT failed to run model {self.artifact.name!r}: {exc}") from None
         return [self._interpreter.get_tensor(index) for index in self._output_index]
 
     def _per_sample(self, arrays: list) -> list:

@@ -1,0 +1,95 @@
+"""Tiny real TFLite models for the runtime, TFLM, analyzer and loader tests (built once per process).
+
+Dense and conv models convert safely in-process with ``tf.lite.TFLiteConverter`` (only recurrent layers
+crash the calibrator), which costs ~1 s per model instead of a converter child process each. Weights are
+seeded so every run builds the same bytes.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+RNG_SEED = 1234
+
+
+def _convert(model, sample_shape, *, int8: bool):
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if int8:
+        rng = np.random.default_rng(RNG_SEED)
+        calibration = rng.uniform(0.0, 1.0, (100, *sample_shape)).astype(np.float32)
+
+        def representative():
+            for i in range(len(calibration)):
+                yield [calibration[i : i + 1]]
+
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    return converter.convert()
+
+
+def _mlp(inputs: int = 64, hidden: int = 32, classes: int = 10, batch_size: int | None = None):
+    import keras
+
+    keras.utils.set_random_seed(RNG_SEED)
+    return keras.Sequential(
+        [
+            keras.Input((inputs,), batch_size=batch_size),
+            keras.layers.Dense(hidden, activation="relu", bias_initializer="random_normal"),
+            keras.layers.Dense(classes, activation="softmax", bias_initializer="random_normal"),
+        ]
+    )
+
+
+@functools.cache
+def mlp_int8_bytes() -> bytes:
+    """int8 MLP 64 -> 32 -> 10 with int8 I/O and a free batch dimension."""
+    return _convert(_mlp(), (64,), int8=True)
+
+
+@functools.cache
+def mlp_float_bytes() -> bytes:
+    """float32 MLP 64 -> 32 -> 10."""
+    return _convert(_mlp(), (64,), int8=False)
+
+
+@functools.cache
+def mlp_int8_batch_one_bytes() -> bytes:
+    """The int8 MLP converted with a fixed batch of 1 (shape signature [1, 64])."""
+    return _convert(_mlp(batch_size=1), (64,), int8=True)
+
+
+@functools.cache
+def cnn_int8_bytes() -> bytes:
+    """int8 CNN: Conv2D(4, 3x3) -> DepthwiseConv2D(3x3) -> AveragePooling -> Flatten -> Dense(10)."""
+    import keras
+
+    keras.utils.set_random_seed(RNG_SEED)
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Conv2D(4, 3, activation="relu"),
+            keras.layers.DepthwiseConv2D(3, activation="relu"),
+            keras.layers.AveragePooling2D(2),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10),
+        ]
+    )
+    return _convert(model, (8, 8, 1), int8=True)
+
+
+def artifact(content: bytes, name: str):
+    from pytest_tinyml.convert.artifact import TFLiteArtifact
+
+    return TFLiteArtifact.from_bytes(content, name=name)
+
+
+def inputs(n: int, shape=(64,), seed: int = 0) -> np.ndarray:
+    """Float inputs in [0, 1), the calibration range."""
+    return np.random.default_rng(seed).uniform(0.0, 1.0, (n, *shape)).astype(np.float32)
