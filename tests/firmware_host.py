@@ -11,6 +11,7 @@ import re
 import select
 import shutil
 import subprocess
+import tempfile
 import time
 import zlib
 from dataclasses import dataclass
@@ -71,8 +72,10 @@ class HostBoard:
     def __init__(self, binary: Path, *args: str, boot_timeout: float = 10.0) -> None:
         self.master, self._slave = os.openpty()
         self.tty = os.ttyname(self._slave)
+        # stderr (logs, the external engine's stdout) goes to a file: a pipe nobody reads could fill and block.
+        self._stderr = tempfile.TemporaryFile()
         self.proc = subprocess.Popen([str(binary), "--tty", self.tty, *args], stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                     stdout=subprocess.DEVNULL, stderr=self._stderr)
         self._buffer = b""
         self.banner = self.read_reply(timeout=boot_timeout)
 
@@ -141,15 +144,20 @@ class HostBoard:
         return frames
 
     def close(self) -> str:
-        """Close the pty (tinyml-host exits on EIO); return its stderr."""
+        """Close the pty (tinyml-host exits on EIO); return its stderr. Closing twice returns it again."""
+        if self._stderr.closed:
+            return self._stderr_text
         os.close(self.master)
         os.close(self._slave)
         try:
-            _, err = self.proc.communicate(timeout=10)
+            self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            _, err = self.proc.communicate()
-        return err.decode(errors="replace")
+            self.proc.wait()
+        self._stderr.seek(0)
+        self._stderr_text = self._stderr.read().decode(errors="replace")
+        self._stderr.close()
+        return self._stderr_text
 
 
 def test_model(inputs: int = 16, outputs: int = 4, need: int = 2048, flags: int = 0,

@@ -1,0 +1,111 @@
+"""tinyml-host with an external engine process (firmware/host/ENGINE_RPC.md), over a real pty.
+
+The reference engine (tests/firmware_ref_engine.py) checks the RPC client; the last test runs the plugin's
+real TFLite Micro engine on the firmware's built-in model.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import sys
+import zlib
+from pathlib import Path
+
+import pytest
+from firmware_host import FIRMWARE, HostBoard, build_host, fields, parse_frame
+
+pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is needed to build tinyml-host")
+
+REF_ENGINE = Path(__file__).with_name("firmware_ref_engine.py")
+REF_MODEL = b"REF1" + bytes([6, 0x5A])
+
+
+@pytest.fixture(scope="session")
+def host_binary(tmp_path_factory):
+    return build_host(tmp_path_factory.mktemp("tinyml-host-rpc"))
+
+
+@pytest.fixture
+def ref_board(host_binary):
+    boards = []
+
+    def start(*engine_args, host_args=()):
+        command = shlex.join([sys.executable, str(REF_ENGINE), *engine_args])
+        boards.append(HostBoard(host_binary, "--engine-cmd", command, "--no-builtin", *host_args))
+        return boards[-1]
+
+    yield start
+    for b in boards:
+        assert b.proc.poll() is None or b.proc.returncode == 0
+        stderr = b.close()
+        assert b.proc.returncode == 0, stderr
+
+
+def test_model_input_infer_outputs_through_the_engine(ref_board):
+    b = ref_board(host_args=("--delay-us", "300"))
+    bodies = [f.body for f in b.upload("model", REF_MODEL)]
+    assert bodies[2:] == ["tensor-[in]-[0]-[type=uint8,bytes=6,dims=1x6x1,scale=0.5,zero_point=3]",
+                          "tensor-[out]-[0]-[type=uint8,bytes=6,dims=1x6x1,scale=0.25,zero_point=-7]",
+                          "arena-[used=1234,size=65536]"]
+    data = bytes([1, 2, 3, 4, 250, 6])
+    b.upload("input", data)
+    b.framed("tinyml-infer 4 1")
+    samples = [int(v) for v in b.framed("tinyml-samples")[0].body.split("]-[")[1][:-1].split(",")]
+    assert len(samples) == 4 and all(42 + 300 <= s < 42 + 300 + 20000 for s in samples)  # engine us + real sleep
+    out = b.framed("tinyml-outputs")
+    expected = bytes(x ^ 0x5A for x in reversed(data))
+    assert out[1].body == f"output-data-[0]-[0]-[{expected.hex()}]"
+    results = b.command("results")[0]
+    assert results == "m-results-[" + ",".join(f"{(x + 7) * 0.25:g}" for x in expected) + "]"
+    assert [f.body for f in b.framed("tinyml-ops")] == ["op-[0]-[OP_A]-[5]", "op-[1]-[OP_B]-[7]"]
+
+
+def test_info_merges_engine_keys_and_decodes_them(ref_board):
+    b = ref_board()
+    info = dict(f.body.removeprefix("info-")[:-1].split("-[", 1) for f in b.framed("tinyml-info"))
+    assert info["chip"] == "ref-chip"  # the engine replaces the host's chip=host-sim
+    assert info["note"] == "a b%c"  # percent-decoded
+    assert info["engine"] == "external:ref-python"
+    assert info["protocol"] == "1.0" and "build" in info
+    # The engine's stdout went to tinyml-host's stderr, never into the protocol stream.
+    assert "noise on stdout while serving info" in b.close()
+
+
+def test_engine_errors_reach_the_protocol_host(ref_board):
+    b = ref_board()
+    for model, expected in [(b"BIG!xx", "[arena-too-small: arena needs at least 999999 bytes, have 65536]"),
+                            (b"nope", "[bad-model: not a REF1 model]")]:
+        b.framed(f"tinyml-load model {len(model)} {zlib.crc32(model):08x}")
+        lines = b.command(f"tinyml-chunk 0 {model.hex()} {zlib.crc32(model):08x}")
+        assert parse_frame(lines[-2]).body == expected
+
+
+def test_a_dead_engine_is_an_error_and_the_protocol_stays_up(ref_board):
+    b = ref_board("--die-after", "3")  # hello, load, tensor in 0 ... then gone
+    b.framed(f"tinyml-load model {len(REF_MODEL)} {zlib.crc32(REF_MODEL):08x}")
+    lines = b.command(f"tinyml-chunk 0 {REF_MODEL.hex()} {zlib.crc32(REF_MODEL):08x}")
+    assert parse_frame(lines[-2]).body.startswith("[engine: external engine exited (status 3)")
+    assert b.command("name") == ["m-name-dut-[tinyml-bench]", "m-ready"]
+    assert b.error("tinyml-builtin").startswith("no-model")
+
+
+@pytest.mark.slow
+def test_sim_engine_runs_the_builtin_model_with_real_tflm(host_binary, tmp_path):
+    pytest.importorskip("tflite_micro")
+    sim = pytest.importorskip("pytest_tinyml.board.sim_engine")
+    model_path = FIRMWARE / "models" / "builtin.tflite"
+    command = shlex.join([sys.executable, "-m", sim.__name__, "--arena-size", "65536"])
+    b = HostBoard(host_binary, "--engine-cmd", command, "--builtin-model", str(model_path), boot_timeout=60)
+    try:
+        assert "m-model-[builtin]" in b.banner
+        model = b.framed("tinyml-model")
+        assert fields(model[0].body)["source"] == "builtin"
+        arena = fields(model[-1].body)
+        assert 0 < int(arena["used"]) <= 65536
+        lines = b.command("infer 5 1", timeout=60)
+        assert lines[-2].startswith("m-results-[") and lines[-3] == "m-infer-done"
+        samples = b.framed("tinyml-samples")[0].body
+        assert len(samples.split(",")) == 5
+    finally:
+        b.close()
