@@ -39,6 +39,13 @@ def _arena(payload: dict, log) -> dict:
     return bisect_arena(payload["content"], payload["name"], dict(payload["known"]), payload["max_arena"], log)
 
 
+def _try_arena(payload: dict, log) -> dict:
+    from pytest_tinyml.runtime.tflm import try_arena
+
+    ok, text = try_arena(payload["content"], payload["name"], payload["arena_size"])
+    return {"ok": ok, "text": text}
+
+
 def _probe_ops(payload: dict, log) -> dict:
     from pytest_tinyml.runtime.microops import probe_here
 
@@ -63,7 +70,7 @@ def _predict(payload: dict, log):
     return method(payload["x"])
 
 
-TASKS = {"vet": _vet, "arena": _arena, "probe_ops": _probe_ops, "predict": _predict}
+TASKS = {"vet": _vet, "arena": _arena, "try_arena": _try_arena, "probe_ops": _probe_ops, "predict": _predict}
 
 
 def main(argv: list[str]) -> int:

@@ -285,6 +285,33 @@ def arena(model_like, *, timeout: float = isolation.DEFAULT_TIMEOUT) -> ArenaRep
     raise ModelLoadError(f"could not measure the arena of model {artifact.name!r}: the child crashed {crashed} times")
 
 
+def arena_works(model_like, arena_size: int, *, timeout: float = isolation.DEFAULT_TIMEOUT) -> bool:
+    """Whether load + one invoke succeed with exactly ``arena_size`` bytes, checked in a fresh child process
+    (a crash there counts as "does not work").
+
+    Example:
+        >>> report = arena(artifact)                                  # doctest: +SKIP
+        >>> arena_works(artifact, report.min_bytes), arena_works(artifact, report.min_bytes - 1)  # doctest: +SKIP
+        (True, False)
+    """
+    from pytest_tinyml.errors import RuntimeCrash
+    from pytest_tinyml.runtime import load
+
+    artifact = load(model_like)
+    try:
+        result = isolation.run_task(
+            "try_arena",
+            {"content": artifact.content, "name": artifact.name, "arena_size": int(arena_size)},
+            model_name=artifact.name,
+            engine="tflm",
+            what=f"trying a {arena_size}-byte arena with",
+            timeout=timeout,
+        )
+    except RuntimeCrash:
+        return False
+    return bool(result["ok"])
+
+
 def _crashed_probe(journal: list[str], known: dict[int, bool]) -> int | None:
     """The arena size the child was probing when it died, from its journal; results seen are kept."""
     pending = None
