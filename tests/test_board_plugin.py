@@ -27,24 +27,45 @@ def test_on_board(tinyml_board, i):
 '''
 
 
+KIND_TEST = '''
+import pytest
+
+@pytest.mark.tinyml_board(kind="esp32s3")
+def test_s3_budgets(tinyml_board):
+    pass
+
+@pytest.mark.tinyml_board(kind=["host-sim", "esp32"])
+def test_sim_ok(tinyml_board):
+    assert tinyml_board.info["chip"] == "host-sim"
+'''
+
+
+@pytest.fixture(scope="module")
+def board_cache(tmp_path_factory):
+    """One cache for the module: the sim's host program is compiled once, not per pytester run."""
+    return tmp_path_factory.mktemp("board-plugin-cache")
+
+
 @pytest.fixture
-def project(pytester, tmp_path, monkeypatch):
+def project(pytester, tmp_path, monkeypatch, board_cache):
     shutil.copy(MODEL, pytester.path / "model.tflite")
     log_dir = tmp_path / "board-log"
     log_dir.mkdir()
     monkeypatch.setenv("BOARD_LOG_DIR", str(log_dir))
-    return pytester, log_dir, tmp_path / "cache"
+    return pytester, log_dir, board_cache
 
 
-def test_board_test_runs_on_the_sim_and_reports(project):
+def test_board_tests_run_on_the_sim_report_and_respect_kind(project):
     pytester, log_dir, cache = project
-    pytester.makepyfile(test_dev=BOARD_TEST.format(n=2))
-    result = pytester.runpytest_subprocess("--tinyml-board=sim", f"--tinyml-cache-dir={cache}", "-p",
+    pytester.makepyfile(test_dev=BOARD_TEST.format(n=2), test_kind=KIND_TEST)
+    result = pytester.runpytest_subprocess("--tinyml-board=sim", f"--tinyml-cache-dir={cache}", "-rs", "-p",
                                            "no:cacheprovider", timeout=300)
-    result.assert_outcomes(passed=2)
+    result.assert_outcomes(passed=3, skipped=1)
     result.stdout.fnmatch_lines(["tinyml boards: sim", "*tinyml summary*", "*latency us*where*",
-                                 "test_on_board?0?*host-sim*passed"])
+                                 "test_on_board?0?*host-sim*passed", "*SKIPPED*wrong board kind for the test's "
+                                 "budgets: the test is for esp32s3, board sim is host-sim*"])
     runs = [p.read_text().split() for p in log_dir.iterdir()]
+    assert len(runs) == 2
     assert len({sim_pid for _, _, sim_pid in runs}) == 1, "one sim opened once and reused for the session"
 
 
@@ -62,25 +83,6 @@ def test_two_workers_two_sims_no_collisions(project):
     boards = [next(iter(v)) for v in by_worker.values()]
     assert all(len(v) == 1 for v in by_worker.values()), "each worker keeps its one board"
     assert {b for b, _ in boards} == {"sim", "sim:seed=1"}, "the two workers leased different boards"
-
-
-def test_wrong_board_kind_is_skipped(project):
-    pytester, _, cache = project
-    pytester.makepyfile(test_kind='''
-import pytest
-
-@pytest.mark.tinyml_board(kind="esp32s3")
-def test_s3_budgets(tinyml_board):
-    pass
-
-@pytest.mark.tinyml_board(kind=["host-sim", "esp32"])
-def test_sim_ok(tinyml_board):
-    assert tinyml_board.info["chip"] == "host-sim"
-''')
-    result = pytester.runpytest_subprocess("--tinyml-board=sim", f"--tinyml-cache-dir={cache}", "-rs", timeout=300)
-    result.assert_outcomes(passed=1, skipped=1)
-    result.stdout.fnmatch_lines(["*SKIPPED*wrong board kind for the test's budgets: the test is for esp32s3, "
-                                 "board sim is host-sim*"])
 
 
 def test_missing_port_errors_clearly_and_releases_the_lease(project):
@@ -104,11 +106,3 @@ def test_lease_free_again():
                                            timeout=120)
     result.assert_outcomes(errors=2, passed=1)
     result.stdout.fnmatch_lines(["*PortUnavailable: serial port /dev/ttyTINYML404 does not exist*"])
-
-
-def test_no_board_skips_with_the_flag_named(project):
-    pytester, _, _ = project
-    pytester.makepyfile(test_dev=BOARD_TEST.format(n=1))
-    result = pytester.runpytest("-rs")
-    result.assert_outcomes(skipped=1)
-    result.stdout.fnmatch_lines(["*SKIPPED*--tinyml-board*"])

@@ -26,4 +26,4 @@ def test_user_file_on_device_test_skips_without_a_board(pytester):
     pytester.makepyfile(test_quality=USER_FILE)
     result = pytester.runpytest("-rs", "-k", "on_device", "-p", "no:cacheprovider")
     result.assert_outcomes(skipped=1, deselected=3)
-    result.stdout.fnmatch_lines(["*SKIPPED*test_quality.py*--tinyml-board*"])
+    result.stdout.fnmatch_lines(["*SKIPPED*needs a board: run with --tinyml-board=*"])
