@@ -7,7 +7,7 @@ from board_pty_peer import PtyPeer, ScriptedFirmware, framed
 
 from pytest_tinyml.board import protocol, transport
 from pytest_tinyml.board.board import Board
-from pytest_tinyml.errors import BoardReset, BoardTimeout, ProtocolError
+from pytest_tinyml.errors import BoardReset, BoardTimeout, ConfigError, ProtocolError
 
 
 def _board(peer, timeout=2.0) -> Board:
@@ -122,3 +122,27 @@ def test_unknown_major_version_is_refused():
     with PtyPeer(ScriptedFirmware(version="2.0")) as peer, _board(peer) as board:
         with pytest.raises(ProtocolError, match=r"speaks protocol 2.0, this pytest-tinyml speaks 1.x"):
             board.connect()
+
+
+def test_pure_mlperf_tiny_firmware_is_timed_from_its_laps():
+    laps = iter([1_000_000, 1_012_000])
+
+    def mlperf(fw, command):
+        verb = command.split(" ")[0]
+        if verb == "tinyml-version":
+            return b"e-[Unknown command: tinyml-version]\r\nm-ready\r\n"
+        if verb == "infer":
+            return (f"m-warmup-start-2\r\nm-warmup-done\r\nm-infer-start-10\r\nm-lap-us-{next(laps)}\r\n"
+                    f"m-lap-us-{next(laps)}\r\nm-infer-done\r\nm-results-[0.000,0.996,0.004]\r\nm-ready\r\n").encode()
+        return b"e-[Unknown command]\r\nm-ready\r\n"
+
+    with PtyPeer(ScriptedFirmware(on={"tinyml-version": mlperf, "infer": mlperf})) as peer, _board(peer) as board:
+        board.recording = False
+        board.connect()
+        assert board.mlperf_only and board.info["protocol"] == "mlperf-tiny"
+        result = board.benchmark(None, runs=10, warmup=2)
+        assert "infer 10 2" in peer.commands
+        with pytest.raises(ConfigError, match="MLPerf Tiny firmware without model upload"):
+            board.benchmark(b"TFL3", runs=1)
+    assert result.latency_us.median == 1200.0 and result.latency_us.n == 1
+    assert result.outputs.tolist() == [[0.0, pytest.approx(0.996), pytest.approx(0.004)]]

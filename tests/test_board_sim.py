@@ -151,3 +151,13 @@ def test_builtin_model_is_timed_with_model_none(board_cache, tmp_path):
     with sim(board_cache, extra=["--builtin-model", str(path)]) as mlperf_like:
         result = mlperf_like.benchmark(None, runs=4, warmup=1)
     assert result.latency_us.n == 4 and result.outputs.shape == (1, 10)
+
+
+def test_dead_sim_is_a_lost_connection_not_a_crash(board_cache):
+    from pytest_tinyml.errors import BoardError
+
+    with sim(board_cache) as doomed:
+        os.killpg(doomed.process.process.pid, signal.SIGKILL)
+        doomed.process.process.wait(timeout=10)
+        with pytest.raises(BoardError, match="lost the connection to sim"):
+            doomed.benchmark(MODEL, runs=1, warmup=0)

@@ -83,7 +83,7 @@ class Board:
         try:
             version = self.client.command("tinyml-version")
         except ProtocolError as exc:
-            if getattr(exc, "code", "") in ("unknown-command", "error") or "Unknown command" in str(exc):
+            if getattr(exc, "code", "") == "unknown-command" or "Unknown command: tinyml-version" in str(exc):
                 self.mlperf_only = True  # a pure MLPerf Tiny firmware: time its built-in model only
                 self._info = {"protocol": "mlperf-tiny", "where": "device", "chip": "unknown"}
                 return self._info

@@ -14,7 +14,14 @@ import time
 import zlib
 from dataclasses import dataclass, field
 
-from pytest_tinyml.errors import ArenaTooSmall, BoardReset, BoardTimeout, ModelLoadError, ProtocolError
+from pytest_tinyml.errors import (
+    ArenaTooSmall,
+    BoardError,
+    BoardReset,
+    BoardTimeout,
+    ModelLoadError,
+    ProtocolError,
+)
 
 SUPPORTED_MAJOR = 1
 MAX_REASKS = 3  # per line, as PROTOCOL.md suggests
@@ -173,7 +180,10 @@ class Client:
             if now >= deadline:
                 return None
             self.link.timeout = min(0.05, deadline - now)
-            chunk = self.link.read(max(1, self.link.in_waiting or 1))
+            try:
+                chunk = self.link.read(max(1, self.link.in_waiting or 1))
+            except OSError as exc:  # serial.SerialException is an OSError: the device went away
+                raise self._lost(exc) from None
             if chunk:
                 junk = sum(1 for b in chunk if not (32 <= b < 127 or b in (9, 10, 13)))
                 self._junk += junk
@@ -195,8 +205,15 @@ class Client:
             port=self.port, log=self.log)
 
     def send(self, command: str) -> None:
-        self.link.write(command.encode("ascii") + b"%")
-        self.link.flush()
+        try:
+            self.link.write(command.encode("ascii") + b"%")
+            self.link.flush()
+        except OSError as exc:  # serial.SerialException (an OSError): the device went away
+            raise self._lost(exc) from None
+
+    def _lost(self, exc: Exception) -> BoardError:
+        return BoardError(f"lost the connection to {self.port} ({exc}): was the board unplugged, or did the "
+                          "sim process die? Reconnect it and run again", port=self.port, log=self.log)
 
     def drain(self, quiet: float = 0.05) -> int:
         """Read and log whatever is pending until the link stays quiet for ``quiet`` seconds; count the lines."""
