@@ -51,7 +51,7 @@ def cmd_list(args, store) -> int:
 
 
 def cmd_compare(args, store) -> int:
-    from pytest_tinyml.history.compare import DEFAULT_MIN_EFFECT, compare_samples, regression_message
+    from pytest_tinyml.history.compare import compare_samples, default_min_effect, regression_message
 
     grouped = _series(store, args.k)
     if not grouped:
@@ -66,7 +66,7 @@ def cmd_compare(args, store) -> int:
         if baseline is None:
             print(f"{'not compared':<13} {series}: {why}")
             continue
-        min_effect = DEFAULT_MIN_EFFECT[last.kind] if args.min_effect is None else args.min_effect
+        min_effect = default_min_effect(last.kind, last.where) if args.min_effect is None else args.min_effect
         result = compare_samples(baseline.samples_us, last.samples_us, alpha=args.alpha, min_effect=min_effect)
         print(f"{result.verdict:<13} {series}: {result.summary()}")
         if result.is_regression:
@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  help="latest run of each test against its baseline; exit 1 on a regression")
     compare.add_argument("--baseline", default=None, help="named baseline (default: the last saved one)")
     compare.add_argument("--min-effect", type=float, default=None,
-                         help="median slowdown that counts (default 0.05 board, 0.10 host)")
+                         help="median slowdown that counts (default 0.05 board, 0.10 host and sim)")
     compare.add_argument("--alpha", type=float, default=0.01, help="significance level (default 0.01)")
     plot = actions.add_parser("plot", parents=[common], help="trend plot (PNG), one line per test and board")
     plot.add_argument("-o", "--output", default="latency-trend.png", help="PNG path (default latency-trend.png)")

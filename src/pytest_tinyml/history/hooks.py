@@ -49,7 +49,7 @@ def add_observation(item, record: Record) -> Record:
     return record
 
 
-def _thresholds(item, kind: str) -> tuple[float, float]:
+def _thresholds(item, record: Record) -> tuple[float, float]:
     marker = item.get_closest_marker("tinyml_latency")
     kwargs = dict(marker.kwargs) if marker else {}
     unknown = set(kwargs) - {"min_effect", "alpha"}
@@ -58,7 +58,7 @@ def _thresholds(item, kind: str) -> tuple[float, float]:
                               "known: min_effect=0.05, alpha=0.01")
     alpha = kwargs.get("alpha", cmp.DEFAULT_ALPHA)
     min_effect = kwargs.get("min_effect")
-    min_effect = cmp.DEFAULT_MIN_EFFECT[kind] if min_effect is None else min_effect
+    min_effect = cmp.default_min_effect(record.kind, record.where) if min_effect is None else min_effect
     cmp.check_thresholds(alpha, min_effect)
     return float(alpha), float(min_effect)
 
@@ -142,7 +142,7 @@ class HistoryPlugin:
                "p90_us": stats.p90, "n": stats.n}
         if not passed:
             return {**row, "verdict": cmp.NOT_COMPARED, "note": "not compared: the test did not pass"}
-        alpha, min_effect = _thresholds(item, record.kind)
+        alpha, min_effect = _thresholds(item, record)
         baseline, why = self.store.baseline_for(record, self.baseline_name)
         if baseline is None:
             name = self.save_name or self.baseline_name or DEFAULT_BASELINE

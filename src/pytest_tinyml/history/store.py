@@ -110,7 +110,7 @@ def host_info() -> dict:
 
     Example:
         >>> sorted(host_info())[:3]
-        ['cpu_count', 'cpu_model', 'machine']
+        ['cpu_count', 'cpu_model', 'implementation']
     """
     return {
         "system": platform.system(),
