@@ -145,12 +145,16 @@ def test_silent_sim_times_out_with_the_serial_log(board_cache):
     assert "did not answer" in str(info.value) and "m-ready" in info.value.log
 
 
-def test_builtin_model_is_timed_with_model_none(board_cache, tmp_path):
-    path = tmp_path / "builtin.tflite"
-    path.write_bytes(MODEL)
-    with sim(board_cache, extra=["--builtin-model", str(path)]) as mlperf_like:
-        result = mlperf_like.benchmark(None, runs=4, warmup=1)
-    assert result.latency_us.n == 4 and result.outputs.shape == (1, 10)
+def test_builtin_model_is_timed_with_model_none(board):
+    import hashlib
+
+    from pytest_tinyml.board import flash
+
+    builtin = (flash.locate_firmware_dir() / "models" / "builtin.tflite").read_bytes()
+    result = board.benchmark(None, runs=4, warmup=1)  # the firmware's baked-in model, as an MLPerf run times it
+    assert result.latency_us.n == 4 and result.outputs.shape[0] == 1
+    assert result.model_sha256 == hashlib.sha256(builtin).hexdigest()
+    assert result.info["model"] == "builtin"
 
 
 def test_dead_sim_is_a_lost_connection_not_a_crash(board_cache):

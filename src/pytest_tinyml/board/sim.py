@@ -111,6 +111,12 @@ class SimProcess:
             return ""
 
 
+def builtin_model(firmware_dir: Path) -> Path | None:
+    """The model the firmware bakes into its image (``models/builtin.tflite``), if it has one."""
+    path = firmware_dir / "models" / "builtin.tflite"
+    return path if path.is_file() else None
+
+
 def engine_command(arena_size: int = DEFAULT_ARENA, jitter_us: int = 0, seed: int = 0) -> str:
     """The shell command ``tinyml-host --engine-cmd`` runs: this Python with the TFLM engine server."""
     return " ".join(shlex.quote(a) for a in [sys.executable, "-m", "pytest_tinyml.board.sim_engine",
@@ -119,8 +125,9 @@ def engine_command(arena_size: int = DEFAULT_ARENA, jitter_us: int = 0, seed: in
 
 
 def start(binary: Path, build_id: str, *, delay_us: int = 0, jitter_us: int = 0, seed: int = 0,
-          arena_size: int = DEFAULT_ARENA, extra: list[str] | None = None, log_dir: Path | None = None) -> SimProcess:
-    """Start ``tinyml-host`` with the TFLM engine on a fresh pty.
+          arena_size: int = DEFAULT_ARENA, extra: list[str] | None = None, log_dir: Path | None = None,
+          builtin_model: Path | None = None) -> SimProcess:
+    """Start ``tinyml-host`` with the TFLM engine on a fresh pty (``builtin_model``: the "baked-in" model).
 
     Example:
         >>> sim = start(*build_host(firmware_dir, cache_dir), delay_us=500)  # doctest: +SKIP
@@ -131,7 +138,10 @@ def start(binary: Path, build_id: str, *, delay_us: int = 0, jitter_us: int = 0,
     tty.setraw(slave)  # no echo, no CR/LF translation: the bytes a UART carries
     port = os.ttyname(slave)
     extra = list(extra or [])
-    builtin = [] if "--builtin-model" in extra else ["--no-builtin"]
+    if "--builtin-model" in extra or "--no-builtin" in extra:
+        builtin = []
+    else:
+        builtin = ["--builtin-model", str(builtin_model)] if builtin_model else ["--no-builtin"]
     args = [str(binary), "--engine-cmd", engine_command(arena_size, jitter_us, seed), *builtin,
             "--build", build_id, "--delay-us", str(delay_us), *extra]
     log_dir = Path(log_dir or tempfile.gettempdir())

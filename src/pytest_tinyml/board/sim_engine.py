@@ -181,14 +181,14 @@ class RpcServer:
     def handle(self, line: str) -> str:
         verb, *args = line.split()
         try:
-            return getattr(self, "do_" + verb, self._unknown)(*args) if verb.isidentifier() else self._unknown()
+            handler = getattr(self, "do_" + verb, None) if verb.isidentifier() else None
+            if handler is None:
+                return f"err unsupported unknown request {verb}"
+            return handler(*args)
         except EngineFailure as exc:
             return f"err {exc.code} {exc}"
         except (TypeError, ValueError, IndexError) as exc:
             return f"err engine bad request {verb}: {exc}".replace("\n", " ")
-
-    def _unknown(self, *args) -> str:
-        return "err unsupported unknown request"
 
     def do_hello(self, version: str) -> str:
         return "ok rpc=1 name=tflm-python"

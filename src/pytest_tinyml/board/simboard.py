@@ -31,7 +31,7 @@ def open_sim(spec, *, timeout: float = 30.0, skip_flash: bool = False, firmware_
 
     def launch(build: str) -> Board:
         process = sim.start(binary, build, arena_size=arena_size, extra=extra, log_dir=Path(cache_dir) / "sim",
-                            **params)
+                            builtin_model=sim.builtin_model(fw_dir), **params)
         try:
             link = open_port(process.port, SIM_BAUD)
         except BaseException:
