@@ -93,3 +93,15 @@ def artifact(content: bytes, name: str):
 def inputs(n: int, shape=(64,), seed: int = 0) -> np.ndarray:
     """Float inputs in [0, 1), the calibration range."""
     return np.random.default_rng(seed).uniform(0.0, 1.0, (n, *shape)).astype(np.float32)
+
+
+@functools.cache
+def topk_float_bytes() -> bytes:
+    """float32 Dense(8) -> top_k(3): TOPK_V2 runs in LiteRT but TFLite Micro has no kernel for it."""
+    import keras
+
+    keras.utils.set_random_seed(RNG_SEED)
+    model = keras.Sequential(
+        [keras.Input((16,)), keras.layers.Dense(8), keras.layers.Lambda(lambda t: keras.ops.top_k(t, 3)[0])]
+    )
+    return _convert(model, (16,), int8=False)
