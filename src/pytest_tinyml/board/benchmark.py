@@ -6,7 +6,7 @@ import re
 
 from pytest_tinyml.board.protocol import brackets
 from pytest_tinyml.board.result import BoardResult
-from pytest_tinyml.errors import BoardReset, ConfigError, ProtocolError
+from pytest_tinyml.errors import BoardError, BoardReset, ConfigError, ProtocolError
 from pytest_tinyml.latency import LatencyStats
 
 
@@ -54,6 +54,10 @@ def run(board, model, inputs, runs: int, warmup: int) -> BoardResult:
     if board.mlperf_only:
         return _run_mlperf(board, model, inputs, runs, warmup)
     artifact = _artifact(model)
+    if board.needs_sync:  # a late reply to a command that timed out must not be taken for the next one's
+        board.client.sync()
+        board.forget_state()
+        board.needs_sync = False
     try:
         state = board.load_model(None if artifact is None else artifact.content)
         if not state.inputs or not state.outputs:
@@ -76,6 +80,9 @@ def run(board, model, inputs, runs: int, warmup: int) -> BoardResult:
         ops = board._ops()
     except BoardReset:
         board.forget_state()
+        raise
+    except BoardError:
+        board.needs_sync = True
         raise
     raw_outputs = np.stack(raw)
     if artifact is not None and artifact.outputs:  # the artifact's quantization is the reference

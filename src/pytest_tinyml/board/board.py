@@ -72,6 +72,7 @@ class Board:
         self._info: dict | None = None
         self._model: LoadedModel | None = None
         self.mlperf_only = False
+        self.needs_sync = False  # set after a failed exchange: resynchronise before the next benchmark
         # Record figures for the test report and feed the latency history (off for library-level use).
         self.recording = True
 
