@@ -146,3 +146,30 @@ def test_pure_mlperf_tiny_firmware_is_timed_from_its_laps():
             board.benchmark(b"TFL3", runs=1)
     assert result.latency_us.median == 1200.0 and result.latency_us.n == 1
     assert result.outputs.tolist() == [[0.0, pytest.approx(0.996), pytest.approx(0.004)]]
+
+
+def test_lost_end_line_is_asked_for():
+    def drop_end(fw, command):
+        reply = fw.reply(["protocol-[1.0]", "firmware-[tinyml-bench 0.1.0]"]).decode().split("\r\n")
+        return "\r\n".join(line for line in reply if "end-[" not in line).encode()
+
+    with PtyPeer(ScriptedFirmware(on={"tinyml-version": drop_end})) as peer, _board(peer) as board:
+        board.connect()
+        assert "tinyml-resend 3" in peer.commands
+
+
+def test_garbled_error_line_is_asked_again_then_raised():
+    firmware = ScriptedFirmware(garble={13})  # version 1..3, info 4..7; arena error would be 8 -> use 13 below
+
+    def arena(fw, command):
+        fw.seq = 12
+        return fw.error("arena-too-small", "arena needs at least 9000 bytes, have 4096")
+
+    firmware.on["tinyml-arena"] = arena
+    with PtyPeer(firmware) as peer, _board(peer) as board:
+        board.connect()
+        board.client.next_seq = None  # we jumped the counter on purpose
+        with pytest.raises(protocol.DeviceArenaTooSmall) as info:
+            board.client.command("tinyml-arena")
+        assert "tinyml-resend 13" in peer.commands
+    assert info.value.needed_bytes == 9000
