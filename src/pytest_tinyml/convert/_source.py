@@ -86,6 +86,8 @@ def _canonical_architecture(config: dict) -> dict:
 def architecture_json(model: Any) -> str:
     """The model's architecture JSON with positional layer names, keys sorted (stable across processes)."""
     config = json.loads(model.to_json())
+    # How the model was compiled is not its architecture (the fit cache keys on it separately).
+    config.pop("compile_config", None)
     return json.dumps(_canonical_architecture(config), sort_keys=True, separators=(",", ":"))
 
 
