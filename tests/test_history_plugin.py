@@ -12,6 +12,7 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 
+import matplotlib.backends.backend_agg  # noqa: F401  (see below)
 import pytest
 import scipy.stats  # noqa: F401  in-process pytester runs unload what they import; numpy loads only once
 
@@ -191,6 +192,9 @@ def test_reports_json_junit_and_openmetrics(project, monkeypatch):
     assert metrics and all(log_metric_line.match(line) for line in metrics)
     assert 'tinyml_latency_regression{test="test_lat.py::test_model_latency",where="host",kind="host"} 1' in metrics
     assert 'tinyml_latency_regression{test="test_lat.py::test_steady",where="host",kind="host"} 0' in metrics
+    trend = project.path / "report-latency-trend.png"
+    assert trend.read_bytes()[:4] == b"\x89PNG"
+    result.stdout.fnmatch_lines(["OpenMetrics: *metrics.txt", "trend plot: *report-latency-trend.png"])
 
 
 def test_no_latency_no_section(pytester):

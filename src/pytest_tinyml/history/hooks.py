@@ -78,6 +78,7 @@ class HistoryPlugin:
         self.baseline_name = options.get(config, options.BASELINE)
         self.root = options.resolve_path(config, options.HISTORY)
         self.rows: list[dict] = []  # controller: one per comparison, for the terminal and the metrics file
+        self.outputs: list[str] = []  # files written at session end, named in the terminal section
         self._store: HistoryStore | None = None
 
     @property
@@ -180,17 +181,32 @@ class HistoryPlugin:
         if not self.rows or hasattr(self.config, "workerinput"):
             return
         terminalreporter.write_sep("-", "tinyml latency history")
-        for line in summary_lines(self.rows):
+        for line in summary_lines(self.rows) + self.outputs:
             terminalreporter.write_line(line)
 
     def pytest_sessionfinish(self, session):
+        """Runs before the terminal summary: files written here are named in it."""
         if not self.rows or hasattr(self.config, "workerinput"):
             return
         text = openmetrics(self.rows)
-        write_metrics(os.path.join(self.root, METRICS_FILE), text, append=False)
+        metrics = os.path.join(self.root, METRICS_FILE)
+        write_metrics(metrics, text, append=False)
+        self.outputs.append(f"OpenMetrics: {metrics}")
         embedded = self.config.getoption("metric_path", default=None)  # pytest-embedded's --metric-path
         if embedded:
             write_metrics(str(embedded), text, append=True)
+            self.outputs.append(f"OpenMetrics appended to --metric-path {embedded}")
+        report_path = options.get(self.config, options.REPORT)
+        if report_path:  # a reporting run (the reference job): draw the trend next to the JSON report
+            self.outputs.append(self._plot(os.path.splitext(str(report_path))[0] + "-latency-trend.png"))
+
+    def _plot(self, path: str) -> str:
+        from pytest_tinyml.history.plot import plot_history
+
+        try:
+            return f"trend plot: {plot_history(self.store.records(), path)}"
+        except Exception as exc:  # a plot is a by-product: say why it is missing, never fail the run for it
+            return f"no trend plot ({type(exc).__name__}: {exc})"
 
 
 def summary_lines(rows: list[dict]) -> list[str]:
