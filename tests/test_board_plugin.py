@@ -55,6 +55,7 @@ def project(pytester, tmp_path, monkeypatch, board_cache):
     return pytester, log_dir, board_cache
 
 
+@pytest.mark.slow
 def test_board_tests_run_on_the_sim_report_and_respect_kind(project):
     pytester, log_dir, cache = project
     pytester.makepyfile(test_dev=BOARD_TEST.format(n=2), test_kind=KIND_TEST)
@@ -69,6 +70,7 @@ def test_board_tests_run_on_the_sim_report_and_respect_kind(project):
     assert len({sim_pid for _, _, sim_pid in runs}) == 1, "one sim opened once and reused for the session"
 
 
+@pytest.mark.slow
 def test_two_workers_two_sims_no_collisions(project):
     pytester, log_dir, cache = project
     pytester.makepyfile(test_dev=BOARD_TEST.format(n=8))
@@ -85,6 +87,7 @@ def test_two_workers_two_sims_no_collisions(project):
     assert {b for b, _ in boards} == {"sim", "sim:seed=1"}, "the two workers leased different boards"
 
 
+@pytest.mark.slow
 def test_missing_port_errors_clearly_and_releases_the_lease(project):
     pytester, _, cache = project
     pytester.makepyfile(test_port='''
@@ -106,3 +109,32 @@ def test_lease_free_again():
                                            timeout=120)
     result.assert_outcomes(errors=2, passed=1)
     result.stdout.fnmatch_lines(["*PortUnavailable: serial port /dev/ttyTINYML404 does not exist*"])
+
+
+TURNS_TEST = '''
+import os, pathlib, time
+import pytest
+
+@pytest.mark.tinyml_board
+@pytest.mark.parametrize("i", range(4))
+def test_turn(tinyml_board, i):
+    start = time.time()
+    tinyml_board.benchmark(None, runs=2, warmup=0)
+    time.sleep(0.3)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    (pathlib.Path(os.environ["BOARD_LOG_DIR"]) / f"{worker}-{i}").write_text(f"{start} {time.time()}")
+'''
+
+
+@pytest.mark.slow
+def test_more_workers_than_boards_take_turns(project):
+    pytester, log_dir, cache = project
+    pytester.makepyfile(test_turns=TURNS_TEST)
+    result = pytester.runpytest_subprocess("-n", "2", "--tinyml-board=sim", f"--tinyml-cache-dir={cache}",
+                                           "-p", "no:cacheprovider", timeout=300)
+    result.assert_outcomes(passed=4)
+    spans = sorted(tuple(map(float, p.read_text().split())) for p in log_dir.iterdir())
+    workers = {p.name.split("-")[0] for p in log_dir.iterdir()}
+    assert len(spans) == 4 and len(workers) == 2, "both workers ran tests, neither waited forever"
+    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+        assert start >= end, "two workers used the one board at the same time"

@@ -1,8 +1,9 @@
 """The ``tinyml_board`` fixture's logic: one leased board per pytest-xdist worker, opened once, reused.
 
 Worker ``gwN`` first tries the N-th ``--tinyml-board`` and then the others; with more workers than boards it
-waits for a lease to come free. The board stays open for the worker's whole session and is closed, and its
-lease released, by a ``config.add_cleanup`` callback -- also when tests failed or the board never opened.
+waits for a lease to come free. The board stays open across the worker's tests; it is handed over between two
+tests when another worker waits for it, and closed, its lease released, by a ``config.add_cleanup`` callback
+at the end -- also when tests failed or the board never opened.
 """
 
 from __future__ import annotations
@@ -64,6 +65,12 @@ class BoardSession:
             target=options.get(self.config, options.TARGET),
         )
 
+    def hand_over_if_wanted(self) -> None:
+        """Between tests: close the board and release the lease when another worker waits for a board."""
+        if self.lease is not None and self.lease.held and self.lease.wanted():
+            self.close()
+            self.lease = None
+
     def close(self) -> None:
         board, self._board = self._board, None
         try:
@@ -92,7 +99,9 @@ def board_for_test(request):
     Example:
         >>> board = board_for_test(request)  # doctest: +SKIP
     """
-    board = session_for(request.config).board()
+    session = session_for(request.config)
+    board = session.board()
+    request.addfinalizer(session.hand_over_if_wanted)
     marker = request.node.get_closest_marker("tinyml_board")
     wanted = marker.kwargs.get("kind") if marker is not None else None
     if wanted:

@@ -117,6 +117,21 @@ class Lease:
     def held(self) -> bool:
         return self.lock is not None
 
+    def wanted(self) -> bool:
+        """True when another process waits for this board (it left a live ``.wait-<pid>`` marker).
+
+        A worker holds its board across tests for speed, and hands it over between two tests when someone
+        waits: otherwise a worker that is done would keep its board until the whole run ends.
+        """
+        for marker in self.path.parent.glob(self.path.name + ".wait-*"):
+            pid = marker.name.rsplit("-", 1)[-1]
+            if not pid.isdigit() or int(pid) == os.getpid():
+                continue
+            if _alive(int(pid)):
+                return True
+            marker.unlink(missing_ok=True)  # left behind by a process that died while waiting
+        return False
+
     def __enter__(self) -> Lease:
         return self
 
@@ -148,19 +163,38 @@ def acquire(boards: list[str], *, preferred: int = 0, timeout: float = 600.0, sc
         path = lease_dir(scopes.get(board, "machine")) / _lock_name(board)
         locks.append((board, path, FileLock(str(path), thread_local=False)))
     deadline = time.monotonic() + timeout
-    while True:
-        for board, path, lock in locks:
-            try:
-                lock.acquire(timeout=0)
-            except Timeout:
-                continue
-            return Lease(board, lock, path)
-        if time.monotonic() >= deadline:
-            raise PortUnavailable(
-                f"all {n} boards stayed leased for {timeout:.0f} s ({', '.join(boards)}): more test workers than "
-                "boards, or another pytest run holds them. Pass more --tinyml-board values or fewer -n workers; "
-                f"stale leases live in {lease_dir()}", port=boards[0])
-        time.sleep(poll)
+    markers: list[Path] = []
+    try:
+        while True:
+            for board, path, lock in locks:
+                try:
+                    lock.acquire(timeout=0)
+                except Timeout:
+                    continue
+                return Lease(board, lock, path)
+            if not markers:  # tell the holders someone waits (see Lease.wanted)
+                markers = [path.with_name(f"{path.name}.wait-{os.getpid()}") for _, path, _ in locks]
+                for marker in markers:
+                    marker.touch()
+            if time.monotonic() >= deadline:
+                raise PortUnavailable(
+                    f"all {n} boards stayed leased for {timeout:.0f} s ({', '.join(boards)}): more test workers "
+                    "than boards, or another pytest run holds them. Pass more --tinyml-board values or fewer -n "
+                    f"workers; leases live in {lease_dir()}", port=boards[0])
+            time.sleep(poll)
+    finally:
+        for marker in markers:
+            marker.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def worker_index() -> int:
