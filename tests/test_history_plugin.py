@@ -186,7 +186,10 @@ def test_reports_json_junit_and_openmetrics(project, monkeypatch):
     assert rows["test_lat.py::test_model_latency"]["outcome"] == "failed"
     junit = ET.parse(project.path / "junit.xml")
     names = {p.get("name") for p in junit.iter("property")}
-    assert {"tinyml.latency_median_us", "tinyml.latency_comparisons"} <= names
+    assert {"tinyml.latency_median_us", "tinyml.latency_comparisons", "tinyml.latency_verdict",
+            "tinyml.latency_change", "tinyml.latency_p_value", "tinyml.latency_baseline_median_us"} <= names
+    verdicts = {p.get("value") for p in junit.iter("property") if p.get("name") == "tinyml.latency_verdict"}
+    assert verdicts == {"regression", "unchanged"}
     metrics = (project.path / ".tinyml_history" / "metrics.txt").read_text().splitlines()
     log_metric_line = re.compile(r'^[a-z0-9_]+\{test="[^"]+",where="host",kind="host"\} [-+0-9.e]+$')
     assert metrics and all(log_metric_line.match(line) for line in metrics)

@@ -127,8 +127,13 @@ class HistoryPlugin:
         item.stash[OUTCOMES] = outcomes
         token = tinyml_report.set_current_item(item)
         try:
+            # Flat figures of the most telling comparison (a regression first) for JUnit readers; the full
+            # list for the JSON report and the controller's summary.
+            worst = max(outcomes, key=lambda o: (o["verdict"] == cmp.REGRESSION, o.get("change") or 0.0))
+            flat = {f"latency_{k}": worst[k] for k in ("verdict", "change", "p_value", "baseline_median_us")
+                    if worst.get(k) is not None}
             tinyml_report.record(
-                latency_median_us=records[-1].stats.median,
+                latency_median_us=records[-1].stats.median, **flat,
                 **{_PROPERTY: [{k: v for k, v in o.items() if k != "message"} for o in outcomes]},
             )
         finally:
