@@ -1,0 +1,258 @@
+// Thin ESP-IDF glue of tinyml-bench: console I/O (UART or USB-Serial-JTAG), memory, timing, board facts.
+// The protocol lives in core/ (portable, tested on the host); the model runtime in tflm_engine.cc.
+#include <cstdio>
+#include <cstring>
+
+#include "board_platform.h"
+#include "esp_app_desc.h"
+#include "esp_chip_info.h"
+#include "esp_flash.h"
+#include "esp_heap_caps.h"
+#include "esp_idf_version.h"
+#include "esp_mac.h"
+#include "esp_private/esp_clk.h"
+#include "esp_system.h"
+#include "esp_timer.h"
+#include "freertos/FreeRTOS.h"
+#include "freertos/task.h"
+#include "model_data.h"
+#include "sdkconfig.h"
+#include "tflm_engine.h"
+#include "tinyml_core.h"
+#if CONFIG_SPIRAM
+#include "esp_psram.h"
+#endif
+#if CONFIG_ESP_CONSOLE_USB_SERIAL_JTAG
+#include "driver/usb_serial_jtag.h"
+#else
+#include "driver/uart.h"
+#endif
+
+#ifndef TINYML_TFLM_VERSION
+#define TINYML_TFLM_VERSION "unknown"
+#endif
+#ifndef TINYML_ESP_NN_VERSION
+#define TINYML_ESP_NN_VERSION "unknown"
+#endif
+#ifndef TINYML_CFLAGS
+#define TINYML_CFLAGS "unknown"
+#endif
+
+namespace {
+
+constexpr uint32_t kInternal = MALLOC_CAP_INTERNAL | MALLOC_CAP_8BIT;
+
+// --- console I/O ----------------------------------------------------------------------------------------------
+
+void ConsoleInit() {
+#if CONFIG_ESP_CONSOLE_USB_SERIAL_JTAG
+  usb_serial_jtag_driver_config_t config = USB_SERIAL_JTAG_DRIVER_CONFIG_DEFAULT();
+  config.rx_buffer_size = 4096;  // a 480-byte chunk command is ~1 KB of hex
+  config.tx_buffer_size = 4096;
+  usb_serial_jtag_driver_install(&config);
+#else
+  uart_driver_install(static_cast<uart_port_t>(CONFIG_ESP_CONSOLE_UART_NUM), 4096, 4096, 0, nullptr, 0);
+  uart_set_baudrate(static_cast<uart_port_t>(CONFIG_ESP_CONSOLE_UART_NUM), CONFIG_TINYML_BAUD);
+#endif
+}
+
+int ReadByte(void*) {
+  uint8_t byte = 0;
+  for (;;) {
+#if CONFIG_ESP_CONSOLE_USB_SERIAL_JTAG
+    if (usb_serial_jtag_read_bytes(&byte, 1, portMAX_DELAY) == 1) return byte;
+#else
+    if (uart_read_bytes(static_cast<uart_port_t>(CONFIG_ESP_CONSOLE_UART_NUM), &byte, 1, portMAX_DELAY) == 1) {
+      return byte;
+    }
+#endif
+  }
+}
+
+void Write(void*, const char* data, size_t len) {
+  fflush(stdout);  // a pending log line goes out whole, before the protocol line
+  while (len > 0) {
+#if CONFIG_ESP_CONSOLE_USB_SERIAL_JTAG
+    int n = usb_serial_jtag_write_bytes(data, len, portMAX_DELAY);
+#else
+    int n = uart_write_bytes(static_cast<uart_port_t>(CONFIG_ESP_CONSOLE_UART_NUM), data, len);
+#endif
+    if (n <= 0) return;
+    data += n;
+    len -= static_cast<size_t>(n);
+  }
+}
+
+// --- engine functions that are the board's, not TFLM's ---------------------------------------------------------
+
+void* Alloc(void*, size_t bytes, size_t* available) { return board_alloc(bytes, available); }
+void Release(void*, void* ptr) { board_free(ptr); }
+
+const uint8_t* Builtin(void*, size_t* len) {
+  *len = g_model_len;
+  return g_model;
+}
+
+int Heap(void*, size_t* free_bytes, size_t* min_free, size_t* largest, tinyml_error*) {
+  *free_bytes = heap_caps_get_free_size(MALLOC_CAP_8BIT);
+  *min_free = heap_caps_get_minimum_free_size(MALLOC_CAP_8BIT);
+  *largest = heap_caps_get_largest_free_block(MALLOC_CAP_8BIT);
+  return 0;
+}
+
+uint64_t Now(void*) { return board_now_us(); }
+
+const char* ResetReason() {
+  // Indexed by esp_reset_reason_t, whose order ESP-IDF only appends to.
+  static const char* const kNames[] = {"unknown",  "poweron",      "external",      "software",  "panic",
+                                       "int-watchdog", "task-watchdog", "watchdog", "deepsleep", "brownout",
+                                       "sdio",     "usb",          "jtag",          "efuse",     "pwr-glitch",
+                                       "cpu-lockup"};
+  unsigned reason = static_cast<unsigned>(esp_reset_reason());
+  return reason < sizeof kNames / sizeof kNames[0] ? kNames[reason] : "unknown";
+}
+
+const char* ChipName(esp_chip_model_t model) {
+  switch (model) {
+    case CHIP_ESP32: return "esp32";
+    case CHIP_ESP32S2: return "esp32s2";
+    case CHIP_ESP32S3: return "esp32s3";
+    case CHIP_ESP32C3: return "esp32c3";
+    case CHIP_ESP32C2: return "esp32c2";
+    case CHIP_ESP32C6: return "esp32c6";
+    case CHIP_ESP32H2: return "esp32h2";
+    default: return CONFIG_IDF_TARGET;
+  }
+}
+
+const char* FlashMode() {
+#if CONFIG_ESPTOOLPY_FLASHMODE_QIO
+  return "qio";
+#elif CONFIG_ESPTOOLPY_FLASHMODE_QOUT
+  return "qout";
+#elif CONFIG_ESPTOOLPY_FLASHMODE_DIO
+  return "dio";
+#elif CONFIG_ESPTOOLPY_FLASHMODE_DOUT
+  return "dout";
+#elif CONFIG_ESPTOOLPY_OCT_FLASH
+  return "opi";
+#else
+  return "unknown";
+#endif
+}
+
+void Info(void*, tinyml_info_emit emit, void* arg) {
+  char text[96];
+  esp_chip_info_t chip;
+  esp_chip_info(&chip);
+#ifdef TINYML_BUILD_ID
+  emit(arg, "build", TINYML_BUILD_ID);
+#else
+  esp_app_get_elf_sha256(text, 17);
+  emit(arg, "build", text);
+#endif
+  emit(arg, "chip", ChipName(chip.model));
+  snprintf(text, sizeof text, "v%d.%d", chip.revision / 100, chip.revision % 100);
+  emit(arg, "revision", text);
+  snprintf(text, sizeof text, "%d", chip.cores);
+  emit(arg, "cores", text);
+  uint8_t mac[6] = {};
+  esp_read_mac(mac, ESP_MAC_WIFI_STA);
+  snprintf(text, sizeof text, "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]);
+  emit(arg, "mac", text);
+  snprintf(text, sizeof text, "%d", esp_clk_cpu_freq() / 1000000);
+  emit(arg, "cpu-mhz", text);
+#if CONFIG_SPIRAM
+  snprintf(text, sizeof text, "%u", static_cast<unsigned>(esp_psram_get_size()));
+#else
+  snprintf(text, sizeof text, "0");
+#endif
+  emit(arg, "psram-bytes", text);
+  uint32_t flash_bytes = 0;
+  esp_flash_get_size(nullptr, &flash_bytes);
+  snprintf(text, sizeof text, "%lu", static_cast<unsigned long>(flash_bytes));
+  emit(arg, "flash-bytes", text);
+  emit(arg, "flash-mode", FlashMode());
+  emit(arg, "idf", esp_get_idf_version());
+  emit(arg, "tflm", TINYML_TFLM_VERSION);
+  emit(arg, "esp-nn", TINYML_ESP_NN_VERSION);
+  emit(arg, "compiler", "gcc " __VERSION__);
+  emit(arg, "cflags", TINYML_CFLAGS);
+  snprintf(text, sizeof text, "%d", CONFIG_TINYML_ARENA_SIZE);
+  emit(arg, "arena-bytes", text);
+  emit(arg, "arena-where", tflm_engine_arena_where());
+  snprintf(text, sizeof text, "%u", static_cast<unsigned>(board_largest_free()));
+  emit(arg, "max-model-bytes", text);
+  snprintf(text, sizeof text, "%u", static_cast<unsigned>(heap_caps_get_free_size(MALLOC_CAP_8BIT)));
+  emit(arg, "heap-free", text);
+  emit(arg, "engine", "tflm");
+}
+
+tinyml_engine g_engine;
+tinyml_core g_core;  // ~18 KB: static, not on the main task's stack
+const tinyml_io g_io = {nullptr, ReadByte, Write};
+
+}  // namespace
+
+// --- board_platform.h ------------------------------------------------------------------------------------------
+
+extern "C" uint64_t board_now_us(void) { return static_cast<uint64_t>(esp_timer_get_time()); }
+
+extern "C" void* board_alloc(size_t bytes, size_t* largest) {
+  void* p = heap_caps_aligned_alloc(16, bytes, kInternal);
+#if CONFIG_SPIRAM
+  if (p == nullptr) p = heap_caps_aligned_alloc(16, bytes, MALLOC_CAP_SPIRAM | MALLOC_CAP_8BIT);
+#endif
+  if (p == nullptr) *largest = board_largest_free();
+  return p;
+}
+
+extern "C" void board_free(void* ptr) { heap_caps_free(ptr); }
+
+extern "C" size_t board_largest_free(void) {
+  size_t largest = heap_caps_get_largest_free_block(kInternal);
+#if CONFIG_SPIRAM
+  size_t psram = heap_caps_get_largest_free_block(MALLOC_CAP_SPIRAM | MALLOC_CAP_8BIT);
+  if (psram > largest) largest = psram;
+#endif
+  // Aligned allocation may need up to 15 bytes of the block.
+  return largest > 16 ? largest - 16 : 0;
+}
+
+extern "C" uint8_t* board_arena_alloc(size_t bytes, const char** where) {
+  void* p = heap_caps_aligned_alloc(16, bytes, kInternal);
+  *where = "internal";
+#if CONFIG_SPIRAM && CONFIG_TINYML_ARENA_PSRAM_FALLBACK
+  if (p == nullptr) {
+    p = heap_caps_aligned_alloc(16, bytes, MALLOC_CAP_SPIRAM | MALLOC_CAP_8BIT);
+    *where = "psram";
+  }
+#endif
+  return static_cast<uint8_t*>(p);
+}
+
+extern "C" void app_main(void) {
+  ConsoleInit();
+  g_engine.alloc = Alloc;
+  g_engine.release = Release;
+  g_engine.builtin_model = Builtin;
+  g_engine.heap = Heap;
+  g_engine.now_us = Now;
+  g_engine.info = Info;
+  tinyml_config config = {ResetReason(), CONFIG_TINYML_MAX_RUNS, CONFIG_TINYML_DB_MAX};
+  if (tflm_engine_init(&g_engine, CONFIG_TINYML_ARENA_SIZE) != 0) {
+    char line[160];
+    int n = snprintf(line, sizeof line,
+                     "e-[arena-too-small: no room for the %d-byte tensor arena at boot; lower "
+                     "CONFIG_TINYML_ARENA_SIZE]\r\n",
+                     CONFIG_TINYML_ARENA_SIZE);
+    Write(nullptr, line, static_cast<size_t>(n));
+    vTaskDelay(portMAX_DELAY);
+  }
+  if (tinyml_core_init(&g_core, &g_engine, &g_io, &config) != 0) {
+    Write(nullptr, "e-[engine: no room for the samples buffer at boot]\r\n", 52);
+    vTaskDelay(portMAX_DELAY);
+  }
+  tinyml_core_boot(&g_core);
+  tinyml_core_run(&g_core);  // reads the console forever
+}
