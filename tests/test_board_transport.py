@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 from board_pty_peer import PtyPeer
@@ -109,3 +110,25 @@ def test_worker_index(monkeypatch):
     assert transport.worker_index() == 3
     monkeypatch.delenv("PYTEST_XDIST_WORKER")
     assert transport.worker_index() == 0
+
+
+def test_holder_sees_a_waiter(tmp_path):
+    scope = {"/dev/ttyFARM1": f"test-{tmp_path.name}"}
+    holder = transport.acquire(["/dev/ttyFARM1"], scopes=scope)
+    assert not holder.wanted()
+    code = (
+        "from pytest_tinyml.board import transport\n"
+        f"transport.acquire(['/dev/ttyFARM1'], scopes={scope!r}, timeout=30).release()\n"
+        "print('GOT')\n"
+    )
+    waiter = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        for _ in range(300):
+            if holder.wanted():
+                break
+            time.sleep(0.05)
+        assert holder.wanted(), "the waiting process left no marker"
+    finally:
+        holder.release()
+    assert waiter.communicate(timeout=60)[0].strip() == "GOT"
+    assert not list(holder.path.parent.glob(holder.path.name + ".wait-*")), "the waiter cleaned up its marker"
