@@ -185,7 +185,7 @@ def check_current(reported: str | None, expected: str, *, port: str, skip_flash:
     """True when the board must be (re)flashed; under ``skip_flash`` a stale board is a ``FirmwareError``.
 
     Example:
-        >>> check_current("ab12", "ab12", port="/dev/ttyUSB0", skip_flash=True)
+        >>> check_current("3f9c2e1d0a7b", "3f9c2e1d0a7b55aa", port="/dev/ttyUSB0", skip_flash=True)
         False
     """
     if reported and _same_hash(reported, expected):
@@ -201,5 +201,7 @@ def check_current(reported: str | None, expected: str, *, port: str, skip_flash:
 def _same_hash(reported: str, expected: str) -> bool:
     """Boards may report a prefix of the hash (short build ids); compare on the common length, >= 8 digits."""
     reported, expected = reported.strip().lower(), expected.strip().lower()
+    if reported == expected:
+        return bool(reported)
     common = min(len(reported), len(expected))
     return common >= 8 and reported[:common] == expected[:common]
