@@ -1,4 +1,4 @@
-"""The conversion worker: ``python -m pytest_tinyml.convert._child JOB_DIR``.
+"""The conversion worker: ``python -m pytest_tinyml.convert._child JOB_DIR`` or ``... --serve``.
 
 It runs in its own process because TF's converter can crash natively (full-int8 calibration of a Keras 3
 LSTM segfaults): the parent turns a signal, a hang or an exception into ``ConversionError``.
@@ -6,6 +6,11 @@ LSTM segfaults): the parent turns a signal, a hang or an exception into ``Conver
 ``JOB_DIR/job.json`` says what to convert; the worker writes ``model_info.json`` as soon as the model is
 loaded (so a crash report can name its layers), then ``model.tflite`` and ``result.json``, or
 ``error.json`` and exit code 3.
+
+With ``--serve`` the worker stays up and takes job directories one per line on stdin, answering each with
+its exit code on the control channel (the original stdout; TF's own prints go to the job's files), so the
+~4 s TensorFlow import is paid once per session instead of once per conversion. A crash still ends only
+this process; the parent starts a new one for the next job.
 """
 
 from __future__ import annotations
@@ -174,9 +179,49 @@ def main(job_dir: str) -> int:
         sys.stdout.flush()
 
 
+def _redirect(stdout_path: str, stderr_path: str) -> None:
+    """Point fds 1 and 2 (what TF's C++ code and faulthandler write to) at this job's files."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    for fd, path in ((1, stdout_path), (2, stderr_path)):
+        target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(target, fd)
+        os.close(target)
+
+
+def serve() -> int:
+    control = os.fdopen(os.dup(1), "w", buffering=1)  # the parent reads exit codes here, nothing else
+    _redirect(os.devnull, os.devnull)
+    faulthandler.enable()
+    for line in sys.stdin:
+        job_dir = line.strip()
+        if not job_dir:
+            continue
+        _redirect(os.path.join(job_dir, "stdout.txt"), os.path.join(job_dir, "stderr.txt"))
+        code = main(job_dir)
+        _release_memory()
+        _redirect(os.devnull, os.devnull)
+        control.write(f"{code}\n")
+    return 0
+
+
+def _release_memory() -> None:
+    import gc
+
+    for module in ("keras", "tf_keras"):
+        if module in sys.modules:
+            try:
+                sys.modules[module].backend.clear_session()
+            except Exception:  # noqa: BLE001 - best effort between jobs
+                pass
+    gc.collect()
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        print("usage: python -m pytest_tinyml.convert._child JOB_DIR", file=sys.stderr)
-        sys.exit(2)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if sys.argv[1:] == ["--serve"]:
+        sys.exit(serve())
+    if len(sys.argv) != 2:
+        print("usage: python -m pytest_tinyml.convert._child JOB_DIR | --serve", file=sys.stderr)
+        sys.exit(2)
     sys.exit(main(sys.argv[1]))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -35,31 +38,22 @@ def child_env() -> dict:
 def run_child(job_dir: Path, job: dict, *, timeout: float, label: str) -> dict:
     """Run one conversion job; returns ``result.json`` (the flatbuffer is ``job_dir/model.tflite``).
 
-    ``label`` is how the error names the model and recipe, e.g. ``model 'mlp', recipe 'int8'``.
+    ``label`` is how the error names the model and recipe, e.g. ``model 'mlp', recipe 'int8'``. Jobs go
+    to a long-lived worker process (set ``PYTEST_TINYML_CONVERT_REUSE=0`` for a fresh process per job).
     """
     (job_dir / "job.json").write_text(json.dumps(job))
-    stdout_path, stderr_path = job_dir / "stdout.txt", job_dir / "stderr.txt"
+    for name in ("stdout.txt", "stderr.txt"):
+        (job_dir / name).touch()
     started = time.monotonic()
-    with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "pytest_tinyml.convert._child", str(job_dir)],
-            stdout=out,
-            stderr=err,
-            stdin=subprocess.DEVNULL,
-            env=child_env(),
-            start_new_session=True,  # its own process group: a hang is killed whole
+    if os.environ.get("PYTEST_TINYML_CONVERT_REUSE", "1") == "0":
+        returncode = _run_fresh(job_dir, timeout)
+    else:
+        returncode = _WORKER.run(job_dir, timeout)
+    if returncode is None:
+        raise ConversionError(
+            _report(job_dir, job, label, f"hung: no result after {timeout:.0f} s (timeout), killed",
+                    suggestion=_timeout_advice(job))
         )
-        try:
-            returncode = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            raise ConversionError(
-                _report(job_dir, job, label, f"hung: no result after {timeout:.0f} s (timeout), killed",
-                        suggestion=_timeout_advice(job))
-            ) from None
-        except BaseException:  # KeyboardInterrupt and friends: never leave a converter running
-            _kill_group(proc)
-            raise
     elapsed = time.monotonic() - started
     if returncode == 0 and (job_dir / "result.json").exists() and (job_dir / "model.tflite").exists():
         result = json.loads((job_dir / "result.json").read_text())
@@ -78,6 +72,83 @@ def run_child(job_dir: Path, job: dict, *, timeout: float, label: str) -> dict:
     else:
         what = f"exited with code {returncode} without a result"
     raise ConversionError(_report(job_dir, job, label, what, suggestion=_advice(job_dir, job, returncode)))
+
+
+def _command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "pytest_tinyml.convert._child", *args]
+
+
+def _run_fresh(job_dir: Path, timeout: float) -> int | None:
+    """One process for one job: its exit code, or None when it was killed at the timeout."""
+    with open(job_dir / "stdout.txt", "ab") as out, open(job_dir / "stderr.txt", "ab") as err:
+        proc = subprocess.Popen(_command(str(job_dir)), stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                env=child_env(), start_new_session=True)  # own group: a hang is killed whole
+        try:
+            return proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            return None
+        except BaseException:  # KeyboardInterrupt and friends: never leave a converter running
+            _kill_group(proc)
+            raise
+
+
+class _Worker:
+    """A long-lived ``_child --serve`` process, restarted after a crash, a hang or ``MAX_JOBS`` jobs."""
+
+    MAX_JOBS = 50  # bounds whatever TF leaks between conversions
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen | None = None
+        self.jobs = 0
+        self.lock = threading.Lock()
+        self.pid = None
+
+    def _start(self) -> subprocess.Popen:
+        self.proc = subprocess.Popen(
+            _command("--serve"), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            env=child_env(), start_new_session=True,
+        )
+        self.jobs, self.pid = 0, os.getpid()
+        return self.proc
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            _kill_group(proc)
+
+    def run(self, job_dir: Path, timeout: float) -> int | None:
+        with self.lock:
+            proc = self.proc
+            # A forked parent (pytest-xdist uses exec, but others fork) must not share its parent's worker.
+            if proc is None or proc.poll() is not None or self.pid != os.getpid() or self.jobs >= self.MAX_JOBS:
+                if proc is not None and self.pid == os.getpid():
+                    self.stop()
+                proc = self._start()
+            self.jobs += 1
+            try:
+                proc.stdin.write(f"{job_dir}\n".encode())
+                proc.stdin.flush()
+                ready, _, _ = select.select([proc.stdout], [], [], timeout)
+                if not ready:
+                    self.stop()
+                    return None
+                line = proc.stdout.readline()
+            except BrokenPipeError:
+                line = b""
+            except BaseException:
+                self.stop()
+                raise
+            if line.strip():
+                return int(line)
+            # End of file: the worker died during this job. Its exit status says how.
+            returncode = proc.wait()
+            self.proc = None
+            return returncode if returncode != 0 else 1
+
+
+_WORKER = _Worker()
+atexit.register(_WORKER.stop)
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
