@@ -181,3 +181,11 @@ def test_metrics_import_no_tensorflow():
     code = "import sys, pytest_tinyml.metrics; print('tensorflow' in sys.modules or 'keras' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_clipping_counts_only_values_beyond_the_range():
+    # A softmax's zeros sit at qmin: saturated, but not clipped.
+    probabilities = np.array([[0.0, 0.0, 1.0], [0.0, 0.25, 0.75]])
+    assert metrics.saturation_rate(probabilities, quant=INT8_SOFTMAX) == pytest.approx(4 / 6)
+    assert metrics.clipping_rate(probabilities, INT8_SOFTMAX) == 0.0
+    assert metrics.clipping_rate([[1.5, -0.5, 0.2]], INT8_SOFTMAX) == pytest.approx(2 / 3)

@@ -182,7 +182,7 @@ _PARITY_BUDGETS = {
     "min_cosine": ("cosine", "cosine similarity", "min", "{:.5f}"),
     "max_rmse": ("rmse", "RMSE", "max", "{:.5f}"),
     "min_snr_db": ("snr_db", "SNR (dB)", "min", "{:.1f}"),
-    "max_saturation": ("saturation", "saturated outputs", "max", "{:.4f}"),
+    "max_saturation": ("saturation", "outputs at qmin/qmax", "max", "{:.4f}"),
 }
 
 
@@ -194,8 +194,9 @@ def _parity_figures(ref, cand, inputs, budgets) -> tuple[dict, np.ndarray, np.nd
     quant = cand.output_quant or ref.output_quant
     figures = metrics.compare_outputs(ref_out, cand_out, output_quant=quant)
     if quant is not None and cand.output_quant is None:
-        # Saturation is a property of the quantized side: here the reference.
+        # Saturation and clipping are properties of the quantized side: here the reference.
         figures["saturation"] = metrics.saturation_rate(ref_out, quant=quant)
+        figures["clipped"] = metrics.clipping_rate(cand_out, quant)
     if ref.output_quant is not None and cand.output_quant is not None and budgets.get("max_error_steps") is not None:
         ref_raw = _model_io.raw_outputs_of(ref, inputs)
         cand_raw = _model_io.raw_outputs_of(cand, inputs)
@@ -292,9 +293,9 @@ def assert_parity(
     if figures["candidate_constant"] and not figures["reference_constant"]:
         hints.append("the candidate's output is the same for every input: the model collapsed in "
                      "conversion (calibration data scaled unlike x?) or the input quantization clips")
-    if figures.get("saturation", 0.0) > 0.05:
-        hints.append(f"{figures['saturation']:.0%} of outputs sit at qmin/qmax: the calibrated output range is "
-                     "too narrow; use more, and more varied, representative samples")
+    if figures.get("clipped", 0.0) > 0.01:
+        hints.append(f"{figures['clipped']:.0%} of the float outputs lie outside the quantized output's range: "
+                     "the calibrated range is too narrow; use more, and more varied, representative samples")
     if cand.kind == "device" and ref.kind == "tflite":
         hints.append("the board's kernels differ from TFLite's: 1 LSB is rounding; more means a kernel or "
                      "version mismatch (optimized kernels such as ESP-NN), or a different model on the board")

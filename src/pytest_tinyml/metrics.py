@@ -29,6 +29,7 @@ from pytest_tinyml.errors import ConfigError
 
 __all__ = [
     "accuracy",
+    "clipping_rate",
     "compare_outputs",
     "cosine_similarity",
     "is_constant_output",
@@ -336,6 +337,31 @@ def saturation_rate(outputs, *, dtype=None, quant=None) -> float:
     return float(np.mean((array <= qmin) | (array >= qmax)))
 
 
+def clipping_rate(reference, quant) -> float:
+    """Share of float ``reference`` outputs outside what the quantized output (``quant``) can represent.
+
+    Unlike :func:`saturation_rate` (a softmax's zero probabilities sit at qmin legitimately), this counts
+    only values the quantized model had to clip: more than one step beyond the edges of its range (a
+    probability of 1.0 is one step above an int8 softmax's top, 255/256, and is not counted).
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> q = SimpleNamespace(scale=0.5, zero_point=0, dtype="int8")   # represents -64.0 .. 63.5
+        >>> clipping_rate([0.0, 63.5, 70.0, -100.0], q)
+        0.5
+    """
+    array = _array(reference, "reference").astype(np.float64)
+    scale = output_scale(quant)
+    if scale is None:
+        raise ConfigError("clipping_rate: quant has no positive scale; the output is not quantized")
+    qmin, qmax = quant_range(getattr(quant, "dtype", None))
+    zero_point = float(np.asarray(getattr(quant, "zero_point", 0)).reshape(-1)[0])
+    low, high = (qmin - zero_point) * scale, (qmax - zero_point) * scale
+    if array.size == 0:
+        raise ConfigError("clipping_rate of an empty output is undefined")
+    return float(np.mean((array < low - scale) | (array > high + scale)))
+
+
 def is_constant_output(outputs, *, atol: float = 0.0) -> bool:
     """True when every sample produced the same output (a broken or collapsed model), within ``atol``.
 
@@ -374,7 +400,8 @@ def compare_outputs(reference, candidate, *, output_quant=None) -> dict:
 
     Keys: ``samples, top1_agreement, rmse, mae, relative_l2, cosine, snr_db, max_abs_error,
     reference_constant, candidate_constant``; with ``output_quant`` (the quantized model's output
-    ``TensorQuant``) also ``max_error_steps``, ``output_scale`` and ``saturation`` (of the candidate).
+    ``TensorQuant``) also ``max_error_steps``, ``output_scale``, ``saturation`` (of the candidate) and
+    ``clipped`` (share of reference outputs outside the candidate's representable range).
 
     Example:
         >>> compare_outputs([[0.2, 0.8]], [[0.25, 0.75]])["top1_agreement"]
@@ -398,4 +425,5 @@ def compare_outputs(reference, candidate, *, output_quant=None) -> dict:
         figures["output_scale"] = scale
         figures["max_error_steps"] = max_error_steps(ref, cand, scale)
         figures["saturation"] = saturation_rate(cand, quant=output_quant)
+        figures["clipped"] = clipping_rate(ref, output_quant)
     return figures
