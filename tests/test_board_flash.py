@@ -83,3 +83,20 @@ def test_stale_board_is_reflashed_which_needs_esp_idf(monkeypatch, firmware_dir,
         with pytest.raises(FirmwareError, match="ESP-IDF not found.*--tinyml-skip-flash"):
             open_board(parse_board(peer.port), timeout=2, skip_flash=False, firmware_dir=str(firmware_dir),
                        cache_dir=str(tmp_path / "cache"))
+
+
+def test_sim_without_a_c_compiler_says_so(monkeypatch, tmp_path):
+    from pytest_tinyml.board import sim
+
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    monkeypatch.delenv("CC", raising=False)
+    with pytest.raises(FirmwareError, match=r"no C compiler found \(gcc or cc\).*apt install gcc"):
+        sim.build_host(flash.locate_firmware_dir(), tmp_path / "cache")
+
+
+def test_sim_needs_the_host_program_sources(firmware_dir, tmp_path):
+    from pytest_tinyml.board import sim
+
+    (firmware_dir / "host" / "main.c").unlink()
+    with pytest.raises(FirmwareError, match="has no host program sources"):
+        sim.build_host(firmware_dir, tmp_path / "cache")

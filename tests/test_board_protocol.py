@@ -173,3 +173,12 @@ def test_garbled_error_line_is_asked_again_then_raised():
             board.client.command("tinyml-arena")
         assert "tinyml-resend 13" in peer.commands
     assert info.value.needed_bytes == 9000
+
+
+def test_garbled_m_ready_is_recovered_with_a_resync():
+    def bad_ready(fw, command):
+        return fw.reply(["protocol-[1.0]", "firmware-[tinyml-bench 0.1.0]"]).replace(b"m-ready", b"m-re\xe1dy")
+
+    with PtyPeer(ScriptedFirmware(on={"tinyml-version": bad_ready})) as peer, _board(peer, timeout=0.5) as board:
+        info = board.connect()
+        assert info["chip"] == "esp32s3"  # the next command got its own reply

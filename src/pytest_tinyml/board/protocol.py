@@ -266,6 +266,8 @@ class Client:
             if any(marker in line for marker in _RESET_MARKERS):
                 self._after_reset(command, line)
             if line == "m-ready":
+                if resynced:  # the late original m-ready or the one for our '%': swallow the other one too
+                    self.drain(0.2)
                 return lines, time.monotonic() - start
             if line.startswith(("m-", "e-")):
                 lines.append(line)
