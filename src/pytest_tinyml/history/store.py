@@ -344,9 +344,17 @@ class HistoryStore:
         return sorted(found, key=lambda r: r.time)
 
     def baselines(self, record: Record | None = None, name: str | None = None) -> list[Record]:
-        """Saved baselines (of ``record``'s series, of one name), oldest save first."""
-        parts = ["baselines"] + ([name] if name else [])
-        found = [b for b in map(self._read, self._glob(*parts)) if b is not None]
+        """Saved baselines (of ``record``'s series, of one name), oldest save first.
+
+        With a record only its series' directories are read, so a test's lookup does not grow with the suite.
+        """
+        if record is None:
+            paths = self._glob(*(["baselines"] + ([name] if name else [])))
+        else:
+            pattern = f"{name or '*'}/{self._series_dir(record)}/*.json"
+            base = self.root / "baselines"
+            paths = sorted(p for p in base.glob(pattern) if not p.name.startswith(".tmp-")) if base.is_dir() else []
+        found = [b for b in map(self._read, paths) if b is not None]
         if record is not None:
             found = [b for b in found if b.series == record.series]
         return sorted(found, key=lambda b: b.saved_at or b.time)
