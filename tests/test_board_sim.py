@@ -167,3 +167,28 @@ def test_dead_sim_is_a_lost_connection_not_a_crash(board_cache):
         doomed.process.process.wait(timeout=10)
         with pytest.raises(BoardError, match="lost the connection to sim"):
             doomed.benchmark(MODEL, runs=1, warmup=0)
+
+
+def test_samples_ops_and_outputs_parse_exactly(board_cache):
+    """tinyml-host's deterministic test engine: every figure is known in advance (ENGINE_RPC.md section 4)."""
+    model = b"TST1" + bytes([16, 4]) + (2048).to_bytes(4, "little") + b"\x00" + bytes(range(1, 9))
+    with sim(board_cache, extra=["--engine", "test", "--no-builtin"]) as test_board:
+        state = test_board.load_model(model)
+        assert state.arena_used == 2048 and state.inputs[0].shape == (1, 16) and state.outputs[0].dtype == "int8"
+        assert state.outputs[0].scale == pytest.approx(1 / 256) and state.outputs[0].zero_point == -128
+        test_board._upload("input", bytes(range(16)), 0)
+        test_board._infer(3, 0)
+        assert test_board._samples(3) == [1040, 1041, 1042]  # 1000 + 10*O + (n mod 5)
+        quant, raw = test_board._output(0)
+        weights = list(range(1, 9))
+        expected = bytes((sum((i + 1) * i for i in range(16)) + weights[j % 8] + j) % 256 for j in range(4))
+        assert raw == expected and quant.shape == (1, 4)
+        ops = test_board._ops()
+        assert [(op.index, op.name) for op in ops] == [(0, "TEST_MAC"), (1, "TEST_ADD")]
+        assert ops[1].us == 200
+
+
+def test_jitter_spreads_the_samples(board_cache):
+    with sim(board_cache, "sim:jitter_us=400,seed=3") as jittery:
+        result = jittery.benchmark(MODEL, runs=15, warmup=0)
+    assert result.latency_us.stdev > 20  # uniform 0..400 us: about 115 us; a quiet sim: about 1 us

@@ -142,7 +142,9 @@ def start(binary: Path, build_id: str, *, delay_us: int = 0, jitter_us: int = 0,
         builtin = []
     else:
         builtin = ["--builtin-model", str(builtin_model)] if builtin_model else ["--no-builtin"]
-    args = [str(binary), "--engine-cmd", engine_command(arena_size, jitter_us, seed), *builtin,
+    # "--engine test" in extra: tinyml-host's deterministic test engine instead of TFLM (protocol tests)
+    engine = [] if "--engine" in extra else ["--engine-cmd", engine_command(arena_size, jitter_us, seed)]
+    args = [str(binary), *engine, *builtin,
             "--build", build_id, "--delay-us", str(delay_us), *extra]
     log_dir = Path(log_dir or tempfile.gettempdir())
     log_dir.mkdir(parents=True, exist_ok=True)
