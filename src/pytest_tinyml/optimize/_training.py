@@ -51,11 +51,15 @@ def compile_for(model, dataset, lib, *, reference=None, learning_rate: float = 1
     ``reference`` is the unwrapped model whose head decides ``from_logits`` (tfmot's QAT wrappers replace the
     activation object, so the wrapped model no longer shows its softmax).
     """
-    if is_reconstruction(dataset):
+    task = str(getattr(dataset, "task", "classification")).lower()
+    if is_reconstruction(dataset) or task == "regression":
         loss, metrics = lib.losses.MeanSquaredError(), []
     else:
         softmax = ends_in_softmax(reference if reference is not None else model)
-        loss = lib.losses.SparseCategoricalCrossentropy(from_logits=not softmax)
+        y = getattr(dataset, "y_train", None)
+        one_hot = getattr(y, "ndim", 1) > 1 and y.shape[-1] > 1
+        losses = lib.losses.CategoricalCrossentropy if one_hot else lib.losses.SparseCategoricalCrossentropy
+        loss = losses(from_logits=not softmax)
         metrics = ["accuracy"]
     model.compile(optimizer=lib.optimizers.Adam(learning_rate=learning_rate), loss=loss, metrics=metrics)
 

@@ -61,6 +61,7 @@ def pipeline(
         raise ConfigError(f"pipeline: target_sparsity={target_sparsity} must be in (0, 1).")
     if structured:
         target_sparsity = 0.5
+    _training.arrays(dataset, "pipeline")  # a ConfigError now for a dataset without x_train / y_train
     _training.seed_everything(seed)
     end_step, frequency = ramp(dataset, batch_size, prune_epochs)
     stripped, _ = prune_tf_keras(

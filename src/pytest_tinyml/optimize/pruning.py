@@ -88,6 +88,7 @@ def prune(
         raise ConfigError(f"prune: target_sparsity={target_sparsity} must be in (0, 1).")
     if structured:
         target_sparsity = 0.5
+    _training.arrays(dataset, "prune")  # a ConfigError now for a dataset without x_train / y_train
     end_step, frequency = ramp(dataset, batch_size, epochs)
     _training.seed_everything(seed)
     run = _prune_native if backend == "native" else _prune_tfmot
