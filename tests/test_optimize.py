@@ -224,3 +224,47 @@ def test_optimize_bad_arguments_are_typed_errors(dataset):
         prune(model, dataset, structured="1:8")
     with pytest.raises(ConfigError, match="x_train and y_train"):
         prune(model, object())
+
+
+# --- cache --------------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_optimize_recipes_memoize_in_tinyml_cache(tmp_path):
+    """A second identical run is a cache hit returning the same weights; a changed argument is a miss."""
+    import keras
+
+    from pytest_tinyml.cache import TinyMLCache
+    from pytest_tinyml.datasets import from_arrays
+    from pytest_tinyml.optimize import distill, prune, qat
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(96, 16)).astype("float32")
+    data = from_arrays(x, (x[:, 0] > 0).astype("int64") + (x[:, 1] > 0))
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input((16,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3)]
+    )
+    cache = TinyMLCache(tmp_path)
+
+    first = prune(model, data, target_sparsity=0.5, epochs=1, cache=cache)
+    again = prune(model, data, target_sparsity=0.5, epochs=1, cache=cache)
+    assert (cache.misses, cache.hits) == (1, 1)
+    assert again.sparsity == first.sparsity and again.model is not first.model
+    for a, b in zip(first.model.get_weights(), again.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    prune(model, data, target_sparsity=0.6, epochs=1, cache=cache)
+    assert cache.misses == 2
+
+    q1 = qat(model, data, epochs=1, cache=cache)
+    q2 = qat(model, data, epochs=1, cache=cache)
+    assert (cache.misses, cache.hits) == (3, 2)
+    for a, b in zip(q1.get_weights(), q2.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+    student = keras.Sequential([keras.Input((16,)), keras.layers.Dense(3)])
+    twin = keras.Sequential([keras.Input((16,)), keras.layers.Dense(3)])
+    twin.set_weights(student.get_weights())
+    distill(model, student, data, epochs=1, cache=cache)
+    distill(model, twin, data, epochs=1, cache=cache)
+    assert (cache.misses, cache.hits) == (4, 3)
+    for a, b in zip(student.get_weights(), twin.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)

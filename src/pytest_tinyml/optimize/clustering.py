@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pytest_tinyml.errors import ConfigError, OptimizationError
-from pytest_tinyml.optimize import _training
+from pytest_tinyml.optimize import _cached, _training
 from pytest_tinyml.optimize.sparsity import iter_layers, prunable_weights
 
 
@@ -44,22 +44,51 @@ def cluster(
     batch_size: int = 32,
     learning_rate: float = 1e-4,
     seed: int = 0,
+    cache=None,
 ) -> ClusterResult:
     """Cluster the kernels of a trained Keras 3 model into ``clusters`` shared values, fine-tune, strip.
 
     Centroids start with k-means++ (tfmot's ``KMEANS_PLUS_PLUS``); fine-tuning moves the centroids, not the
-    assignment. The input model is not modified.
+    assignment. The input model is not modified. ``cache`` (a ``TinyMLCache``) reuses an identical run.
 
     Example:
         >>> result = cluster(trained_mlp, datasets.load("digits"), clusters=16, epochs=1)  # doctest: +SKIP
         >>> result.unique_values  # doctest: +SKIP
         {'dense_0/kernel': 16, 'dense_1/kernel': 16, 'predictions/kernel': 16}
     """
+    if clusters < 2:
+        raise ConfigError(f"cluster: clusters={clusters} must be >= 2.")
+    if epochs:
+        _training.arrays(dataset, "cluster")  # a ConfigError now for a dataset without x_train / y_train
+    params = {
+        "clusters": clusters,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "seed": seed,
+    }
+
+    def produce() -> ClusterResult:
+        return _result(_cluster(model, dataset, **params), clusters)
+
+    def load(directory) -> ClusterResult:
+        return _result(_cached.load_keras(directory), clusters)
+
+    def save(result, directory) -> None:
+        _cached.save_keras(result.model, directory)
+
+    parts = {"model": _cached.model_key(model), "dataset": _cached.dataset_key(dataset), "params": params}
+    return _cached.run(cache, "cluster", parts, produce, save, load)
+
+
+def _result(model, clusters: int) -> ClusterResult:
+    return ClusterResult(model=model, clusters=clusters, unique_values=count_unique_values(model))
+
+
+def _cluster(model, dataset, *, clusters, epochs, batch_size, learning_rate, seed):
     from pytest_tinyml.optimize._legacy import tf_keras, tfmot
     from pytest_tinyml.optimize.bridge import to_keras3, to_tf_keras
 
-    if clusters < 2:
-        raise ConfigError(f"cluster: clusters={clusters} must be >= 2.")
     tfk, mot = tf_keras(), tfmot()
     clustering = mot.clustering.keras
     legacy = to_tf_keras(model)
@@ -76,8 +105,7 @@ def cluster(
         x, y = _training.arrays(dataset, "cluster")
         _training.compile_for(wrapped, dataset, tfk, reference=legacy, learning_rate=learning_rate)
         wrapped.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0)
-    stripped = to_keras3(clustering.strip_clustering(wrapped))
-    return ClusterResult(model=stripped, clusters=clusters, unique_values=count_unique_values(stripped))
+    return to_keras3(clustering.strip_clustering(wrapped))
 
 
 def count_unique_values(model) -> dict[str, int]:

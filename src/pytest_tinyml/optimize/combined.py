@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 
 from pytest_tinyml.errors import ConfigError
-from pytest_tinyml.optimize import _training
+from pytest_tinyml.optimize import _cached, _training
 
 
 def pipeline(
@@ -35,6 +35,7 @@ def pipeline(
     qat_learning_rate: float = 1e-4,
     seed: int = 0,
     name: str | None = None,
+    cache=None,
 ):
     """Prune (tfmot) a trained Keras 3 model, strip, pruning-preserving QAT, convert to full int8.
 
@@ -42,14 +43,14 @@ def pipeline(
     extra ``params``: ``target_sparsity``, ``sparsity_pruned`` (after pruning), ``sparsity_qat`` (after QAT,
     float kernels), ``sparsity_tflite`` (exact zeros in the int8 weight tensors), ``schedule``,
     ``structured``, ``prune_epochs``, ``qat_epochs``. ``representative`` defaults to up to 500 training
-    samples.
+    samples. ``cache`` (a ``TinyMLCache``) returns the artifact of an identical earlier run.
 
     Example:
         >>> art = pipeline(trained_mlp, datasets.load("digits"), target_sparsity=0.5)  # doctest: +SKIP
         >>> art.recipe, art.params["sparsity_tflite"]  # doctest: +SKIP
         ('int8', 0.5)
     """
-    from pytest_tinyml.convert import convert
+    from pytest_tinyml.convert import convert, prepare_representative
     from pytest_tinyml.optimize.bridge import to_tf_keras
     from pytest_tinyml.optimize.pruning import SCHEDULES, prune_tf_keras, ramp
     from pytest_tinyml.optimize.quantization import qat
@@ -62,46 +63,72 @@ def pipeline(
     if structured:
         target_sparsity = 0.5
     _training.arrays(dataset, "pipeline")  # a ConfigError now for a dataset without x_train / y_train
-    _training.seed_everything(seed)
-    end_step, frequency = ramp(dataset, batch_size, prune_epochs)
-    stripped, _ = prune_tf_keras(
-        to_tf_keras(model),
-        dataset,
-        target_sparsity=target_sparsity,
-        schedule=schedule,
-        structured=structured,
-        epochs=prune_epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        end_step=end_step,
-        frequency=frequency,
-    )
-    sparsity_pruned, _ = measure_sparsity(stripped)
-    qat_model = qat(
-        stripped,
-        dataset,
-        epochs=qat_epochs,
-        batch_size=batch_size,
-        preserve_sparsity=True,
-        learning_rate=qat_learning_rate,
-        seed=seed,
-    )
-    sparsity_qat, _ = measure_sparsity(qat_model)  # the float kernels inside tfmot's QuantizeWrappers
     if representative is None:
         representative = _training.arrays(dataset, "pipeline")[0]
-    artifact = convert(
-        qat_model, "int8", representative=representative, name=name or getattr(model, "name", None)
-    )
-    params = {
-        **artifact.params,
+    # An array (generators and Datasets accepted too), so it can be part of the cache key.
+    representative = prepare_representative(representative)
+    settings = {
         "target_sparsity": target_sparsity,
-        "sparsity_pruned": round(sparsity_pruned, 6),
-        "sparsity_qat": round(sparsity_qat, 6),
-        "sparsity_tflite": round(tflite_weight_sparsity(artifact), 6),
+        "qat_epochs": qat_epochs,
+        "prune_epochs": prune_epochs,
         "schedule": schedule,
         "structured": structured,
-        "prune_epochs": prune_epochs,
-        "qat_epochs": qat_epochs,
-        "optimization": "prune+strip+pqat+int8",
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "qat_learning_rate": qat_learning_rate,
+        "seed": seed,
     }
-    return dataclasses.replace(artifact, params=params)
+
+    def produce():
+        _training.seed_everything(seed)
+        end_step, frequency = ramp(dataset, batch_size, prune_epochs)
+        stripped, _ = prune_tf_keras(
+            to_tf_keras(model),
+            dataset,
+            target_sparsity=target_sparsity,
+            schedule=schedule,
+            structured=structured,
+            epochs=prune_epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            end_step=end_step,
+            frequency=frequency,
+        )
+        sparsity_pruned, _ = measure_sparsity(stripped)
+        qat_model = qat(
+            stripped,
+            dataset,
+            epochs=qat_epochs,
+            batch_size=batch_size,
+            preserve_sparsity=True,
+            learning_rate=qat_learning_rate,
+            seed=seed,
+        )
+        sparsity_qat, _ = measure_sparsity(qat_model)  # the float kernels inside tfmot's QuantizeWrappers
+        artifact = convert(
+            qat_model, "int8", representative=representative, name=name or getattr(model, "name", None)
+        )
+        params = {
+            **artifact.params,
+            "target_sparsity": target_sparsity,
+            "sparsity_pruned": round(sparsity_pruned, 6),
+            "sparsity_qat": round(sparsity_qat, 6),
+            "sparsity_tflite": round(tflite_weight_sparsity(artifact), 6),
+            "schedule": schedule,
+            "structured": structured,
+            "prune_epochs": prune_epochs,
+            "qat_epochs": qat_epochs,
+            "optimization": "prune+strip+pqat+int8",
+        }
+        return dataclasses.replace(artifact, params=params)
+
+    parts = {
+        "model": _cached.model_key(model),
+        "dataset": _cached.dataset_key(dataset),
+        "representative": representative,
+        "params": settings,
+    }
+    artifact = _cached.run(cache, "pipeline", parts, produce, _cached.save_artifact, _cached.load_artifact)
+    if name and artifact.name != name:
+        artifact = dataclasses.replace(artifact, name=name)
+    return artifact

@@ -17,7 +17,7 @@ from __future__ import annotations
 import keras
 
 from pytest_tinyml.errors import ConfigError
-from pytest_tinyml.optimize import _training
+from pytest_tinyml.optimize import _cached, _training
 
 
 def distillation_loss(
@@ -131,11 +131,14 @@ def distill(
     batch_size: int = 32,
     learning_rate: float = 1e-3,
     seed: int = 0,
+    cache=None,
 ):
     """Train ``student`` (in place) by distillation from a trained ``teacher``; return the student.
 
     The teacher is frozen during training and its ``trainable`` flag restored afterwards. The returned student
     keeps its own head (a softmax student still outputs probabilities) and converts like any Keras 3 model.
+    With ``cache`` (a ``TinyMLCache``), the weights of an identical earlier run (same teacher, same initial
+    student, data and arguments) are loaded into ``student`` instead of training it again.
 
     Example:
         >>> digits = datasets.load("digits")  # doctest: +SKIP
@@ -152,16 +155,41 @@ def distill(
             f"distill: teacher {teacher.name!r} outputs {teacher.output_shape[1:]} but student {student.name!r} "
             f"outputs {student.output_shape[1:]}; both must predict the same classes."
         )
-    _training.seed_everything(seed)
-    was_trainable = teacher.trainable
-    teacher.trainable = False
-    try:
-        distiller = Distiller(teacher, student, temperature=temperature, alpha=alpha)
-        distiller.compile(
-            optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
-            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        )
-        distiller.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0)
-    finally:
-        teacher.trainable = was_trainable
-    return student
+    params = {
+        "temperature": temperature,
+        "alpha": alpha,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "seed": seed,
+    }
+
+    def produce():
+        _training.seed_everything(seed)
+        was_trainable = teacher.trainable
+        teacher.trainable = False
+        try:
+            distiller = Distiller(teacher, student, temperature=temperature, alpha=alpha)
+            distiller.compile(
+                optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+                metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+            )
+            distiller.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0)
+        finally:
+            teacher.trainable = was_trainable
+        return student
+
+    def save(trained, directory) -> None:
+        trained.save_weights(str(directory / "student.weights.h5"))
+
+    def load(directory):
+        student.load_weights(str(directory / "student.weights.h5"))
+        return student
+
+    parts = {
+        "teacher": _cached.model_key(teacher),
+        "student": _cached.model_key(student),
+        "dataset": _cached.dataset_key(dataset),
+        "params": params,
+    }
+    return _cached.run(cache, "distill", parts, produce, save, load)

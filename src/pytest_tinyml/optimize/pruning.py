@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pytest_tinyml.errors import ConfigError, OptimizationError
-from pytest_tinyml.optimize import _training
+from pytest_tinyml.optimize import _cached, _training
 from pytest_tinyml.optimize.sparsity import gzip_size, measure_sparsity
 
 SCHEDULES = ("polynomial", "constant")
@@ -63,6 +63,7 @@ def prune(
     backend: str = "tfmot",
     learning_rate: float = 1e-3,
     seed: int = 0,
+    cache=None,
 ) -> PruneResult:
     """Prune a trained Keras 3 model by weight magnitude while fine-tuning it, and strip it for export.
 
@@ -72,6 +73,8 @@ def prune(
     ``backend="tfmot"`` runs tensorflow-model-optimization on a tf_keras twin of the model (see
     :mod:`pytest_tinyml.optimize.bridge`); ``backend="native"`` uses :class:`MagnitudePruning`, a Keras 3
     callback that works on the TensorFlow, JAX and torch backends. The input model is not modified.
+    ``cache`` (a ``TinyMLCache``, e.g. the ``tinyml_cache`` fixture) reuses the result of an identical
+    earlier run (same model weights, dataset, arguments, backend and library versions).
 
     Example:
         >>> result = prune(model, datasets.load("digits"), target_sparsity=0.8, epochs=2)  # doctest: +SKIP
@@ -89,30 +92,56 @@ def prune(
     if structured:
         target_sparsity = 0.5
     _training.arrays(dataset, "prune")  # a ConfigError now for a dataset without x_train / y_train
-    end_step, frequency = ramp(dataset, batch_size, epochs)
-    _training.seed_everything(seed)
-    run = _prune_native if backend == "native" else _prune_tfmot
-    pruned, history = run(
-        model,
-        dataset,
-        target_sparsity=target_sparsity,
-        schedule=schedule,
-        structured=structured,
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        end_step=end_step,
-        frequency=frequency,
-    )
-    sparsity, per_layer = measure_sparsity(pruned)
+    params = {
+        "target_sparsity": target_sparsity,
+        "schedule": schedule,
+        "structured": structured,
+        "backend": backend,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "seed": seed,
+    }
+
+    def produce() -> PruneResult:
+        end_step, frequency = ramp(dataset, batch_size, epochs)
+        _training.seed_everything(seed)
+        run = _prune_native if backend == "native" else _prune_tfmot
+        pruned, history = run(
+            model,
+            dataset,
+            target_sparsity=target_sparsity,
+            schedule=schedule,
+            structured=structured,
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            end_step=end_step,
+            frequency=frequency,
+        )
+        return _result(pruned, params, {k: [float(v) for v in vs] for k, vs in history.items()})
+
+    def save(result: PruneResult, directory) -> None:
+        _cached.save_keras(result.model, directory)
+        _cached.write_json(directory, "history.json", result.history)
+
+    def load(directory) -> PruneResult:
+        return _result(_cached.load_keras(directory), params, _cached.read_json(directory, "history.json"))
+
+    parts = {"model": _cached.model_key(model), "dataset": _cached.dataset_key(dataset), "params": params}
+    return _cached.run(cache, "prune", parts, produce, save, load)
+
+
+def _result(model, params: dict, history: dict) -> PruneResult:
+    sparsity, per_layer = measure_sparsity(model)  # always measured on the model returned
     return PruneResult(
-        model=pruned,
+        model=model,
         sparsity=sparsity,
         per_layer=per_layer,
-        target_sparsity=target_sparsity,
-        schedule=schedule,
-        structured=structured,
-        backend=backend,
+        target_sparsity=params["target_sparsity"],
+        schedule=params["schedule"],
+        structured=params["structured"],
+        backend=params["backend"],
         history=history,
     )
 
