@@ -61,10 +61,11 @@ static void infer(tinyml_core *core, tinyml_args *a) {
     if (core->samples[i] < lo) lo = core->samples[i];
     if (core->samples[i] > hi) hi = core->samples[i];
   }
+  char total_text[21];
+  tinyml_u64_to_dec(total, total_text);
   tinyml_line(core->io, "m-infer-done");
-  tinyml_frame(&core->framer, core->io, 'm', "infer-[runs=%lu,warmup=%lu,total_us=%llu,min_us=%lu,max_us=%lu]",
-               (unsigned long)runs, (unsigned long)warmup, (unsigned long long)total, (unsigned long)lo,
-               (unsigned long)hi);
+  tinyml_frame(&core->framer, core->io, 'm', "infer-[runs=%lu,warmup=%lu,total_us=%s,min_us=%lu,max_us=%lu]",
+               (unsigned long)runs, (unsigned long)warmup, total_text, (unsigned long)lo, (unsigned long)hi);
   tinyml_frame_end(&core->framer, core->io);
 }
 

@@ -72,3 +72,14 @@ int tinyml_parse_hex32(const char *text, uint32_t *value) {
   *value = v;
   return 0;
 }
+
+void tinyml_u64_to_dec(uint64_t value, char *out) {
+  char digits[21];
+  size_t n = 0;
+  do {
+    digits[n++] = (char)('0' + value % 10u);
+    value /= 10u;
+  } while (value != 0);
+  for (size_t i = 0; i < n; i++) out[i] = digits[n - 1 - i];
+  out[n] = '\0';
+}

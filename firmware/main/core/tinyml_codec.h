@@ -21,6 +21,9 @@ int tinyml_hex_decode(const char *hex, size_t n_digits, uint8_t *out, size_t *ba
 /* Encode len bytes as 2*len lowercase digits plus a NUL. */
 void tinyml_hex_encode(const uint8_t *data, size_t len, char *out);
 
+/* Decimal text of a u64 (out holds at least 21 bytes): printf's %llu is missing from newlib-nano. */
+void tinyml_u64_to_dec(uint64_t value, char *out);
+
 /* Whole-string decimal u32 ("0".."4294967295"); returns 0 on success. */
 int tinyml_parse_u32(const char *text, uint32_t *value);
 /* Whole-string hex u32 of 1 to 8 digits, any case; returns 0 on success. */
