@@ -214,13 +214,32 @@ def _corrupt_first_tensor_buffer_index(content: bytes) -> bytes:
     raise AssertionError("no constant tensor found")
 
 
-def test_a_model_that_segfaults_tflm_becomes_runtime_crash(mlp_int8):
+def test_load_rejects_a_tensor_pointing_past_the_buffers(mlp_int8):
     bad = _corrupt_first_tensor_buffer_index(mlp_int8.content)
-    with pytest.raises(RuntimeCrash, match=r"(?s)tflm crashed \(SIG(SEGV|BUS|ABRT)\).*bytes-[0-9a-f]{12}.*Hint"):
-        runtime.predict(bad, models.inputs(2), engine="tflm")
+    with pytest.raises(ModelLoadError, match=r"tensor \d+ .*points at buffer 2147483632, but there are \d+"):
+        runtime.load(bad)
+
+
+def test_corrupted_shape_of_a_constant_tensor_is_caught_before_cpp(mlp_int8):
+    # [32, 64] weights declared [32, 65536]: TFLite Micro would read 2 MB past a 2 KB buffer
+    graph = flatbuffer.read_model(mlp_int8.content).Subgraphs(0)
+    tensor = next(t for t in map(graph.Tensors, range(graph.TensorsLength())) if t.ShapeAsNumpy().tolist() == [32, 64])
+    data = bytearray(mlp_int8.content)
+    struct.pack_into("<I", data, tensor._tab.Vector(tensor._tab.Offset(4)) + 4, 65536)
+    with pytest.raises(ModelLoadError, match=r"declares shape \[32, 65536\] of INT8 \(2097152 bytes\) but its buffer"):
+        runtime.predict(bytes(data), models.inputs(1), engine="tflm")
+
+
+def test_a_model_that_segfaults_tflm_becomes_runtime_crash(mlp_int8):
+    from pytest_tinyml.convert.artifact import TFLiteArtifact
+
+    # Skip the Python checks of runtime.load() to reach the C++ loader: it dies, the child with it, not us.
+    bad = TFLiteArtifact.from_bytes(_corrupt_first_tensor_buffer_index(mlp_int8.content), name="corrupt")
+    with pytest.raises(RuntimeCrash, match=r"(?s)tflm crashed \(SIG(SEGV|BUS|ABRT)\).*'corrupt'.*Hint"):
+        isolation.vet(bad, "tflm")
     # memoized: the second attempt raises the same error without a new child
     with pytest.raises(RuntimeCrash):
-        runtime.predict(bad, models.inputs(2), engine="tflm")
+        isolation.vet(bad, "tflm")
 
 
 def test_a_hung_child_is_killed_and_reported(mlp_int8):

@@ -44,7 +44,9 @@ def load(model_like, *, name: str | None = None):
     """A checked ``TFLiteArtifact`` from an artifact, flatbuffer bytes, a ``.tflite`` path or a Keras model.
 
     Bytes and files are checked (size, ``TFL3`` identifier, root table inside the buffer) before anything
-    else; a bad one raises :class:`~pytest_tinyml.errors.ModelLoadError` naming the file and the problem.
+    else, then every tensor (indices in range, constant data as large as its shape says: see
+    :func:`~pytest_tinyml.runtime.flatbuffer.check_tensors`); a bad one raises
+    :class:`~pytest_tinyml.errors.ModelLoadError` naming the file and the problem.
     A Keras model is converted with the ``float32`` recipe.
 
     Example:
@@ -52,6 +54,12 @@ def load(model_like, *, name: str | None = None):
         >>> artifact.name, artifact.size                   # doctest: +SKIP
         ('mlp_int8', 4568)
     """
+    artifact = _load(model_like, name)
+    flatbuffer.check_tensors(artifact.content, name=artifact.name)
+    return artifact
+
+
+def _load(model_like, name: str | None):
     artifact_class = _artifact_class()
     if isinstance(model_like, artifact_class):
         flatbuffer.check(model_like.content, name=model_like.name)

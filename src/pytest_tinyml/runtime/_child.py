@@ -15,22 +15,25 @@ import sys
 
 
 def _vet(payload: dict, log) -> None:
-    """Load and invoke once on zero inputs with the engine's real loader."""
+    """Load and invoke with the engine's real loader, the way the runners will (zeros, random values)."""
     from pytest_tinyml.runtime import flatbuffer
 
     content, name, engine = payload["content"], payload["name"], payload["engine"]
     flatbuffer.check(content, name=name)
     if engine == "litert":
-        from pytest_tinyml.runtime.litert import new_interpreter, zero_invoke
+        from pytest_tinyml.runtime.litert import new_interpreter, vet_invoke
 
-        zero_invoke(new_interpreter(content, name))
+        vet_invoke(new_interpreter(content, name))
     else:
+        from pytest_tinyml.runtime.quant import random_like
         from pytest_tinyml.runtime.tflm import DEFAULT_ARENA, new_interpreter, zero_inputs
 
         interpreter = new_interpreter(content, name, max(DEFAULT_ARENA, 10 * len(content)))
-        for index, value in enumerate(zero_inputs(interpreter, content)):
-            interpreter.set_input(value, index)
-        interpreter.invoke()
+        zeros = zero_inputs(interpreter, content)
+        for values in (zeros, [random_like(z.shape, z.dtype) for z in zeros]):  # as TFLMRunner will
+            for index, value in enumerate(values):
+                interpreter.set_input(value, index)
+            interpreter.invoke()
 
 
 def _arena(payload: dict, log) -> dict:

@@ -11,18 +11,23 @@ pytest_tinyml.runtime._child`` with a request file, waits with a timeout, and tu
 
 always naming the model, the engine, the signal and a hint, with the tail of the child's C output.
 
-Trust policy (which models run in-process without a child first):
+Trust policy (which models run in-process, and after what):
 
-* **trusted**: artifacts produced by ``pytest_tinyml.convert`` in this process. The converter calls
-  :func:`trust` with the artifact; :func:`trust` can also be called by users for files they vouch for.
-* **vetted**: any other model (bytes, a path, an artifact read from disk or a cache) is loaded and
-  invoked once on zero inputs in a child, per sha256 and engine, memoized for the process. If that
-  succeeds, later calls run in-process; if it fails, the typed error is raised (and memoized too).
+* **every model** first passes the pure-Python checks of :func:`pytest_tinyml.runtime.load`: header, then
+  every index in range and every constant tensor's data as large as its shape says
+  (:func:`~pytest_tinyml.runtime.flatbuffer.check_tensors`). Those catch the corruptions that make the C++
+  runtimes read past the model, which can crash not right away but later, in a process that looked fine.
+* **trusted**: artifacts produced by ``pytest_tinyml.convert`` in this process. The converter (and the
+  artifact cache, which checks the sha256 of what it stored) should call :func:`trust`; users may call it
+  for files they vouch for.
+* **vetted**: any other model (bytes, a path, an artifact read from disk) is loaded and invoked in a child
+  the way the runner will use it (zeros, then random values; LiteRT also at a batch of 3), once per
+  sha256 and engine, memoized for the process. If that succeeds, later calls run in-process; if it fails,
+  the typed error is raised (and memoized too).
 * Arena bisection always runs in a child, for every model: probing too-small arenas can segfault the
   TFLite Micro wrapper regardless of the model.
-
-A vetted model can still crash in-process on inputs that differ from the zero probe (e.g. an out-of-range
-gather index); such models are outside what a converter produces.
+* ``runtime.predict(..., isolated=True)`` runs the whole prediction in a child, for models nobody vouches
+  for at all.
 
 Example:
     >>> from pytest_tinyml.runtime import isolation

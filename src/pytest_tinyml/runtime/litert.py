@@ -40,13 +40,25 @@ def new_interpreter(content: bytes, name: str, *, num_threads: int | None = None
     return interpreter
 
 
-def zero_invoke(interpreter) -> None:
-    """Set every input to zeros and invoke once (used to vet unknown models in a child)."""
+def vet_invoke(interpreter) -> None:
+    """What :class:`LiteRTRunner` will do, done once in a child for unknown models: invoke on zeros at
+    batch 1, then (for a free batch dimension) resize to a batch of 3 and invoke on random values.
+    """
     import numpy as np
 
-    for details in interpreter.get_input_details():
-        interpreter.set_tensor(details["index"], np.zeros(details["shape"], dtype=details["dtype"]))
+    from pytest_tinyml.runtime.quant import random_like
+
+    details = interpreter.get_input_details()
+    for d in details:
+        interpreter.set_tensor(d["index"], np.zeros(d["shape"], dtype=d["dtype"]))
     interpreter.invoke()
+    if details and all(len(d["shape_signature"]) and d["shape_signature"][0] == -1 for d in details):
+        for d in details:
+            interpreter.resize_tensor_input(d["index"], [3, *d["shape"][1:]], strict=True)
+        interpreter.allocate_tensors()
+        for d in interpreter.get_input_details():
+            interpreter.set_tensor(d["index"], random_like(d["shape"], d["dtype"]))
+        interpreter.invoke()
 
 
 class LiteRTRunner:

@@ -112,3 +112,15 @@ def fit_batch(x: np.ndarray, spec: TensorSpec, model_name: str) -> np.ndarray:
         f"input {spec.name!r} of model {model_name!r} takes samples of shape {sample_shape}, got an array of "
         f"shape {x.shape}; pass an array of shape (n, {', '.join(map(str, sample_shape))})"
     )
+
+
+def random_like(shape, dtype) -> np.ndarray:
+    """Seeded random values over the range of ``dtype`` (integers) or in [-1, 1] (floats)."""
+    rng = np.random.default_rng(0)
+    dtype = np.dtype(dtype)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return rng.integers(info.min, info.max, size=tuple(shape), endpoint=True).astype(dtype)
+    if dtype.kind == "b":
+        return rng.integers(0, 1, size=tuple(shape), endpoint=True).astype(dtype)
+    return rng.uniform(-1.0, 1.0, tuple(shape)).astype(dtype)
