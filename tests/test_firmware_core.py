@@ -6,12 +6,13 @@ Every command of firmware/PROTOCOL.md, every error path, the MLPerf Tiny session
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import subprocess
 import zlib
 
 import pytest
-from firmware_host import FRAME, HostBoard, build_host, crc_ok, fields, parse_frame, test_model, test_outputs
+from firmware_host import FIRMWARE, FRAME, HostBoard, build_host, crc_ok, fields, parse_frame, test_model, test_outputs
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is needed to build tinyml-host")
 
@@ -337,3 +338,19 @@ def test_stdin_stdout_mode(host_binary):
     lines = proc.stdout.decode().split("\r\n")
     assert proc.returncode == 0 and "m-name-dut-[tinyml-bench]" in lines
     assert [parse_frame(line).body for line in lines if line.startswith("m-#")][0] == "protocol-[1.0]"
+
+
+def test_protocol_md_frames_are_valid_and_every_documented_command_exists(board):
+    text = (FIRMWARE / "PROTOCOL.md").read_text()
+    blocks = re.findall(r"```\n(.*?)```", text, flags=re.S)
+    frames = [line.split()[0] for block in blocks for line in block.splitlines()
+              if FRAME.match(line.split()[0] if line.split() else "")]
+    assert len(frames) > 40
+    # Lines shortened with "..." (the garbled-line example among them) are not real frames.
+    assert [f for f in frames if not crc_ok(f) and "..." not in f] == []
+    commands = sorted(set(re.findall(r"^### `([a-z-]+)", text, flags=re.M)))
+    assert len(commands) >= 20
+    b = board()
+    for command in commands:
+        reply = b.command(command)
+        assert not any("unknown-command" in line for line in reply), (command, reply)
