@@ -12,7 +12,17 @@ import subprocess
 import zlib
 
 import pytest
-from firmware_host import FIRMWARE, FRAME, HostBoard, build_host, crc_ok, fields, parse_frame, test_model, test_outputs
+from firmware_host import (
+    FIRMWARE,
+    FRAME,
+    HostBoard,
+    build_host,
+    crc_ok,
+    fields,
+    parse_frame,
+    test_model,
+    test_outputs,
+)
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is needed to build tinyml-host")
 
