@@ -364,3 +364,28 @@ def test_protocol_md_frames_are_valid_and_every_documented_command_exists(board)
     for command in commands:
         reply = b.command(command)
         assert not any("unknown-command" in line for line in reply), (command, reply)
+
+
+def test_any_upload_in_any_chunking_round_trips(host_binary):
+    hypothesis = pytest.importorskip("hypothesis")
+    st = hypothesis.strategies
+    b = HostBoard(host_binary)
+
+    @hypothesis.settings(max_examples=30, deadline=None, database=None)
+    @hypothesis.given(inputs=st.integers(1, 64), outputs=st.integers(1, 80), weights=st.binary(min_size=1, max_size=300),
+                      chunk=st.integers(1, 480), data=st.data())
+    def round_trip(inputs, outputs, weights, chunk, data):
+        model = test_model(inputs=inputs, outputs=outputs, weights=weights)
+        frames = b.upload("model", model, chunk=chunk)
+        assert fields(frames[1].body)["sha256"] == hashlib.sha256(model).hexdigest()
+        sample = data.draw(st.binary(min_size=inputs, max_size=inputs))
+        b.upload("input", sample, chunk=max(1, chunk // 3))
+        b.framed("tinyml-infer 1 0")
+        out = b.framed("tinyml-outputs")
+        raw = b"".join(bytes.fromhex(f.body.rsplit("-[", 1)[1][:-1]) for f in out[1:])
+        assert raw == test_outputs(model, sample)
+
+    try:
+        round_trip()
+    finally:
+        b.close()
