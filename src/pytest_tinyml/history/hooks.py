@@ -215,14 +215,39 @@ class HistoryPlugin:
 
 
 def summary_lines(rows: list[dict]) -> list[str]:
-    """One line per comparison, as plain text (pure data in, lines out).
+    """The terminal section as plain text (pure data in, lines out): a table of every observation, then one
+    note per observation that was not compared (or was accepted), saying why and what was saved.
 
     Example:
-        >>> summary_lines([{"test_id": "t.py::a", "where": "sim", "verdict": "no-baseline", "note": "saved"}])
-        ['no-baseline   t.py::a @ sim: saved']
+        >>> for line in summary_lines([{"test_id": "t.py::a", "where": "sim", "verdict": "no-baseline",
+        ...                             "median_us": 812.0, "n": 30, "note": "no baseline yet; saved"}]):
+        ...     print(line.rstrip())
+        verdict      test @ where   baseline us  now us  change  p-value  n
+        -----------  -------------  -----------  ------  ------  -------  ----
+        no-baseline  t.py::a @ sim            -   812.0       -        -  -/30
+        no-baseline  t.py::a @ sim: no baseline yet; saved
     """
-    return [f"{row.get('verdict', '?'):<13} {row.get('test_id')} @ {row.get('where')}: {row.get('note', '')}"
-            for row in rows]
+
+    def number(value, fmt: str) -> str:
+        return fmt.format(value) if isinstance(value, (int, float)) else "-"
+
+    headings = ["verdict", "test @ where", "baseline us", "now us", "change", "p-value", "n"]
+    cells = [[str(row.get("verdict", "?")), f"{row.get('test_id')} @ {row.get('where')}",
+              number(row.get("baseline_median_us"), "{:.1f}"), number(row.get("median_us"), "{:.1f}"),
+              number(row.get("change"), "{:+.1%}"), number(row.get("p_value"), "{:.2g}"),
+              f"{row.get('baseline_n', '-')}/{row.get('n', '-')}"] for row in rows]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headings)]
+    right = {2, 3, 4, 5}  # numbers line up on the right
+
+    def line(values) -> str:
+        return "  ".join(v.rjust(w) if i in right else v.ljust(w)
+                         for i, (v, w) in enumerate(zip(values, widths, strict=True)))
+
+    lines = [line(headings), line(["-" * w for w in widths])] + [line(c) for c in cells]
+    quiet = (cmp.UNCHANGED, cmp.FASTER, cmp.REGRESSION)  # the table says it all; a regression failed its test
+    lines += [f"{row.get('verdict', '?'):<12} {row.get('test_id')} @ {row.get('where')}: {row.get('note', '')}"
+              for row in rows if row.get("verdict") not in quiet]
+    return lines
 
 
 def _label_value(text) -> str:
