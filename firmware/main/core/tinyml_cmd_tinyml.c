@@ -193,7 +193,8 @@ static void resend(tinyml_core *core, tinyml_args *a) {
                 TINYML_RESEND_LINES);
     return;
   }
-  for (uint32_t s = seq; s < seq + count; s++) {
+  for (uint32_t i = 0; i < count; i++) {
+    uint32_t s = seq + i;
     if (tinyml_frame_resend(&core->framer, core->io, s) == 0) continue;
     int any = tinyml_frame_held(&core->framer, &oldest, &newest) == 0;
     if (any && s > newest) {
