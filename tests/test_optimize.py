@@ -268,3 +268,50 @@ def test_optimize_recipes_memoize_in_tinyml_cache(tmp_path):
     assert (cache.misses, cache.hits) == (4, 3)
     for a, b in zip(student.get_weights(), twin.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+# --- other Keras backends -----------------------------------------------------------------------------------
+JAX_SCRIPT = """
+import os, sys
+import keras, numpy as np
+from pytest_tinyml.optimize import Distiller, MagnitudePruning, measure_sparsity
+assert keras.backend.backend() == "jax", keras.backend.backend()
+rng = np.random.default_rng(0)
+x = rng.normal(size=(128, 16)).astype("float32")
+y = (x[:, 0] > 0).astype("int64") + (x[:, 1] > 0)
+keras.utils.set_random_seed(0)
+model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(32, activation="relu"),
+                          keras.layers.Dense(3, activation="softmax")])
+model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+model.fit(x, y, epochs=1, verbose=0, callbacks=[MagnitudePruning(0.75, end_step=4, frequency=1)])
+unstructured = measure_sparsity(model)[0]
+model.fit(x, y, epochs=1, verbose=0, callbacks=[MagnitudePruning(0.5, end_step=0, structured="2:4")])
+kernel = np.asarray(model.layers[0].kernel)
+two_of_four = bool(((kernel.reshape(-1, 4, kernel.shape[1]) == 0).sum(axis=1) >= 2).all())
+student = keras.Sequential([keras.Input((16,)), keras.layers.Dense(3, activation="softmax")])
+before = np.asarray(student.layers[0].kernel).copy()
+model.trainable = False
+distiller = Distiller(model, student, temperature=2.0, alpha=0.5)
+distiller.compile(optimizer="adam")
+loss = distiller.fit(x, y, epochs=1, verbose=0).history["loss"][-1]
+moved = not np.allclose(before, np.asarray(student.layers[0].kernel))
+print(unstructured, two_of_four, moved, np.isfinite(loss))
+"""
+
+
+@pytest.mark.slow
+def test_optimize_native_pruning_and_distiller_on_jax_backend():
+    """The Keras 3 callback and the Distiller use keras.ops only: they train on JAX (in a child process)."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("jax")
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    done = subprocess.run(
+        [sys.executable, "-c", JAX_SCRIPT], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    unstructured, two_of_four, moved, finite = done.stdout.split()[-4:]
+    assert abs(float(unstructured) - 0.75) <= 0.02
+    assert (two_of_four, moved, finite) == ("True", "True", "True")
