@@ -200,8 +200,8 @@ def mfcc_features(audio: np.ndarray, sample_rate: int = 16000) -> np.ndarray:
     """MLPerf Tiny KWS features: 1 s of audio -> (49, 10, 1) MFCCs per clip (float32).
 
     As mlcommons/tiny's ``get_dataset.py`` (mfcc): |STFT| with 30 ms windows every 20 ms, 40 mel bins from
-    20 Hz to 4 kHz, log(x + 1e-6), first 10 MFCCs. ``audio`` is (clips, samples), int16 or float in [-1, 1];
-    clips are zero-padded or cut to one second.
+    20 Hz to 4 kHz, log(x + 1e-6), first 10 MFCCs. ``audio`` is an array (clips, samples) or a list of 1-D
+    clips, int16 or float in [-1, 1]; each clip is zero-padded or cut to one second.
 
     Example:
         >>> mfcc_features(np.zeros((2, 16000), np.int16)).shape   # doctest: +SKIP
@@ -209,13 +209,14 @@ def mfcc_features(audio: np.ndarray, sample_rate: int = 16000) -> np.ndarray:
     """
     import tensorflow as tf
 
-    audio = np.asarray(audio)
-    if audio.ndim != 2:
-        raise DatasetError(f"mfcc_features: audio must be (clips, samples), got shape {audio.shape}")
+    samples = sample_rate  # one second
+    clips = [np.asarray(clip) for clip in audio]
+    if not clips or any(clip.ndim != 1 for clip in clips):
+        raise DatasetError("mfcc_features: audio must be a non-empty sequence of 1-D clips (clips, samples)")
+    audio = np.stack([np.pad(clip, (0, max(0, samples - len(clip))))[:samples] for clip in clips])
     if np.issubdtype(audio.dtype, np.integer):
         audio = audio.astype(np.float32) / 32768.0
-    samples = sample_rate  # one second
-    audio = np.pad(audio, ((0, 0), (0, max(0, samples - audio.shape[1]))))[:, :samples].astype(np.float32)
+    audio = audio.astype(np.float32)
     window, stride = int(sample_rate * 0.030), int(sample_rate * 0.020)
     stft = tf.signal.stft(audio, frame_length=window, frame_step=stride)
     spectrogram = tf.abs(stft)
@@ -272,7 +273,7 @@ def speech_commands(
         split = split if n is None else split.take(n)
         clips, labels = [], []
         for audio, label in split.as_numpy_iterator():
-            clips.append(np.pad(audio, (0, max(0, 16000 - len(audio))))[:16000])
+            clips.append(audio)
             labels.append(label)
         return mfcc_features(np.stack(clips)), np.asarray(labels, np.int32)
 

@@ -196,7 +196,7 @@ def anomaly(
 
     The train split holds normal samples only (``y_train`` all 0); the test split mixes normal (0) and
     anomalous (1) samples. Normal: a harmonic hum whose fundamental varies by +-2%. Anomalous: the same
-    hum with an extra non-harmonic tone, a broadband burst, or a fundamental off by 8-15%.
+    hum with an extra non-harmonic tone, a broadband burst, or a fundamental off by 5-10%.
 
     Example:
         >>> ds = anomaly(n_train=10, n_test=10)
@@ -219,17 +219,17 @@ def anomaly(
             continue
         kind = rng.integers(3)
         if kind == 2:  # speed fault: the whole harmonic series moves
-            shift = rng.choice([-1.0, 1.0]) * rng.uniform(0.08, 0.15)
+            shift = rng.choice([-1.0, 1.0]) * rng.uniform(0.05, 0.10)
             x[i] = _machine_spectrum(rng, frames, bins, base * (1.0 + shift))
             continue
         x[i] = _machine_spectrum(rng, frames, bins, base * rng.uniform(0.98, 1.02))
         if kind == 0:  # a bearing whine between harmonics
             centre = (rng.integers(1, 12) + rng.uniform(0.35, 0.65)) * base
-            x[i] += rng.uniform(0.25, 0.5) * np.exp(-(((b - centre) / 1.5) ** 2))[None, :]
+            x[i] += rng.uniform(0.08, 0.25) * np.exp(-(((b - centre) / 1.5) ** 2))[None, :]
         else:  # a knock: broadband energy in one or two frames
             hit = rng.choice(frames, size=rng.integers(1, 3), replace=False)
-            x[i, hit] += rng.uniform(0.15, 0.3) * np.exp(-b / rng.uniform(40, 120))[None, :]
-    x += rng.normal(0.0, 0.02, x.shape)
+            x[i, hit] += rng.uniform(0.04, 0.12) * np.exp(-b / rng.uniform(40, 120))[None, :]
+    x += rng.normal(0.0, 0.03, x.shape)
     description = (
         "SYNTHETIC machine-sound spectra (not ToyCar recordings): 5 frames x 128 log-mel-like bins "
         "flattened to 640; train = normal only; test labels 0 normal / 1 anomalous (extra tone, knock or "
