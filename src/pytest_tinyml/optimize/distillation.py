@@ -87,8 +87,8 @@ class Distiller(keras.Model):
     """A ``keras.Model`` that trains ``student`` from labels and a frozen ``teacher``'s softened logits.
 
     ``distiller(x)`` returns the student's logits; ``compute_loss`` adds :func:`distillation_loss`. Written
-    with ``keras.ops`` and ``compute_loss`` (no backend-specific ``train_step``), so it trains on TensorFlow,
-    JAX and torch.
+    with ``keras.ops`` and ``compute_loss`` (no backend-specific ``train_step``): tested on TensorFlow and
+    JAX; nothing in it is specific to a backend, so torch should work too (not installed here, untested).
 
     Example:
         >>> d = Distiller(teacher, student, temperature=4.0, alpha=0.1)  # doctest: +SKIP

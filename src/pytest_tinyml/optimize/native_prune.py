@@ -3,7 +3,8 @@
 tfmot needs tf_keras, hence TensorFlow. :class:`MagnitudePruning` prunes a plain Keras 3 model during ``fit``
 on the TensorFlow, JAX or torch backend: every ``frequency`` steps it recomputes, per prunable kernel, a mask
 that zeroes the smallest-magnitude weights (the fraction set by the schedule), and after every step it
-re-applies the mask so the optimizer cannot revive pruned weights. Same schedules as tfmot: polynomial decay
+re-applies the mask so the optimizer cannot revive pruned weights. Tested on TensorFlow and JAX (on JAX it
+syncs the trainer's functional state into the Variables first); torch is not installed here, untested. Same schedules as tfmot: polynomial decay
 (cubic, from 0 to the target between ``begin_step`` and ``end_step``) and constant sparsity; optional 2:4
 structured sparsity (in every group of 4 consecutive input-channel weights, the 2 smallest are zeroed).
 """

@@ -72,7 +72,7 @@ def prune(
     from the first step. ``structured="2:4"`` keeps 2 of every 4 consecutive input-channel weights (50 %).
     ``backend="tfmot"`` runs tensorflow-model-optimization on a tf_keras twin of the model (see
     :mod:`pytest_tinyml.optimize.bridge`); ``backend="native"`` uses :class:`MagnitudePruning`, a Keras 3
-    callback that works on the TensorFlow, JAX and torch backends. The input model is not modified.
+    callback written with ``keras.ops`` only (tested on TensorFlow and JAX). The input model is not modified.
     ``cache`` (a ``TinyMLCache``, e.g. the ``tinyml_cache`` fixture) reuses the result of an identical
     earlier run (same model weights, dataset, arguments, backend and library versions).
 
