@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shlex
 import shutil
+import subprocess
 import sys
 import zlib
 from pathlib import Path
@@ -109,3 +110,9 @@ def test_sim_engine_runs_the_builtin_model_with_real_tflm(host_binary, tmp_path)
         assert len(samples.split(",")) == 5
     finally:
         b.close()
+
+
+def test_an_engine_that_fails_the_handshake_stops_tinyml_host(host_binary):
+    proc = subprocess.run([str(host_binary), "--engine-cmd", "exit 5"], input=b"", capture_output=True, timeout=20)
+    assert proc.returncode == 2 and proc.stdout == b""
+    assert b"external engine failed the handshake: engine: external engine exited (status 5)" in proc.stderr
