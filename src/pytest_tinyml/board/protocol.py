@@ -231,6 +231,7 @@ class Client:
         way: both are read and dropped, so the next command's reply is really its own.
         """
         self.drain()
+        self.next_seq = None  # lines drained here may have used sequence numbers
         for _ in range(attempts):
             self.send("")
             try:
@@ -250,10 +251,11 @@ class Client:
         start = time.monotonic()
         deadline = start + self.timeout
         resynced = False
+        junk_before = self._junk_total
         while True:
             line = self._readline(deadline)
             if line is None:
-                if self._junk_total and not lines:
+                if self._junk_total > junk_before and not lines:  # only noise came back
                     raise self._baud_error()
                 if lines and not resynced:  # the m-ready itself may have been garbled: ask for another
                     resynced = True
@@ -339,7 +341,8 @@ class Client:
                 wanted = range(first, end.seq + 1)
             else:
                 error = next((f for f in good.values() if f.is_error), None)
-                top = error.seq if error is not None else max(known + list(good)) + (0 if error else 1)
+                # no end line: the reply failed at its error line, or lost its tail (ask for one past the last)
+                top = error.seq if error is not None else max(known) + 1
                 wanted = range(first, top + 1)
             missing = [s for s in wanted if s not in good]
             if not missing:
