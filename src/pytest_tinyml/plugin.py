@@ -19,7 +19,7 @@ MARKERS = {
     "tinyml_board": "tinyml_board(kind=None): the test runs on a board given by --tinyml-board; skipped "
     "without one. kind= names the chip the test's budgets are for (e.g. 'esp32s3'); other boards skip it.",
     "tinyml_latency": "tinyml_latency(min_effect=None, alpha=0.01): latency regression gate of this test; "
-    "min_effect is the smallest median slowdown that fails (default 0.05 on a board, 0.10 on the host).",
+    "min_effect is the smallest median slowdown that fails (default 0.05 on a board, 0.10 on the host and the sim).",
 }
 _COLLECTOR = pytest.StashKey["tinyml_report.Collector"]()
 
