@@ -51,7 +51,7 @@ def test_the_issue_4_user_file_passes_as_written(pytester, tmp_path):
         timeout=600,
     )
     result.assert_outcomes(passed=3, skipped=1)
-    result.stdout.fnmatch_lines(["SKIPPED [1] *needs a board: run with --tinyml-board=*"])
+    result.stdout.fnmatch_lines(["SKIPPED*needs a board: run with --tinyml-board=*"])
 
     # The end-of-session summary table: one row per tinyml test, with its figures.
     result.stdout.fnmatch_lines([
