@@ -76,6 +76,10 @@ def test_spec_is_complete(name):
     assert s.dataset in datasets.names()
     if s.int8_tflm:
         assert set(s.budgets) == {"flash_kb", "arena_kb"} and all(v > 0 for v in s.budgets.values())
+        # int8 weights take a byte each: a flash budget below the trainable count could never be met
+        assert s.budgets["flash_kb"] * 1024 > EXPECTED[name][1]
+    else:
+        assert s.budgets == {} and "int8" in s.notes
     assert isinstance(s.hyperparams, dict)
 
 
@@ -179,6 +183,9 @@ def test_hyperparameters():
     logits = zoo.build("student", input_shape=(64,), output_activation=None)
     assert logits.get_layer("predictions").activation.__name__ == "linear"
     assert zoo.build("kws_dscnn", weight_decay=0).get_layer("conv").kernel_regularizer is None
+    fast_bn = zoo.build("ic_resnet8", bn_momentum=0.9)
+    assert {la.momentum for la in fast_bn.layers if hasattr(la, "moving_mean")} == {0.9}
+    assert zoo.spec("ic_resnet8").hyperparams["bn_momentum"] == 0.99  # Keras's default, as the reference
 
 
 def test_seed_makes_initial_weights_reproducible():
@@ -216,6 +223,7 @@ def test_unknown_name_lists_known_models():
         ("kws_dscnn", {"weight_decay": -1}, "weight_decay must be a number >= 0"),
         ("ad_autoencoder", {"num_classes": 2}, "autoencoder .* takes no num_classes"),
         ("audio_conv1d", {"input_shape": (5, 10)}, "too small"),
+        ("gesture_cnn", {"bn_momentum": 1.0}, r"bn_momentum must be a number in \[0, 1\)"),
     ],
 )
 def test_bad_arguments_raise_zoo_error(name, kwargs, message):

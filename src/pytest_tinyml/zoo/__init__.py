@@ -70,7 +70,8 @@ def build(
     ``input_shape`` (without the batch axis) and ``num_classes`` default to the spec's. ``hyperparams`` are
     the builder's keyword arguments (``spec(name).hyperparams`` lists them with their defaults). ``seed``
     seeds Keras's global random state first (``keras.utils.set_random_seed``) so that the initial weights are
-    reproducible.
+    reproducible. Models with BatchNorm take ``bn_momentum`` (Keras's 0.99 by default, as the references);
+    0.9 lets the moving statistics catch up in the few epochs of a CI training run.
 
     Example:
         >>> build("kws_dscnn").count_params()

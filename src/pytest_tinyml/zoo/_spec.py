@@ -17,9 +17,11 @@ class ZooSpec:
     ``input_shape`` and ``num_classes`` are the architecture's defaults (``num_classes`` is None for
     autoencoders). ``dataset`` names the offline dataset (:func:`pytest_tinyml.datasets.load`) it trains on in
     tests; build with that dataset's ``input_shape`` / ``num_classes`` when they differ from the defaults.
-    ``budgets`` are int8 limits for an ESP32 (``flash_kb``: the flatbuffer; ``arena_kb``: the TFLite Micro
-    tensor arena), set with headroom above what the model measured here. ``int8_tflm`` says whether the
-    model converts to full int8 and runs on TFLite Micro.
+    ``budgets`` are full-int8 limits for an ESP32 at the default input shape (``flash_kb``: the flatbuffer;
+    ``arena_kb``: the TFLite Micro tensor arena), about 15-30% above what the model measured here (arena
+    measured with the host TFLite Micro, 64-bit pointers: an estimate, usually above the 32-bit device's).
+    Empty when the model has no int8 form. ``int8_tflm`` says whether the model converts to full int8 and
+    runs on TFLite Micro.
 
     Example:
         >>> from pytest_tinyml import zoo
