@@ -17,6 +17,7 @@ import os
 import re
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,8 +48,13 @@ def open_port(url: str, baud: int, *, timeout: float = 0.05):
         link.rts = False
         link.baudrate = baud
         link.timeout = timeout
-        link.write_timeout = 10.0
-        link.open()
+        if not url.startswith("rfc2217://"):  # pyserial's rfc2217 client refuses a write timeout
+            link.write_timeout = 10.0
+        with warnings.catch_warnings():
+            # pyserial 3.5's rfc2217 client starts its reader with Thread.setDaemon()/setName(): not ours to fix;
+            # under `filterwarnings = error` it would fail every rfc2217 board.
+            warnings.filterwarnings("ignore", r"set(Daemon|Name)\(\) is deprecated", DeprecationWarning)
+            link.open()
     except (serial.SerialException, OSError, ValueError) as exc:
         raise _port_error(url, exc) from None
     return link
