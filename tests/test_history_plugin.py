@@ -118,6 +118,22 @@ def test_bad_marker_argument_fails_the_test_with_the_fix(pytester, monkeypatch):
     result.stdout.fnmatch_lines(["*ConfigError: tinyml_latency(alpha=...) must be between 0 and 1 (e.g. 0.01)*"])
 
 
+def test_faster_run_passes_and_suggests_saving(project, monkeypatch):
+    run(project, monkeypatch, 1).assert_outcomes(passed=2, warnings=2)
+    result = run(project, monkeypatch, 2, 0.7)
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["faster       test_lat.py::test_model_latency @ host: median *(-*%)*; to keep the "
+                                 "gain, save it: --tinyml-save-baseline"])
+
+
+def test_positional_marker_argument_is_refused(pytester, monkeypatch):
+    pytester.makepyfile(test_pos=INNER.replace("def test_model_latency",
+                                               "@pytest.mark.tinyml_latency(0.2)\ndef test_model_latency"))
+    result = run(pytester, monkeypatch, 1)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*ConfigError: tinyml_latency takes keywords only*min_effect=0.2, alpha=0.01)*"])
+
+
 def test_named_baselines(project, monkeypatch):
     run(project, monkeypatch, 1, 1.0, "--tinyml-save-baseline=v1").assert_outcomes(passed=2, warnings=2)
     run(project, monkeypatch, 2, 1.3, "--tinyml-save-baseline=v2").assert_outcomes(passed=2)  # accepted into v2

@@ -164,3 +164,22 @@ def test_unwritable_history_is_a_typed_error(tmp_path):
     blocker.write_text("")
     with pytest.raises(HistoryError, match="--tinyml-history"):
         HistoryStore(blocker / "history").add(board_record())
+
+
+OUTSIDE_PYTEST = textwrap.dedent("""
+    import sys
+    from pytest_tinyml import history
+    print(history.observe(kind="host", samples_us=[1.0, 2.0], context={}))
+    record = history.observe(kind="host", samples_us=[1.0, 2.0], context={"recipe": "int8"}, test_id="script::kws",
+                             history_dir=sys.argv[1])
+    print(record.series)
+""")
+
+
+def test_observe_outside_pytest(tmp_path):
+    """Without a running test: a no-op, or, given a test id, a stored (uncompared) record."""
+    done = subprocess.run([sys.executable, "-c", OUTSIDE_PYTEST, str(tmp_path)], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.splitlines() == ["None", "script::kws @ host"]
+    [record] = HistoryStore(tmp_path).records()
+    assert record.recipe == "int8" and record.verdict is None

@@ -51,6 +51,9 @@ def add_observation(item, record: Record) -> Record:
 
 def _thresholds(item, record: Record) -> tuple[float, float]:
     marker = item.get_closest_marker("tinyml_latency")
+    if marker is not None and marker.args:
+        raise ConfigError(f"tinyml_latency takes keywords only on {item.nodeid}, got {marker.args!r}: "
+                          "write @pytest.mark.tinyml_latency(min_effect=0.2, alpha=0.01)")
     kwargs = dict(marker.kwargs) if marker else {}
     unknown = set(kwargs) - {"min_effect", "alpha"}
     if unknown:
@@ -172,6 +175,9 @@ class HistoryPlugin:
             row["message"] = cmp.regression_message(
                 result, series=record.series, baseline_label=_label(baseline, f"baseline {baseline.baseline_name!r}"),
                 now_label=_label(record, "now"), accept_hint=accept)
+        elif result.verdict == cmp.FASTER:
+            # Left alone, the old baseline would hide a later slowdown back to the old speed.
+            row["note"] += "; to keep the gain, save it: --tinyml-save-baseline"
         return row
 
     # -- controller: gather, summarize, export --------------------------------------------------------
@@ -244,7 +250,7 @@ def summary_lines(rows: list[dict]) -> list[str]:
                          for i, (v, w) in enumerate(zip(values, widths, strict=True)))
 
     lines = [line(headings), line(["-" * w for w in widths])] + [line(c) for c in cells]
-    quiet = (cmp.UNCHANGED, cmp.FASTER, cmp.REGRESSION)  # the table says it all; a regression failed its test
+    quiet = (cmp.UNCHANGED, cmp.REGRESSION)  # the table says it all; a regression failed its test
     lines += [f"{row.get('verdict', '?'):<12} {row.get('test_id')} @ {row.get('where')}: {row.get('note', '')}"
               for row in rows if row.get("verdict") not in quiet]
     return lines
