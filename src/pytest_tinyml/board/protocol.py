@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import re
 import time
-import zlib
-from dataclasses import dataclass, field
 
+from pytest_tinyml.board.framing import Framed, Reply, brackets, crc32_hex, fields, frame, parse_framed
 from pytest_tinyml.errors import (
     ArenaTooSmall,
     BoardError,
@@ -23,90 +22,19 @@ from pytest_tinyml.errors import (
     ProtocolError,
 )
 
+__all__ = ["Client", "DeviceArenaTooSmall", "DeviceModelRejected", "Framed", "ModelTooBig", "Reply", "brackets",
+           "crc32_hex", "fields", "frame", "parse_framed"]
+
 SUPPORTED_MAJOR = 1
 MAX_REASKS = 3  # per line, as PROTOCOL.md suggests
-RESEND_MAX = 48  # lines the device holds for resend
 _LOG_LIMIT = 64 * 1024
 _LINE_LIMIT = 4096
-_FRAMED = re.compile(r"^([me])-#(\d+)-(.*)\*([0-9a-f]{8})$")
 _SEQ_ONLY = re.compile(r"^[me]-#(\d+)-")
 _ERROR_BODY = re.compile(r"^\[([a-z][a-z0-9-]*): (.*)\]$", re.S)
 # ESP-IDF / ROM text that means the chip rebooted or crashed (besides our own m-boot banner).
 _RESET_MARKERS = ("m-boot-[", "rst:0x", "ets Jun", "ESP-ROM:", "Guru Meditation Error", "abort() was called",
                   "Rebooting...", "Brownout detector", "CPU halted", "register dump:")
 _REASON = re.compile(r"m-reset-reason-\[([^\]]*)\]|rst:0x[0-9a-f]+ \(([A-Z_]+)\)|Guru Meditation Error: (.*)")
-
-
-def crc32_hex(text: str) -> str:
-    """CRC-32 (zlib) of ``text`` as 8 lowercase hex digits, the framing CRC.
-
-    Example:
-        >>> crc32_hex("m-#3-end-[2]")
-        '1c5c4975'
-    """
-    return f"{zlib.crc32(text.encode('latin-1')):08x}"
-
-
-def frame(seq: int, body: str, kind: str = "m") -> str:
-    """Build a framed line (what the firmware sends), e.g. for pty peers in tests.
-
-    Example:
-        >>> frame(3, "end-[2]")
-        'm-#3-end-[2]*1c5c4975'
-    """
-    head = f"{kind}-#{seq}-{body}"
-    return f"{head}*{crc32_hex(head)}"
-
-
-@dataclass(frozen=True)
-class Framed:
-    """One framed line whose CRC checked out."""
-
-    seq: int
-    body: str
-    is_error: bool = False
-
-
-def parse_framed(line: str) -> Framed | None:
-    """The framed line, or None when it is not framed; raises ValueError when it is framed but garbled.
-
-    Example:
-        >>> parse_framed("m-#3-end-[2]*1c5c4975")
-        Framed(seq=3, body='end-[2]', is_error=False)
-    """
-    if not line.startswith(("m-#", "e-#")):
-        return None
-    match = _FRAMED.match(line)
-    if not match or crc32_hex(line[: line.rindex("*")]) != match.group(4):
-        raise ValueError("garbled framed line")
-    return Framed(int(match.group(2)), match.group(3), match.group(1) == "e")
-
-
-def fields(text: str) -> dict[str, str]:
-    """``key=value,key=value`` -> dict (values may not contain commas).
-
-    Example:
-        >>> fields("used=2944,size=131072")
-        {'used': '2944', 'size': '131072'}
-    """
-    return dict(part.split("=", 1) for part in text.split(",") if "=" in part)
-
-
-def brackets(body: str) -> list[str]:
-    """The ``[...]`` groups of a body: ``tensor-[in]-[0]-[type=int8]`` -> ``['in', '0', 'type=int8']``."""
-    return re.findall(r"\[([^\]]*)\]", body)
-
-
-@dataclass
-class Reply:
-    """A complete reply: its framed lines in sequence order and its plain ``m-`` lines."""
-
-    command: str
-    framed: list[Framed] = field(default_factory=list)
-    plain: list[str] = field(default_factory=list)
-
-    def bodies(self, prefix: str) -> list[str]:
-        return [f.body for f in self.framed if f.body.startswith(prefix)]
 
 
 # --- typed device errors ---------------------------------------------------------------------------------
