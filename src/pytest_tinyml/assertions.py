@@ -254,7 +254,10 @@ def assert_parity(
                 f"{ref.describe()} and {cand.describe()} both have float outputs: use max_rmse= or min_cosine="
             )
     figures, ref_out, cand_out = _parity_figures(ref, cand, inputs, budgets)
-    report.record(model=cand.name, recipe=cand.recipe, top1_agreement=figures["top1_agreement"],
+    # A board result is not a model: name the model it ran (the int8 reference), never the chip.
+    named = cand if cand.kind != "device" else (ref if ref.kind == "tflite" else None)
+    identity = {"model": named.name, "recipe": named.recipe} if named is not None else {}
+    report.record(**identity, top1_agreement=figures["top1_agreement"],
                   max_error_steps=figures.get("max_error_steps"), cosine=figures["cosine"],
                   rmse=figures["rmse"], snr_db=figures["snr_db"], where=cand.where)
 
