@@ -100,3 +100,18 @@ def test_sim_needs_the_host_program_sources(firmware_dir, tmp_path):
     (firmware_dir / "host" / "main.c").unlink()
     with pytest.raises(FirmwareError, match="has no host program sources"):
         sim.build_host(firmware_dir, tmp_path / "cache")
+
+
+def test_flash_failure_is_a_firmware_error_with_the_fix(tmp_path):
+    build_dir = tmp_path / "build"
+    build_dir.mkdir()
+    (build_dir / "flasher_args.json").write_text(
+        '{"flash_files": {"0x0": "bootloader.bin"}, "flash_settings": {"flash_mode": "dio"}}')
+    (build_dir / "bootloader.bin").write_bytes(b"\xe9" + bytes(31))
+    with pytest.raises(FirmwareError, match=r"flashing /dev/ttyTINYML-nope with esptool failed.*--tinyml-skip-flash"):
+        flash.flash("/dev/ttyTINYML-nope", flash.FirmwareBuild("esp32", build_dir, "ab" * 8))
+
+
+def test_a_build_without_flasher_args_says_rebuild(tmp_path):
+    with pytest.raises(FirmwareError, match="flasher_args.json is missing or unreadable.*rebuild"):
+        flash.FirmwareBuild("esp32", tmp_path, "ab" * 8).flash_files()
