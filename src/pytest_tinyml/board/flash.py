@@ -176,7 +176,8 @@ def flash(port: str, firmware: FirmwareBuild, *, baud: int = 460800) -> None:
                         flash_freq=settings.get("flash_freq", "keep"), flash_size=settings.get("flash_size", "keep"))
             reset_chip(esp, "hard-reset")
     except Exception as exc:  # esptool raises FatalError, SerialException, OSError...
-        raise FirmwareError(f"flashing {port} with esptool failed: {exc}. Hold BOOT while pressing RESET to enter "
+        detail = " ".join(str(exc).split()).rstrip(".")  # esptool's messages span lines
+        raise FirmwareError(f"flashing {port} with esptool failed: {detail}. Hold BOOT while pressing RESET to enter "
                             "the bootloader, check the cable, or flash by hand and pass --tinyml-skip-flash",
                             port=port) from None
 
