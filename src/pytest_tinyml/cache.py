@@ -69,18 +69,26 @@ def canonical(value: Any, where: str = "key") -> Any:
     )
 
 
-def library_versions() -> dict:
-    """Versions that change results: keras (and its backend), numpy, python, pytest_tinyml."""
+BACKEND_DISTRIBUTIONS = {"tensorflow": ("tensorflow",), "jax": ("jax", "jaxlib"), "torch": ("torch",)}
+
+
+def library_versions(backend: str = "tensorflow", family: str = "keras") -> dict:
+    """Versions that change training results: keras, the active backend's library, numpy, python,
+    pytest_tinyml (and tf-keras / tfmot for tf_keras models). Libraries the run does not use stay out, so
+    installing one does not invalidate the cache."""
     from importlib import metadata
 
     import pytest_tinyml
 
     versions = {"python": ".".join(map(str, sys.version_info[:3])), "pytest_tinyml": pytest_tinyml.__version__}
-    for dist in ("keras", "numpy", "tensorflow", "jax", "torch", "tf-keras", "tensorflow-model-optimization"):
+    dists = ["keras", "numpy", *BACKEND_DISTRIBUTIONS.get(backend, (backend,))]
+    if family == "tf_keras":
+        dists = ["tf-keras", "tensorflow", "tensorflow-model-optimization", "numpy"]
+    for dist in dists:
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
-            pass
+            versions[dist] = None
     return versions
 
 
@@ -271,7 +279,7 @@ class TinyMLCache:
                     "validation_split": validation_split, **fit_kwargs},
             "backend": keras.backend.backend(),
             "family": family,
-            "versions": library_versions(),
+            "versions": library_versions(keras.backend.backend(), family),
         }
         weights_file = "model.keras" if family == "keras" else "weights.h5"
 
