@@ -78,6 +78,7 @@ def test_tflm_incompatibility_comes_from_the_runtime(topk):
     assert LiteRTRunner(topk).predict(models.inputs(2, (16,))).shape == (2, 3)  # LiteRT has the kernel
 
 
+@pytest.mark.slow
 def test_resolver_method_table_agrees_with_the_runtime_registry():
     registered = set(microops.registered_builtins())
     assert {"FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "SOFTMAX"} <= registered

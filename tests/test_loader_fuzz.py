@@ -13,6 +13,7 @@ from __future__ import annotations
 import struct
 
 import numpy as np
+import pytest
 import runtime_models as models
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
@@ -20,6 +21,8 @@ from hypothesis import strategies as st
 from pytest_tinyml import runtime
 from pytest_tinyml.errors import ModelLoadError, RuntimeCrash
 from pytest_tinyml.runtime import flatbuffer, isolation
+
+pytestmark = pytest.mark.slow  # each case that passes the Python checks costs a child process
 
 ENGINES = st.sampled_from(runtime.ENGINES)
 SETTINGS = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}

@@ -59,6 +59,7 @@ def test_tflm_float_model_matches_litert():
                                rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_arena_bisection_gives_the_exact_minimum(mlp_int8, mlp_arena):
     n = mlp_arena.min_bytes
     assert 256 < n < 64 * 1024
@@ -69,6 +70,7 @@ def test_arena_bisection_gives_the_exact_minimum(mlp_int8, mlp_arena):
     np.testing.assert_array_equal(TFLMRunner(mlp_int8, arena_size=n).predict_raw(x), TFLMRunner(mlp_int8).predict_raw(x))
 
 
+@pytest.mark.slow
 def test_arena_report_parses_the_recording_allocator(mlp_arena):
     assert mlp_arena.label == HOST_LABEL and "64-bit" in mlp_arena.label
     assert mlp_arena.reported_total is not None and 0 < mlp_arena.reported_total <= mlp_arena.min_bytes
@@ -79,6 +81,7 @@ def test_arena_report_parses_the_recording_allocator(mlp_arena):
     assert "minimum" in mlp_arena.summary()
 
 
+@pytest.mark.slow
 def test_a_too_small_arena_is_refused_before_the_wrapper_can_crash(mlp_int8, mlp_arena):
     with pytest.raises(ArenaTooSmall, match=rf"arena_size=300 .*'mlp_int8'.*at least {mlp_arena.min_bytes} bytes"):
         TFLMRunner(mlp_int8, arena_size=300)

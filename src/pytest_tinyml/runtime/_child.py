@@ -91,8 +91,12 @@ def main(argv: list[str]) -> int:
         outcome = {"ok": TASKS[request["task"]](request["payload"], log)}
     except TinyMLError as exc:
         outcome = {"error": (type(exc).__name__, str(exc))}
-    except Exception as exc:  # an unexpected error in the runtime: report it as a load failure
-        outcome = {"error": ("ModelLoadError", f"{type(exc).__name__}: {exc}")}
+    except Exception as exc:  # the runtime refused the model in a way we did not foresee: a load failure
+        payload = request["payload"]
+        engine = {"litert": "LiteRT", "tflm": "TFLite Micro"}.get(payload.get("engine", "tflm"), "the runtime")
+        outcome = {"error": ("ModelLoadError", f"{engine} refused model {payload.get('name', '?')!r}: "
+                             f"{type(exc).__name__}: {exc}\nHint: the flatbuffer is probably corrupted; "
+                             "re-export it with pytest_tinyml.convert().")}
     with open(result_path + ".tmp", "wb") as handle:
         pickle.dump(outcome, handle, protocol=pickle.HIGHEST_PROTOCOL)
     os.replace(result_path + ".tmp", result_path)

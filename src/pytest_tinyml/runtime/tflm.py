@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from pytest_tinyml.errors import ArenaTooSmall, ModelLoadError
+from pytest_tinyml.errors import ArenaTooSmall, ModelLoadError, RuntimeCrash
 from pytest_tinyml.runtime import cstdio, isolation
 
 HOST_LABEL = "host (64-bit pointers): an estimate of the 32-bit device arena"
@@ -34,6 +34,8 @@ MAX_ARENA = 512 * 1024 * 1024
 # sha256 -> measured minimum arena (host), filled by arena(); lets TFLMRunner reject a too-small arena
 # with a clear error instead of letting the wrapper segfault.
 _min_arena: dict[str, int] = {}
+# sha256 -> ArenaReport: the bisection is deterministic, measure each model once per process.
+_reports: dict[str, ArenaReport] = {}
 
 
 def _runtime():
@@ -236,8 +238,9 @@ def allocations_text(content: bytes, name: str, arena_size: int) -> str:
 def arena(model_like, *, timeout: float = isolation.DEFAULT_TIMEOUT) -> ArenaReport:
     """Exact minimum TFLite Micro arena of a model on the host, by bisection in a child process.
 
-    Probes that crash the child (tiny arenas can segfault the wrapper) count as failures; the child is
-    restarted and the bisection goes on. Memoized per sha256 for :class:`TFLMRunner`.
+    When a probe crashes the child (tiny arenas, or the wrapper's state after failed loads, can segfault
+    it), that size is tried again alone in a fresh process (a crash there counts as a failure), and the
+    bisection goes on in a new child. Memoized per sha256 for the process (the search is deterministic).
 
     Example:
         >>> arena(artifact).min_bytes  # doctest: +SKIP
@@ -246,6 +249,8 @@ def arena(model_like, *, timeout: float = isolation.DEFAULT_TIMEOUT) -> ArenaRep
     from pytest_tinyml.runtime import load
 
     artifact = load(model_like)
+    if artifact.sha256 in _reports:
+        return _reports[artifact.sha256]
     known: dict[int, bool] = {}
     crashed = 0
     for _attempt in range(12):
@@ -262,16 +267,21 @@ def arena(model_like, *, timeout: float = isolation.DEFAULT_TIMEOUT) -> ArenaRep
             )
         except ModelLoadError:
             raise
-        except Exception:
+        except RuntimeCrash:
             crashed_at = _crashed_probe(journal, known)
             if crashed_at is None:
                 raise
-            known[crashed_at] = False
+            # Arenas a few bytes short crash the wrapper outright. A crash on a child's first probe is that;
+            # after other probes it could come from state left by earlier failed loads, so settle the size
+            # in a fresh process before the search goes on.
+            first = next((line.split()[1] for line in journal if line.startswith("try ")), None)
+            fresh = first is not None and int(first) == crashed_at
+            known[crashed_at] = False if fresh else arena_works(artifact, crashed_at, timeout=timeout)
             crashed += 1
             continue
         parsed = parse_allocations(result["text"])
         _min_arena[artifact.sha256] = result["min_bytes"]
-        return ArenaReport(
+        report = _reports[artifact.sha256] = ArenaReport(
             model=artifact.name,
             sha256=artifact.sha256,
             min_bytes=result["min_bytes"],
@@ -282,6 +292,7 @@ def arena(model_like, *, timeout: float = isolation.DEFAULT_TIMEOUT) -> ArenaRep
             probes=result["probes"] + len(known),
             crashed_probes=crashed,
         )
+        return report
     raise ModelLoadError(f"could not measure the arena of model {artifact.name!r}: the child crashed {crashed} times")
 
 
@@ -294,7 +305,6 @@ def arena_works(model_like, arena_size: int, *, timeout: float = isolation.DEFAU
         >>> arena_works(artifact, report.min_bytes), arena_works(artifact, report.min_bytes - 1)  # doctest: +SKIP
         (True, False)
     """
-    from pytest_tinyml.errors import RuntimeCrash
     from pytest_tinyml.runtime import load
 
     artifact = load(model_like)
@@ -340,7 +350,9 @@ def bisect_arena(content: bytes, name: str, known: dict, max_arena: int, log) ->
         log(f"{'ok' if ok else 'fail'} {size}")
         return ok
 
-    largest = max(max_arena, 16 * len(content))
+    largest = max(DEFAULT_ARENA, 16 * len(content))
+    if not works(largest):
+        largest = max(max_arena, largest)  # a big model: one more try with everything we allow
     if not works(largest):
         _, text = try_arena(content, name, largest)
         raise ModelLoadError(
