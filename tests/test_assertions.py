@@ -114,7 +114,7 @@ def test_parity_failure_shows_the_table_and_the_worst_sample(float_model, miscal
     assert "more calibration samples" in message
 
 
-def test_parity_error_steps_between_int8_and_a_device_result(int8_model, digits):
+def test_parity_error_steps_between_int8_and_a_device_result(int8_model, digits, request):
     """A board result built from the real TFLite Micro kernels: raw integers compared LSB by LSB."""
     from pytest_tinyml.board.result import BoardResult
     from pytest_tinyml.latency import LatencyStats
@@ -128,6 +128,10 @@ def test_parity_error_steps_between_int8_and_a_device_result(int8_model, digits)
                          warmup=0, outputs=quant.dequantize(raw), raw_outputs=raw, output_quant=quant)
     figures = tinyml.assert_parity(int8_model, result, x, max_error_steps=1)
     assert figures["steps_from"] == "raw integer outputs" and figures["max_error_steps"] <= 1
+    # Recorded for the summary: the model the board ran, where it ran.
+    recorded = dict(request.node.user_properties)
+    assert recorded["tinyml.model"] == int8_model.name and recorded["tinyml.where"] == "host-sim"
+    assert recorded["tinyml.max_error_steps"] == figures["max_error_steps"]
 
     # A board whose kernel rounds differently on one output: 3 LSB off.
     off = raw.copy()
@@ -174,6 +178,8 @@ def test_argument_errors_name_what_was_given(int8_model, digits):
         tinyml.assert_budget(int8_model)
     with pytest.raises(ConfigError, match="needs at least one budget"):
         tinyml.assert_parity(int8_model, int8_model, digits.x_test)
+    with pytest.raises(ConfigError, match="min_snr_db must be a number, got 'high'"):
+        tinyml.assert_parity(int8_model, int8_model, digits.x_test, min_snr_db="high")
     with pytest.raises(ConfigError, match="max_drop must be between 0 and 1"):
         tinyml.assert_accuracy_drop(int8_model, int8_model, digits.x_test, digits.y_test, max_drop=5)
     with pytest.raises(ConfigError, match="x has 300 samples but y has 3 labels"):

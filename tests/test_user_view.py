@@ -47,7 +47,8 @@ def test_the_issue_4_user_file_passes_as_written(pytester, tmp_path):
     cache = tmp_path / "cache"
     report_path = pytester.path / "tinyml-report.json"
     result = pytester.runpytest_subprocess(
-        f"--tinyml-cache-dir={cache}", f"--tinyml-report={report_path}", "-rs", "-p", "no:cacheprovider",
+        f"--tinyml-cache-dir={cache}", f"--tinyml-report={report_path}", "--junitxml=junit.xml", "-rs",
+        "-p", "no:cacheprovider",
         timeout=600,
     )
     result.assert_outcomes(passed=3, skipped=1)
@@ -70,4 +71,7 @@ def test_the_issue_4_user_file_passes_as_written(pytester, tmp_path):
     budget = rows["test_fits_budget"]
     assert 0 < budget["flash_kb"] <= 64 and 0 < budget["arena_kb"] <= 16
     assert rows["test_int8_parity"]["top1_agreement"] >= 0.98
-    assert (cache).is_dir() and any(cache.iterdir()), "the cache must live where --tinyml-cache-dir says"
+    # The same figures reach JUnit XML as test properties.
+    junit = (pytester.path / "junit.xml").read_text()
+    assert '<property name="tinyml.flash_kb"' in junit and '<property name="tinyml.top1_agreement"' in junit
+    assert cache.is_dir() and any(cache.iterdir()), "the cache must live where --tinyml-cache-dir says"

@@ -56,12 +56,13 @@ def _fail(title: str, context: list[str], headings: list[str], rows: list[list[s
     raise TinyMLAssertionError("\n".join(lines))
 
 
-def _check_budget(name: str, value, *, allow_none: bool = True, upper: float | None = None):
+def _check_budget(name: str, value, *, allow_none: bool = True, upper: float | None = None,
+                  negative_ok: bool = False):
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not math.isfinite(value):
         raise ConfigError(f"{name} must be a number, got {value!r}")
-    if value < 0 or (upper is not None and value > upper):
+    if (value < 0 and not negative_ok) or (upper is not None and value > upper):
         bound = f"between 0 and {upper}" if upper is not None else ">= 0"
         raise ConfigError(f"{name} must be {bound}, got {value!r}")
     return float(value)
@@ -186,18 +187,18 @@ _PARITY_BUDGETS = {
 }
 
 
-def _parity_figures(ref, cand, inputs, budgets) -> tuple[dict, np.ndarray, np.ndarray]:
+def _parity_figures(ref, cand, inputs) -> tuple[dict, np.ndarray, np.ndarray]:
     """Outputs of both sides and every metric; error steps from raw integers when both sides have them."""
     ref_out = _model_io.outputs_of(ref, inputs, "reference")
     cand_out = _model_io.outputs_of(cand, inputs, "candidate")
     # The quantized side's output scale is the unit of "steps"; the candidate's when both are quantized.
-    quant = cand.output_quant or ref.output_quant
+    quant = cand.output_quant if cand.output_quant is not None else ref.output_quant
     figures = metrics.compare_outputs(ref_out, cand_out, output_quant=quant)
     if quant is not None and cand.output_quant is None:
         # Saturation and clipping are properties of the quantized side: here the reference.
         figures["saturation"] = metrics.saturation_rate(ref_out, quant=quant)
         figures["clipped"] = metrics.clipping_rate(cand_out, quant)
-    if ref.output_quant is not None and cand.output_quant is not None and budgets.get("max_error_steps") is not None:
+    if ref.output_quant is not None and cand.output_quant is not None:
         ref_raw = _model_io.raw_outputs_of(ref, inputs)
         cand_raw = _model_io.raw_outputs_of(cand, inputs)
         same_grid = (float(metrics.output_scale(ref.output_quant)) == float(metrics.output_scale(cand.output_quant))
@@ -238,7 +239,7 @@ def assert_parity(
         "max_error_steps": _check_budget("max_error_steps", max_error_steps),
         "min_cosine": _check_budget("min_cosine", min_cosine, upper=1.0),
         "max_rmse": _check_budget("max_rmse", max_rmse),
-        "min_snr_db": min_snr_db if min_snr_db is None else float(min_snr_db),
+        "min_snr_db": _check_budget("min_snr_db", min_snr_db, negative_ok=True),
         "max_saturation": _check_budget("max_saturation", max_saturation, upper=1.0),
     }
     if all(v is None for v in budgets.values()):
@@ -246,14 +247,13 @@ def assert_parity(
     ref = _model_io.resolve(reference, "reference")
     cand = _model_io.resolve(candidate, "candidate", device_ok=True)
     inputs = _model_io.as_inputs(x)
-    quantized = cand.output_quant or ref.output_quant
     for name in ("max_error_steps", "max_saturation"):
-        if budgets[name] is not None and quantized is None:
+        if budgets[name] is not None and cand.output_quant is None and ref.output_quant is None:
             raise ConfigError(
                 f"{name}= needs a quantized side (an int8 TFLite model or a board result with output_quant); "
                 f"{ref.describe()} and {cand.describe()} both have float outputs: use max_rmse= or min_cosine="
             )
-    figures, ref_out, cand_out = _parity_figures(ref, cand, inputs, budgets)
+    figures, ref_out, cand_out = _parity_figures(ref, cand, inputs)
     # A board result is not a model: name the model it ran (the int8 reference), never the chip.
     named = cand if cand.kind != "device" else (ref if ref.kind == "tflite" else None)
     identity = {"model": named.name, "recipe": named.recipe} if named is not None else {}
