@@ -34,7 +34,9 @@ def test_invoke_latency(benchmark, engine):
 
 
 @pytest.mark.slow
-def test_litert_and_tflm_invoke_feed_the_history(pytester):
+def test_litert_and_tflm_invoke_feed_the_history(pytester, monkeypatch):
+    # pytest-benchmark turns itself off when it sees PYTEST_XDIST_WORKER, which leaks in when we run under -n.
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
     shutil.copy(MODEL, pytester.path / "model.tflite")
     pytester.makepyfile(test_host=HOST_TEST)
     args = ("-p", "no:cacheprovider", "--benchmark-disable-gc")

@@ -224,7 +224,13 @@ def test_no_latency_no_section(pytester):
     assert not (pytester.path / ".tinyml_history").exists()
 
 
-def test_pytest_benchmark_timings_feed_the_history(pytester):
+@pytest.fixture
+def benchmark_enabled(monkeypatch):
+    """pytest-benchmark turns itself off when it sees PYTEST_XDIST_WORKER, which leaks in when we run under -n."""
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+
+
+def test_pytest_benchmark_timings_feed_the_history(pytester, benchmark_enabled):
     pytester.makepyfile(test_bench="""
         from pytest_tinyml import history
 
