@@ -61,6 +61,9 @@ def test_digits_is_real_scaled_and_stratified():
     image = datasets.load("digits_image")
     assert image.x_train.shape == (1438, 8, 8, 1) and image.input_shape == (8, 8, 1)
     np.testing.assert_array_equal(image.x_train.reshape(-1, 64), ds.x_train)
+    small = datasets.load("digits", n_train=100, n_test=50)
+    np.testing.assert_array_equal(small.x_train, ds.x_train[:100])
+    assert len(np.unique(small.y_test)) == 10  # the split is shuffled: a head still holds every class
 
 
 def test_digits_split_depends_on_seed_only():
@@ -151,6 +154,8 @@ def test_load_errors_are_clear():
         datasets.load("keywords", n_samples=3)
     with pytest.raises(DatasetError, match="n_train must be an integer >= 2, got 0"):
         datasets.load("gestures", n_train=0)
+    with pytest.raises(DatasetError, match="n_test must be a positive integer or None, got -1"):
+        datasets.load("digits", n_test=-1)
 
 
 def test_head_and_reshaped():

@@ -23,14 +23,22 @@ from pytest_tinyml.errors import DatasetError
 __all__ = ["Dataset", "digits", "from_arrays", "load", "names"]
 
 
-def digits(seed: int = 0, *, test_fraction: float = 0.2, image: bool = False) -> Dataset:
+def digits(
+    n_train: int | None = None,
+    n_test: int | None = None,
+    seed: int = 0,
+    *,
+    test_fraction: float = 0.2,
+    image: bool = False,
+) -> Dataset:
     """scikit-learn's bundled 8x8 handwritten digits (1,797 real samples, offline), scaled to [0, 1].
 
-    Flat (64,) by default, (8, 8, 1) with ``image=True``; a seeded stratified train/test split.
+    Flat (64,) by default, (8, 8, 1) with ``image=True``; a seeded stratified train/test split (1,438 / 359),
+    of which ``n_train`` / ``n_test`` keep the first (already shuffled) samples.
 
     Example:
         >>> digits().x_train.shape
-        (1437, 64)
+        (1438, 64)
     """
     from sklearn.datasets import load_digits
 
@@ -47,11 +55,18 @@ def digits(seed: int = 0, *, test_fraction: float = 0.2, image: bool = False) ->
         num_classes=10,
         description="scikit-learn's 8x8 handwritten digits (real data, UCI optdigits test set), pixels / 16.",
     )
-    return ds
+    for arg, value in (("n_train", n_train), ("n_test", n_test)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise DatasetError(
+                f"dataset {ds.name!r}: {arg} must be a positive integer or None, got {value!r}"
+            )
+    return ds.head(n_train, n_test)
 
 
-def _digits_image(seed: int = 0, *, test_fraction: float = 0.2) -> Dataset:
-    return digits(seed, test_fraction=test_fraction, image=True)
+def _digits_image(
+    n_train: int | None = None, n_test: int | None = None, seed: int = 0, *, test_fraction: float = 0.2
+) -> Dataset:
+    return digits(n_train, n_test, seed, test_fraction=test_fraction, image=True)
 
 
 _LOADERS: dict[str, Callable[..., Dataset]] = {

@@ -65,10 +65,10 @@ def _download(name: str, where: Path, what: str):
 
 
 def _subset(x, y, n, seed):
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise DatasetError(f"n_train / n_test must be positive integers or None, got {n!r}")
     if n is None or n >= len(x):
         return x, y
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise DatasetError(f"sample counts must be positive integers or None, got {n!r}")
     keep = np.sort(np.random.default_rng(seed).permutation(len(x))[:n])
     return x[keep], y[keep]
 
