@@ -71,6 +71,8 @@ def test_stale_board_under_skip_flash_fails(firmware_dir, tmp_path):
             open_board(parse_board(peer.port), timeout=2, skip_flash=True, firmware_dir=str(firmware_dir),
                        cache_dir=str(tmp_path / "cache"))
         assert "is stale: it reports build hash 0123456789ab" in str(info.value)
+        build = flash.device_build_id(firmware_dir)
+        assert f"by hand: `idf.py -C {firmware_dir} -DTINYML_BUILD_ID={build} build flash`" in str(info.value)
         from pytest_tinyml.board.transport import open_port
 
         open_port(peer.port, 921600).close()  # the failed open closed the port again

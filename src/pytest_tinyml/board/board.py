@@ -304,7 +304,8 @@ def open_board(spec, *, baud: int = 921600, timeout: float = 30.0, skip_flash: b
     if board.mlperf_only and skip_flash:
         return board  # an MLPerf Tiny firmware flashed by hand: benchmark(None) times its built-in model
     try:
-        stale = flash.check_current(reported, expected, port=port, skip_flash=skip_flash, log=board.client.log)
+        stale = flash.check_current(reported, expected, port=port, skip_flash=skip_flash, log=board.client.log,
+                                    by_hand=flash.by_hand_command(fw_dir, expected))
     except BaseException:
         board.close()
         raise

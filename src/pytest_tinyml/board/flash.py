@@ -79,6 +79,11 @@ def source_hash(root: Path, files: list[Path] | None = None, extra: str = "") ->
     return digest.hexdigest()
 
 
+def by_hand_command(root: Path, build_id: str) -> str:
+    """The idf.py command that builds and flashes this firmware so that the board reports ``build_id``."""
+    return f"idf.py -C {root} -DTINYML_BUILD_ID={build_id} build flash"
+
+
 def device_build_id(root: Path) -> str:
     """The build id the firmware reports once built from ``root``: a hash of what goes into the image.
 
@@ -182,8 +187,11 @@ def flash(port: str, firmware: FirmwareBuild, *, baud: int = 460800) -> None:
                             port=port) from None
 
 
-def check_current(reported: str | None, expected: str, *, port: str, skip_flash: bool, log: str = "") -> bool:
+def check_current(reported: str | None, expected: str, *, port: str, skip_flash: bool, log: str = "",
+                  by_hand: str | None = None) -> bool:
     """True when the board must be (re)flashed; under ``skip_flash`` a stale board is a ``FirmwareError``.
+
+    ``by_hand`` is the command that flashes the current firmware by hand, quoted in that error.
 
     Example:
         >>> check_current("3f9c2e1d0a7b", "3f9c2e1d0a7b55aa", port="/dev/ttyUSB0", skip_flash=True)
@@ -195,7 +203,8 @@ def check_current(reported: str | None, expected: str, *, port: str, skip_flash:
         raise FirmwareError(
             f"the firmware on {port} is stale: it reports build hash {reported or '(none)'}, the sources in this "
             f"checkout give {expected[:16]}. Flash the current firmware (drop --tinyml-skip-flash to let pytest do "
-            "it) or check out the sources the board was flashed from", port=port, log=log)
+            f"it{', or by hand: `' + by_hand + '`' if by_hand else ''}) or check out the sources the board was "
+            "flashed from", port=port, log=log)
     return True
 
 
