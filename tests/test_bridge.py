@@ -12,11 +12,12 @@ pytestmark = pytest.mark.filterwarnings(
     "ignore:The structure of `inputs`:UserWarning"
 )
 
-# Every zoo entry the bridge carries; gesture_lstm is the one it refuses (LSTM), tested below.
+# Every zoo entry: the bridge carries them all.
 BRIDGED = [
     "mlp",
     "mobilenet_dscnn",
     "audio_conv1d",
+    "gesture_lstm",
     "gesture_cnn",
     "autoencoder",
     "teacher",
@@ -111,18 +112,34 @@ def test_bridge_carries_skip_connections_nested_models_and_regularizers():
     np.testing.assert_allclose(_outputs(back, data), _outputs(model, data), atol=1e-5)
 
 
-def test_bridge_refuses_lstm_naming_layer_and_fix():
+def test_bridge_covers_the_whole_zoo():
     from pytest_tinyml import zoo
+
+    assert {p if isinstance(p, str) else p.values[0] for p in BRIDGED} == set(zoo.names())
+
+
+def test_bridge_refuses_custom_layers_and_raw_ops_naming_them():
+    import keras
+
     from pytest_tinyml.errors import OptimizationError
     from pytest_tinyml.optimize import to_tf_keras
 
-    model = zoo.build("gesture_lstm")
+    class Scale(keras.layers.Layer):
+        def call(self, x):
+            return 2.0 * x
+
+    inputs = keras.Input((4,))
+    custom = keras.Model(inputs, Scale(name="doubler")(keras.layers.Dense(4)(inputs)), name="scaled")
     with pytest.raises(OptimizationError) as info:
-        to_tf_keras(model)
+        to_tf_keras(custom)
     text = str(info.value)
-    lstm = next(layer for layer in model.layers if type(layer).__name__ == "LSTM")
-    assert f"'{lstm.name}' (LSTM)" in text and "gesture_lstm" in text
-    assert "supported layers" in text
+    assert "'doubler' (Scale)" in text and "'scaled'" in text and "supported layers" in text
+
+    raw = keras.Model(inputs, keras.ops.add(keras.layers.Dense(4)(inputs), 1.0), name="raw")
+    with pytest.raises(
+        OptimizationError, match=r"keras.ops operation 'add(_\d+)?' \(Add\).*keras.layers.Add"
+    ):
+        to_tf_keras(raw)
 
 
 def test_bridge_refuses_unbuilt_sequential_and_custom_activation():

@@ -32,7 +32,7 @@ SUPPORTED_LAYERS = frozenset(
         "Flatten", "Reshape", "Permute", "Dropout", "SpatialDropout1D", "SpatialDropout2D",
         "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate",
         "ZeroPadding1D", "ZeroPadding2D", "Cropping1D", "Cropping2D", "UpSampling1D", "UpSampling2D",
-        "Rescaling",
+        "Rescaling", "LSTM", "GRU",
     }
 )
 # fmt: on
@@ -52,6 +52,12 @@ _NEUTRAL_EXTRA_KEYS = {
     "virtual_batch_size": None,
     "adjustment": None,
     "rms_scaling": False,
+    "zero_output_for_mask": False,
+    "seed": None,
+    "use_cudnn": "auto",
+    "time_major": False,
+    "implementation": 2,
+    "reset_after": True,
 }
 _SERIALIZED_KINDS = {
     "initializer": "initializers",
@@ -98,6 +104,12 @@ def to_tf_keras(model):
         if id(op) not in translated:
             if isinstance(op, keras.Model):
                 translated[id(op)] = to_tf_keras(op)
+            elif not isinstance(op, keras.layers.Layer):
+                raise OptimizationError(
+                    f"Model {model.name!r} applies keras.ops operation {op.name!r} ({type(op).__name__}) directly "
+                    "in its functional graph; the bridge carries layers only. Use the equivalent layer "
+                    "(keras.layers.Add, Multiply, Reshape, Activation, ...) instead."
+                )
             else:
                 layer = _translate_layer(op, tfk, "tf_keras", model.name)
                 translated[id(op)] = layer

@@ -1,7 +1,8 @@
 """Measure what pruning actually reached, and what it buys after compression.
 
 The policy of "prunable weight" is tfmot's: the kernel of Dense and Conv layers, the depthwise kernel of
-DepthwiseConv, the pointwise kernel of SeparableConv. Biases, BatchNorm and the like are never pruned.
+DepthwiseConv, the pointwise kernel of SeparableConv, the input and recurrent kernels of LSTM and GRU. Biases,
+BatchNorm and the like are never pruned.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ _KERNEL_OF = {
     "DepthwiseConv2D": ("depthwise_kernel", "kernel"),
     "SeparableConv1D": ("pointwise_kernel",),
     "SeparableConv2D": ("pointwise_kernel",),
+    "LSTM": ("kernel", "recurrent_kernel"),
+    "GRU": ("kernel", "recurrent_kernel"),
 }
 
 
