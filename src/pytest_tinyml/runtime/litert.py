@@ -119,12 +119,12 @@ class LiteRTRunner:
         return [self._interpreter.get_tensor(index) for index in self._output_index]
 
     def _per_sample(self, arrays: list) -> list:
-        import numpy as np
+        from pytest_tinyml.runtime.quant import stack_samples
 
         self._resize(1)
         count = arrays[0].shape[0]
-        chunks = [self._invoke([a[i : i + 1] for a in arrays]) for i in range(count)]
-        return [np.concatenate([c[k] for c in chunks], axis=0) for k in range(len(self.outputs))]
+        chunks = [[o.copy() for o in self._invoke([a[i : i + 1] for a in arrays])] for i in range(count)]
+        return [stack_samples([c[k] for c in chunks]) for k in range(len(self.outputs))]
 
     def _run(self, x) -> list:
         import numpy as np

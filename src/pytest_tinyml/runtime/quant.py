@@ -124,3 +124,12 @@ def random_like(shape, dtype) -> np.ndarray:
     if dtype.kind == "b":
         return rng.integers(0, 1, size=tuple(shape), endpoint=True).astype(dtype)
     return rng.uniform(-1.0, 1.0, tuple(shape)).astype(dtype)
+
+
+def stack_samples(pieces: list) -> np.ndarray:
+    """Join per-sample outputs so that the first axis is the sample: concatenate batch-1 outputs, stack
+    outputs that have no batch axis of 1 (a squeezed or odd-shaped output).
+    """
+    if all(p.ndim >= 1 and p.shape[0] == 1 for p in pieces):
+        return np.concatenate(pieces, axis=0)
+    return np.stack(pieces, axis=0)

@@ -132,7 +132,7 @@ class TFLMRunner:
     def _run(self, x) -> list:
         import numpy as np
 
-        from pytest_tinyml.runtime.quant import as_input_list, fit_batch
+        from pytest_tinyml.runtime.quant import as_input_list, fit_batch, stack_samples
 
         name = self.artifact.name
         arrays = as_input_list(x, len(self.inputs), name)
@@ -155,7 +155,7 @@ class TFLMRunner:
             raise ModelLoadError(
                 f"TFLite Micro failed to run model {name!r}: {failure}\n{captured.text.strip()[-1500:]}"
             )
-        return [np.concatenate(bucket, axis=0) if bucket else np.zeros((0,) + spec.shape[1:], spec.dtype)
+        return [stack_samples(bucket) if bucket else np.zeros((0,) + spec.shape[1:], spec.dtype)
                 for bucket, spec in zip(results, self.outputs, strict=True)]
 
     def predict_raw(self, x):
