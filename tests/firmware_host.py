@@ -21,11 +21,16 @@ FIRMWARE = Path(__file__).resolve().parents[1] / "firmware"
 FRAME = re.compile(r"^([me])-#(\d+)-(.*)\*([0-9a-f]{8})$")
 
 
+_BUILT: list[Path] = []  # one build per test process, shared by the test modules
+
+
 def build_host(out_dir: Path) -> Path:
     """Build tinyml-host with the firmware's Makefile (-Wall -Wextra -Werror) into ``out_dir``.
 
-    Without make, the same gcc command is run directly.
+    Without make, the same gcc command is run directly. A second call in the same process reuses the first build.
     """
+    if _BUILT:
+        return _BUILT[0]
     if shutil.which("make"):
         command = ["make", "-s", "-C", str(FIRMWARE / "host"), f"OUT={out_dir}"]
     else:
@@ -35,7 +40,8 @@ def build_host(out_dir: Path) -> Path:
                    "-o", str(out_dir / "tinyml-host")]
     proc = subprocess.run(command, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, f"building tinyml-host failed:\n{' '.join(command)}\n{proc.stdout}{proc.stderr}"
-    return out_dir / "tinyml-host"
+    _BUILT.append(out_dir / "tinyml-host")
+    return _BUILT[0]
 
 
 def crc_ok(line: str) -> bool:
