@@ -216,6 +216,8 @@ def convert(
     recorded = {"target": target, "io_dtype": io, **params, "calibration_samples": result["calibration_samples"]}
     if result.get("qat"):
         recorded["qat"] = True
+    if result.get("fixed_batch"):
+        recorded["fixed_batch"] = 1  # recurrent model traced at batch 1 so its loop lowers to builtins
     return TFLiteArtifact.from_bytes(
         content,
         name=source.name,

@@ -49,8 +49,7 @@ def _load(job: dict):
 
         versions["keras"] = keras.__version__
         model = keras.saving.load_model(path, compile=False)
-        return tf.lite.TFLiteConverter.from_keras_model(model), model, versions
-    if kind == "tf_keras":
+    elif kind == "tf_keras":
         import tensorflow_model_optimization as tfmot
         import tf_keras
 
@@ -58,8 +57,30 @@ def _load(job: dict):
         with tfmot.quantization.keras.quantize_scope(), tfmot.sparsity.keras.prune_scope(), \
                 tfmot.clustering.keras.cluster_scope():
             model = tf_keras.models.load_model(path, compile=False)
-        return tf.lite.TFLiteConverter.from_keras_model(model), model, versions
-    return tf.lite.TFLiteConverter.from_saved_model(path), None, versions
+    else:
+        return tf.lite.TFLiteConverter.from_saved_model(path), None, versions
+    if _needs_fixed_batch(model):
+        return _fixed_batch_converter(model), model, versions
+    return tf.lite.TFLiteConverter.from_keras_model(model), model, versions
+
+
+def _needs_fixed_batch(model) -> bool:
+    """A recurrent model with a dynamic batch axis: its TensorList loop only lowers to builtins at batch 1."""
+    recurrent = {"LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional"}
+    dynamic = any(inp.shape[0] is None for inp in model.inputs)
+    return dynamic and bool(set(_layer_classes(model)) & recurrent)
+
+
+def _fixed_batch_converter(model):
+    """A converter for a copy of the model whose inputs have batch size 1 (what TFLite Micro runs anyway)."""
+    import tensorflow as tf
+
+    family = type(model).__module__.split(".")[0]
+    library = __import__("tf_keras" if family == "tf_keras" else "keras")
+    inputs = [library.Input(batch_shape=(1, *inp.shape[1:]), dtype=inp.dtype) for inp in model.inputs]
+    clone = library.models.clone_model(model, input_tensors=inputs if len(inputs) > 1 else inputs[0])
+    clone.set_weights(model.get_weights())
+    return tf.lite.TFLiteConverter.from_keras_model(clone)
 
 
 def _layer_classes(model) -> list[str]:
@@ -160,6 +181,7 @@ def main(job_dir: str) -> int:
         Interpreter(model_content=content).allocate_tensors()
         (job_dir_path / "model.tflite").write_bytes(content)
         result = {
+            "fixed_batch": model is not None and _needs_fixed_batch(model),
             "source_hash": source_hash,
             "versions": versions,
             "calibration_samples": n_samples,

@@ -114,8 +114,10 @@ class _Worker:
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            _kill_group(proc)
+        if proc is not None:
+            if proc.poll() is None:
+                _kill_group(proc)
+            _close_pipes(proc)
 
     def run(self, job_dir: Path, timeout: float) -> int | None:
         with self.lock:
@@ -143,8 +145,18 @@ class _Worker:
                 return int(line)
             # End of file: the worker died during this job. Its exit status says how.
             returncode = proc.wait()
+            _close_pipes(proc)
             self.proc = None
             return returncode if returncode != 0 else 1
+
+
+def _close_pipes(proc: subprocess.Popen) -> None:
+    for pipe in (proc.stdin, proc.stdout):
+        try:
+            if pipe is not None:
+                pipe.close()
+        except OSError:  # a broken pipe to a dead worker: nothing left to flush
+            pass
 
 
 _WORKER = _Worker()
