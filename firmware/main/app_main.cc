@@ -56,17 +56,27 @@ void ConsoleInit() {
 #endif
 }
 
+// Bytes come in blocks (a whole command is usually in the driver's buffer): one driver call per block, not
+// per byte, keeps up with 921600 baud.
 int ReadByte(void*) {
-  uint8_t byte = 0;
-  for (;;) {
+  static uint8_t block[256];
+  static int pos = 0, len = 0;
+  while (pos == len) {
 #if CONFIG_ESP_CONSOLE_USB_SERIAL_JTAG
-    if (usb_serial_jtag_read_bytes(&byte, 1, portMAX_DELAY) == 1) return byte;
+    // Returns what the ring buffer holds (up to the size) as soon as anything is there.
+    len = usb_serial_jtag_read_bytes(block, sizeof block, portMAX_DELAY);
 #else
-    if (uart_read_bytes(static_cast<uart_port_t>(CONFIG_ESP_CONSOLE_UART_NUM), &byte, 1, portMAX_DELAY) == 1) {
-      return byte;
-    }
+    // uart_read_bytes waits for the full length: ask for what is buffered, or block for one byte.
+    const uart_port_t port = static_cast<uart_port_t>(CONFIG_ESP_CONSOLE_UART_NUM);
+    size_t buffered = 0;
+    uart_get_buffered_data_len(port, &buffered);
+    size_t want = buffered == 0 ? 1 : (buffered < sizeof block ? buffered : sizeof block);
+    len = uart_read_bytes(port, block, want, portMAX_DELAY);
 #endif
+    pos = 0;
+    if (len < 0) len = 0;
   }
+  return block[pos++];
 }
 
 void Write(void*, const char* data, size_t len) {
