@@ -84,7 +84,9 @@ class Board:
         try:
             version = self.client.command("tinyml-version")
         except ProtocolError as exc:
-            if getattr(exc, "code", "") == "unknown-command" or "Unknown command: tinyml-version" in str(exc):
+            # our firmware always knows tinyml-version: any refusal means an MLPerf Tiny firmware (whose errors
+            # are `e-[<text>]` without a code)
+            if getattr(exc, "code", "") in ("unknown-command", "error"):
                 self.mlperf_only = True  # a pure MLPerf Tiny firmware: time its built-in model only
                 self._info = {"protocol": "mlperf-tiny", "where": "device", "chip": "unknown"}
                 return self._info
