@@ -29,6 +29,10 @@ void tinyml_fail(tinyml_core *core, int framed, const char *code, const char *fm
   va_start(ap, fmt);
   vsnprintf(message, sizeof message, fmt, ap);
   va_end(ap);
+  /* Messages may quote what was received (an unknown command, a bad hex digit): keep the line ASCII. */
+  for (char *p = message; *p; p++) {
+    if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e) *p = '?';
+  }
   if (framed) {
     tinyml_frame(&core->framer, core->io, 'e', "[%s: %s]", code, message);
   } else {
