@@ -54,8 +54,8 @@ def _ellipse(yy, xx, cy, cx, ry, rx) -> np.ndarray:
 def vww96(n_train: int = 200, n_test: int = 60, seed: int = 0) -> Dataset:
     """96x96x3 scenes, 2 classes: 0 = no person, 1 = person (a head-and-body silhouette).
 
-    Every scene has a colour gradient and 1-3 distractor rectangles; class 1 adds a figure (round head over
-    an upright ellipse body) at a random place, scale and colour.
+    Every scene has a light colour gradient, 1-3 distractor rectangles and 0-2 dark discs; class 1 adds a
+    dark figure (round head over an upright ellipse body) at a random place and scale.
 
     Example:
         >>> vww96(n_train=4, n_test=2).input_shape
@@ -68,25 +68,30 @@ def vww96(n_train: int = 200, n_test: int = 60, seed: int = 0) -> Dataset:
     yy, xx = np.mgrid[0:96, 0:96].astype(np.float64)
     x = np.empty((n, 96, 96, 3))
     for i, label in enumerate(y):
-        c0, c1 = _random_colours(rng, 2)
+        c0, c1 = rng.uniform(0.45, 1.0, (2, 3))  # a lit scene: the figure is a dark silhouette against it
         direction = rng.uniform(0, 2 * np.pi)
         ramp = (np.cos(direction) * xx + np.sin(direction) * yy) / 192.0 + 0.5
         image = ramp[..., None] * c0 + (1.0 - ramp[..., None]) * c1
         for _ in range(rng.integers(1, 4)):
             h, w = rng.integers(8, 40, 2)
             top, left = rng.integers(0, 96 - h), rng.integers(0, 96 - w)
-            image[top : top + h, left : left + w] = _random_colours(rng, 1)[0]
+            image[top : top + h, left : left + w] = rng.uniform(0.3, 1.0, 3)
+        for _ in range(rng.integers(0, 3)):  # dark round distractors: a head alone is not a person
+            r = rng.uniform(3.0, 8.0)
+            image[_ellipse(yy, xx, rng.uniform(r, 96 - r), rng.uniform(r, 96 - r), r, r)] = rng.uniform(
+                0, 0.25, 3
+            )
         if label:
-            head = rng.uniform(4.0, 8.0)
+            head = rng.uniform(5.0, 9.0)
             cx = rng.uniform(2 * head, 96 - 2 * head)
             cy = rng.uniform(head, 96 - 7 * head)
             body = _ellipse(yy, xx, cy + 4.2 * head, cx, 3.2 * head, 1.6 * head)
             mask = _ellipse(yy, xx, cy, cx, head, head) | body
-            image[mask] = _random_colours(rng, 1)[0]
+            image[mask] = rng.uniform(0.0, 0.25, 3)
         x[i] = image
     x = np.clip(x + rng.normal(0.0, 0.04, x.shape), 0.0, 1.0)
     description = (
-        "SYNTHETIC 96x96 RGB scenes (not COCO / Visual Wake Words): gradient background with distractor "
-        "rectangles; class 1 adds a head-and-body silhouette."
+        "SYNTHETIC 96x96 RGB scenes (not COCO / Visual Wake Words): light gradient background with distractor "
+        "rectangles and dark discs; class 1 adds a dark head-and-body silhouette."
     )
     return _split("vww96", x.astype(np.float32), y, n_train, (96, 96, 3), 2, "classification", description)
