@@ -192,3 +192,9 @@ def test_jitter_spreads_the_samples(board_cache):
     with sim(board_cache, "sim:jitter_us=400,seed=3") as jittery:
         result = jittery.benchmark(MODEL, runs=15, warmup=0)
     assert result.latency_us.stdev > 20  # uniform 0..400 us: about 115 us; a quiet sim: about 1 us
+
+
+def test_more_runs_than_the_firmware_keeps_go_in_batches(board_cache):
+    with sim(board_cache, extra=["--max-runs", "8"]) as small:
+        result = small.benchmark(MODEL, runs=20, warmup=2)
+    assert result.latency_us.n == 20 and result.runs == 20

@@ -75,8 +75,7 @@ def run(board, model, inputs, runs: int, warmup: int) -> BoardResult:
             values = np.frombuffer(data, dtype=np.dtype(out_quant.dtype))
             shape = tuple(out_quant.shape[1:]) if len(out_quant.shape) > 1 else (values.size,)
             raw.append(values.reshape(shape) if int(np.prod(shape)) == values.size else values)
-        board._infer(runs, warmup)
-        times = board._samples(runs)
+        times = _timed_runs(board, runs, warmup)
         ops = board._ops()
     except BoardReset:
         board.forget_state()
@@ -98,6 +97,20 @@ def run(board, model, inputs, runs: int, warmup: int) -> BoardResult:
         output_quant=out_quant, ops=ops, log=board.client.log[-4000:])
     board.record(result, artifact)
     return result
+
+
+def _timed_runs(board, runs: int, warmup: int) -> list[int]:
+    """Per-run samples; more runs than the firmware keeps (``max-runs``) go in several batches."""
+    try:
+        batch = max(1, int(board.info.get("max-runs", runs)))
+    except ValueError:
+        batch = runs
+    times: list[int] = []
+    while len(times) < runs:
+        n = min(batch, runs - len(times))
+        board._infer(n, warmup if not times else 0)
+        times += board._samples(n)
+    return times
 
 
 _LAP = re.compile(r"^m-lap-us-(\d+)$")
