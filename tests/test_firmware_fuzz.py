@@ -65,3 +65,27 @@ def test_garbage_and_commands_under_sanitizers(sanitized_host, seed):
     assert all(line.isascii() for line in lines)  # received garbage is never echoed raw
     framed = [line.decode("ascii") for line in lines if line.startswith((b"m-#", b"e-#"))]
     assert len(framed) > 100 and all(crc_ok(line) for line in framed)
+
+
+def test_external_engine_client_under_sanitizers(sanitized_host):
+    import shlex
+    import sys
+    from pathlib import Path
+
+    engine = shlex.join([sys.executable, str(Path(__file__).with_name("firmware_ref_engine.py")), "--die-after", "14"])
+    model = b"REF1" + bytes([6, 0x5A])
+    data = bytes(range(6))
+    commands = [f"tinyml-load model {len(model)} {zlib.crc32(model):08x}",
+                f"tinyml-chunk 0 {model.hex()} {zlib.crc32(model):08x}",
+                f"tinyml-load input 6 {zlib.crc32(data):08x}", f"tinyml-chunk 0 {data.hex()} {zlib.crc32(data):08x}",
+                "tinyml-infer 3 1", "tinyml-outputs", "results", "tinyml-ops", "tinyml-info", "tinyml-arena",
+                "tinyml-heap", "tinyml-infer 3 1", "tinyml-model", "name"]
+    stdin = "".join(c + "%" for c in commands).encode()
+    proc = subprocess.run([str(sanitized_host), "--engine-cmd", engine, "--no-builtin"], input=stdin,
+                          capture_output=True, timeout=120)
+    stderr = proc.stderr.decode(errors="replace")
+    assert proc.returncode == 0 and "Sanitizer" not in stderr and "runtime error" not in stderr, stderr[-3000:]
+    out = proc.stdout.decode("ascii")
+    assert "m-#" in out and "output-data-[0]-[0]-[" in out
+    assert "[engine: external engine exited (status 3)" in out  # it died on its 14th request
+    assert out.count("m-ready") == 1 + len(commands)
