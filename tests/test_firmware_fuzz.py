@@ -4,9 +4,12 @@ command with exactly one m-ready, never crash, never touch memory it does not ow
 from __future__ import annotations
 
 import random
+import shlex
 import shutil
 import subprocess
+import sys
 import zlib
+from pathlib import Path
 
 import pytest
 from firmware_host import FIRMWARE, crc_ok, test_model
@@ -68,10 +71,6 @@ def test_garbage_and_commands_under_sanitizers(sanitized_host, seed):
 
 
 def test_external_engine_client_under_sanitizers(sanitized_host):
-    import shlex
-    import sys
-    from pathlib import Path
-
     engine = shlex.join([sys.executable, str(Path(__file__).with_name("firmware_ref_engine.py")), "--die-after", "14"])
     model = b"REF1" + bytes([6, 0x5A])
     data = bytes(range(6))
