@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
-import subprocess
 import zlib
 
 import pytest
@@ -341,13 +340,6 @@ def test_simulated_panic_reboots_with_reset_reason(board):
     assert b.read_line() == "m-ready"
     assert b.framed("tinyml-version")[0].seq == 1  # all state is gone, sequence numbers restart
     b.framed("tinyml-infer 5 0")  # the re-exec'd program does not panic again
-
-
-def test_stdin_stdout_mode(host_binary):
-    proc = subprocess.run([str(host_binary)], input=b"name%tinyml-version%", capture_output=True, timeout=10)
-    lines = proc.stdout.decode().split("\r\n")
-    assert proc.returncode == 0 and "m-name-dut-[tinyml-bench]" in lines
-    assert [parse_frame(line).body for line in lines if line.startswith("m-#")][0] == "protocol-[1.0]"
 
 
 def test_protocol_md_frames_are_valid_and_every_documented_command_exists(board):
