@@ -252,3 +252,16 @@ def test_a_hung_child_is_killed_and_reported(mlp_int8):
             what="loading",
             timeout=0.001,
         )
+
+
+def test_importing_runtime_and_analyze_loads_no_heavy_module():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, pytest_tinyml.runtime, pytest_tinyml.analyze, pytest_tinyml.c_export\n"
+        "heavy = [m for m in ('numpy', 'tensorflow', 'keras', 'ai_edge_litert', 'tflite_micro') if m in sys.modules]\n"
+        "print(','.join(heavy))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == ""
