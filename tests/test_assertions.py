@@ -146,6 +146,10 @@ def test_parity_error_steps_between_int8_and_a_device_result(int8_model, digits,
     assert "counted on the raw integer outputs" in message
     assert "board's kernels differ" in message
 
+    other_model = dataclasses.replace(drifted, model_sha256="0" * 64)
+    with pytest.raises(TinyMLAssertionError, match="the board ran model sha256 00000000, the reference is"):
+        tinyml.assert_parity(int8_model, other_model, x, max_error_steps=1)
+
     with pytest.raises(ConfigError, match="outputs for 8 samples but x has 9"):
         tinyml.assert_parity(int8_model, result, digits.x_test[:9], max_error_steps=1)
 

@@ -299,6 +299,11 @@ def assert_parity(
     if figures.get("clipped", 0.0) > 0.01:
         hints.append(f"{figures['clipped']:.0%} of the float outputs lie outside the quantized output's range: "
                      "the calibrated range is too narrow; use more, and more varied, representative samples")
+    board_sha = getattr(cand.obj, "model_sha256", None) if cand.kind == "device" else None
+    if board_sha and ref.kind == "tflite" and board_sha != ref.artifact.sha256:
+        context.append(f"  the board ran model sha256 {board_sha[:8]}, the reference is {ref.artifact.sha256[:8]}")
+        hints.append("the board ran a different model than the reference: benchmark the same artifact you "
+                     "compare against")
     if cand.kind == "device" and ref.kind == "tflite":
         hints.append("the board's kernels differ from TFLite's: 1 LSB is rounding; more means a kernel or "
                      "version mismatch (optimized kernels such as ESP-NN), or a different model on the board")
