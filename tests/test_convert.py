@@ -299,3 +299,28 @@ def test_model_trained_on_jax_converts(data):
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["dtype"] == "int8" and result["acc"] >= 0.85
     assert litert_accuracy(bytes.fromhex(result["hex"]), data[2], data[3]) >= result["acc"] - 0.03
+
+
+@pytest.mark.slow
+def test_model_with_a_custom_layer_converts():
+    """The child cannot import custom classes from a test module: such models are traced in this process."""
+    import keras
+
+    @keras.saving.register_keras_serializable(package="test_convert")
+    class Doubling(keras.layers.Layer):
+        def call(self, x):
+            return x * 2.0
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), Doubling(), keras.layers.Dense(2)], name="custom")
+    art = convert(model, "int8", representative=np.random.default_rng(0).random((200, 4)))
+    assert art.name == "custom" and art.inputs[0].dtype == "int8"
+    from ai_edge_litert.interpreter import Interpreter
+
+    x = np.full((1, 4), 0.5, dtype=np.float32)
+    interp = Interpreter(model_content=art.content)
+    interp.allocate_tensors()
+    interp.set_tensor(interp.get_input_details()[0]["index"], art.inputs[0].quantize(x))
+    interp.invoke()
+    got = art.outputs[0].dequantize(interp.get_tensor(interp.get_output_details()[0]["index"]))
+    np.testing.assert_allclose(got, model(x).numpy(), atol=0.05)  # the doubling survived conversion

@@ -34,6 +34,19 @@ META = "meta.json"
 FIX = "fix its permissions, or point --tinyml-cache-dir (ini tinyml_cache_dir) at a writable directory"
 
 
+def model_hash(model) -> str:
+    """sha256 of a Keras / tf_keras model's architecture (layer names made positional) and weights.
+
+    The building block for ``memoize`` keys of model transformations (pruning, QAT, clustering, ...).
+
+    Example:
+        >>> key_parts = {"model": model_hash(model), "sparsity": 0.5}     # doctest: +SKIP
+    """
+    from pytest_tinyml.convert._source import model_hash as _model_hash
+
+    return _model_hash(model)
+
+
 class _Corrupt(Exception):
     """An entry exists but cannot be used; the message says why."""
 
@@ -302,8 +315,11 @@ class TinyMLCache:
             (directory / "history.json").write_text(json.dumps(history))
 
         def load(directory: Path):
+            with warnings.catch_warnings():
+                # The saved optimizer state is not restored on purpose: only the weights are the result.
+                warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+                model.load_weights(str(directory / weights_file))
             ensure_compiled()
-            model.load_weights(str(directory / weights_file))
             return json.loads((directory / "history.json").read_text())
 
         history = self.memoize("fit", parts, produce, save=save, load=load)

@@ -210,6 +210,12 @@ def _advice(job_dir: Path, job: dict, returncode: int) -> str:
             "give the input a fixed batch size (keras.Input(shape, batch_size=1)) or unroll the RNN "
             "(unroll=True); for target='litert' only, select_tf_ops=True keeps them as TF ops"
         )
+    if "Could not locate" in error_text or "Unknown layer" in error_text or "custom_objects" in error_text:
+        return (
+            "the conversion process cannot import a custom layer or function: register it with "
+            "keras.saving.register_keras_serializable in a module the child can import, or export a "
+            "SavedModel yourself (model.export(dir)) and convert that directory"
+        )
     if "representative_dataset" in error_text or "representative dataset" in error_text:
         return "pass representative=x_train (a few hundred samples, batch axis first)"
     if "flex" in error_text.lower() or "not supported" in error_text.lower() or "legalize" in error_text:

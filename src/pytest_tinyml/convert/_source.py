@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_tinyml.errors import ConfigError
+from pytest_tinyml.errors import ConfigError, ConversionError
 
 # Names that are values, not layer names, in Keras configs (dtype policies carry a "name" too).
 _NOT_LAYERS = {"DTypePolicy", "FloatDTypePolicy", "QuantizedDTypePolicy", "Policy"}
@@ -180,14 +180,33 @@ def prepare(model: Any, workdir: Path, name: str | None) -> Source:
     name = name or getattr(model, "name", None) or "model"
     classes = tuple(sorted({type(layer).__name__ for layer in _all_layers(model)}))
     digest = model_hash(model)
-    if family == "keras":
-        path = workdir / "model.keras"
-        model.save(str(path))
-        return Source("keras", str(path), name, digest, layer_classes=classes)
-    # tf_keras (tfmot wrappers included): a tf_keras SavedModel reloads under tfmot's scopes in the child.
-    path = workdir / "tf_keras_savedmodel"
-    model.save(str(path), save_format="tf", include_optimizer=False)
-    return Source("tf_keras", str(path), name, digest, qat=is_qat(model), layer_classes=classes)
+    try:
+        if family == "keras" and _has_custom_layers(model):
+            # The child could not import the custom classes to load a .keras file: trace it here instead.
+            path = workdir / "exported_savedmodel"
+            model.export(str(path), format="tf_saved_model", verbose=False)
+            return Source("saved_model", str(path), name, digest, layer_classes=classes)
+        if family == "keras":
+            path = workdir / "model.keras"
+            model.save(str(path))
+            return Source("keras", str(path), name, digest, layer_classes=classes)
+        # tf_keras (tfmot wrappers included): a tf_keras SavedModel reloads under tfmot's scopes in the child.
+        path = workdir / "tf_keras_savedmodel"
+        model.save(str(path), save_format="tf", include_optimizer=False)
+        return Source("tf_keras", str(path), name, digest, qat=is_qat(model), layer_classes=classes)
+    except Exception as exc:  # custom layers without get_config, unsaveable state, ...
+        raise ConversionError(
+            f"cannot save model {name!r} for the conversion process ({type(exc).__name__}: {exc}). Fix: give "
+            "custom layers get_config() and register them (keras.saving.register_keras_serializable), or "
+            "export a SavedModel yourself (model.export(dir)) and convert that directory"
+        ) from exc
+
+
+def _has_custom_layers(model: Any) -> bool:
+    return any(
+        not (type(layer).__module__ or "").startswith(("keras.", "keras_hub.", "keras_nlp.", "keras_cv."))
+        for layer in _all_layers(model)
+    ) or not type(model).__module__.startswith("keras.")
 
 
 def _all_layers(model: Any):
