@@ -258,8 +258,10 @@ ENTRIES: list[Entry] = [
         dataset="gestures",
         budgets={},
         int8_tflm=False,
-        notes="Full-int8 calibration of a Keras 3 LSTM crashes TF 2.21's converter; float32 and dynamic "
-        "range convert. Use gesture_cnn on a microcontroller.",
+        notes="Not for TFLite Micro. Full-int8 calibration of a Keras 3 LSTM crashes TF 2.21's converter; "
+        "float32 converts only with a fixed batch (a [1, 50, 3] signature; with a free batch axis "
+        "TensorListReserve needs a static shape) and yields WHILE / VAR_HANDLE ops. Use gesture_cnn on a "
+        "microcontroller.",
     ),
     _classifier(
         gesture_cnn,
