@@ -336,3 +336,16 @@ def test_mfcc_features_have_the_mlperf_kws_shape():
     assert features.shape == (2, 49, 10, 1) and features.dtype == np.float32
     np.testing.assert_allclose(features[1, :20], features[0, :20], rtol=1e-4, atol=1e-3)
     assert not np.allclose(features[1, -5:], features[0, -5:])
+
+
+@pytest.mark.parametrize(
+    "module", ["", "._dataset", "._arrays", ".synthetic", ".synthetic_images", ".public"]
+)
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(
+        importlib.import_module("pytest_tinyml.datasets" + module), optionflags=doctest.ELLIPSIS
+    )
+    assert result.failed == 0 and result.attempted > 0

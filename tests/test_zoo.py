@@ -273,3 +273,13 @@ def test_gesture_cnn_converts_to_int8_and_runs_on_tflm_within_budget():
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["out"] == [1, 4]
     assert result["flash"] <= budgets["flash_kb"] * 1024
+
+
+@pytest.mark.parametrize("module", ["__init__", "_checks", "_spec"])
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    name = "pytest_tinyml.zoo" + ("" if module == "__init__" else f".{module}")
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0 and result.attempted > 0
