@@ -189,3 +189,15 @@ def test_importing_optimize_is_cheap():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_bridge_back_refuses_tfmot_wrappers_with_the_fix():
+    import keras
+
+    from pytest_tinyml.errors import OptimizationError
+    from pytest_tinyml.optimize import qat, to_keras3
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    wrapped = qat(model, None, epochs=0)  # fake-quant wrappers, no training
+    with pytest.raises(OptimizationError, match=r"tfmot wrapper\. Strip it first"):
+        to_keras3(wrapped)

@@ -67,7 +67,6 @@ def int8_accuracy(artifact, dataset) -> float:
         (0.5, "polynomial", "tfmot"),
         (0.8, "polynomial", "tfmot"),
         (0.8, "constant", "tfmot"),
-        (0.5, "polynomial", "native"),
         (0.8, "polynomial", "native"),
     ],
 )

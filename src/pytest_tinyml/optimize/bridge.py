@@ -59,6 +59,13 @@ _NEUTRAL_EXTRA_KEYS = {
     "implementation": 2,
     "reset_after": True,
 }
+_TFMOT_WRAPPERS = {
+    "PruneLowMagnitude",
+    "ClusterWeights",
+    "QuantizeWrapper",
+    "QuantizeWrapperV2",
+    "QuantizeLayer",
+}
 _SERIALIZED_KINDS = {
     "initializer": "initializers",
     "regularizer": "regularizers",
@@ -145,13 +152,13 @@ def to_keras3(model):
         raise OptimizationError(
             f"to_keras3 expects a tf_keras model, got {type(model).__name__}; Keras 3 models need no bridge."
         )
-    if not getattr(model, "_is_graph_network", False) and not isinstance(model, tfk.Sequential):
+    if isinstance(model, tfk.Sequential) and not model.built:
+        raise OptimizationError(f"Sequential model {model.name!r} is not built: give it an Input first.")
+    if not getattr(model, "_is_graph_network", False):
         raise OptimizationError(
             f"Model {model.name!r} is a subclassed tf_keras model; only Sequential and functional models "
             "can be rebuilt. Rewrite it as a functional model."
         )
-    if isinstance(model, tfk.Sequential) and not model.built:
-        raise OptimizationError(f"Sequential model {model.name!r} is not built: give it an Input first.")
     inputs = [
         keras.Input(batch_shape=tuple(t.shape), dtype=t.dtype.name, name=t.name.split(":")[0])
         for t in model.inputs
@@ -221,6 +228,12 @@ def _translate_layer(layer, target_lib, target_label: str, model_name: str):
     """Build ``layer``'s twin in ``target_lib`` (the keras or tf_keras module) from its translated config."""
     class_name = type(layer).__name__
     target_cls = getattr(target_lib.layers, class_name, None)
+    if class_name in _TFMOT_WRAPPERS:
+        raise OptimizationError(
+            f"Layer {layer.name!r} ({class_name}) of model {model_name!r} is a tfmot wrapper. Strip it first "
+            "(tfmot.sparsity.keras.strip_pruning / tfmot.clustering.keras.strip_clustering); a QAT model stays "
+            "in tf_keras: convert it from there."
+        )
     if class_name not in SUPPORTED_LAYERS or target_cls is None:
         raise OptimizationError(
             f"Layer {layer.name!r} ({class_name}) of model {model_name!r} cannot be carried to "
