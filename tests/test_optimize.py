@@ -269,6 +269,33 @@ def test_optimize_recipes_memoize_in_tinyml_cache(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
+def test_optimize_accepts_tf_keras_models_without_changing_them(tmp_path):
+    from pytest_tinyml.cache import TinyMLCache
+    from pytest_tinyml.datasets import from_arrays
+    from pytest_tinyml.errors import ConfigError
+    from pytest_tinyml.optimize import cluster, prune
+    from pytest_tinyml.optimize._legacy import tf_keras
+
+    tfk = tf_keras()
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(96, 16)).astype("float32")
+    data = from_arrays(x, (x[:, 0] > 0).astype("int64") + (x[:, 1] > 0))
+    model = tfk.Sequential([tfk.Input((16,)), tfk.layers.Dense(8, activation="relu"), tfk.layers.Dense(3)])
+    before = [w.copy() for w in model.get_weights()]
+    cache = TinyMLCache(tmp_path)
+
+    result = prune(model, data, target_sparsity=0.5, epochs=1, cache=cache)
+    again = prune(model, data, target_sparsity=0.5, epochs=1, cache=cache)
+    assert isinstance(result.model, tfk.Model) and isinstance(again.model, tfk.Model)
+    assert abs(result.sparsity - 0.5) <= 0.02 and again.sparsity == result.sparsity and cache.hits == 1
+    clustered = cluster(model, data, clusters=4, epochs=1)
+    assert isinstance(clustered.model, tfk.Model) and max(clustered.unique_values.values()) <= 4
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
+    with pytest.raises(ConfigError, match="backend='tfmot' for tf_keras"):
+        prune(model, data, backend="native")
+
+
 # --- other Keras backends -----------------------------------------------------------------------------------
 JAX_SCRIPT = """
 import os, sys

@@ -47,10 +47,18 @@ def read_json(directory: Path, name: str) -> dict:
 
 
 def save_keras(model, directory: Path) -> None:
-    model.save(str(directory / "model.keras"))
+    """A Keras 3 model as ``model.keras``; a (stripped) tf_keras model as ``tf_keras_model.keras``."""
+    if type(model).__module__.startswith("tf_keras"):
+        model.save(str(directory / "tf_keras_model.keras"))
+    else:
+        model.save(str(directory / "model.keras"))
 
 
 def load_keras(directory: Path):
+    if (directory / "tf_keras_model.keras").exists():
+        from pytest_tinyml.optimize._legacy import tf_keras
+
+        return tf_keras().models.load_model(str(directory / "tf_keras_model.keras"), compile=False)
     import keras
 
     return keras.saving.load_model(str(directory / "model.keras"), compile=False)

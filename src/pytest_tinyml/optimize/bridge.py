@@ -199,6 +199,39 @@ def to_keras3(model):
     return rebuilt
 
 
+def legacy_copy(model):
+    """A tf_keras copy of ``model`` for tfmot to wrap and train: ``(copy, came_from_keras3)``.
+
+    tfmot's pruning and clustering wrap the layer objects they are given, so training would change the
+    caller's model; a Keras 3 model is rebuilt by :func:`to_tf_keras`, a tf_keras model is cloned with its
+    weights. Anything else raises :class:`OptimizationError`.
+
+    Example:
+        >>> import keras
+        >>> copy, from_keras3 = legacy_copy(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]))
+        >>> from_keras3
+        True
+    """
+    import keras
+
+    from pytest_tinyml.optimize._legacy import tf_keras
+
+    tfk = tf_keras()
+    if isinstance(model, keras.Model):
+        return to_tf_keras(model), True
+    if isinstance(model, tfk.Model):
+        if not getattr(model, "_is_graph_network", False) and not isinstance(model, tfk.Sequential):
+            raise OptimizationError(
+                f"Model {model.name!r} is a subclassed tf_keras model; tfmot needs a Sequential or functional one."
+            )
+        clone = tfk.models.clone_model(model)
+        clone.set_weights(model.get_weights())
+        return clone, False
+    raise OptimizationError(
+        f"Expected a Keras 3 or tf_keras model, got {type(model).__name__}. Pass the keras.Model to optimize."
+    )
+
+
 def _keras3_graph(model):
     """The functional graph behind a Keras 3 model (Sequential keeps one in ``_functional``)."""
     import keras

@@ -87,11 +87,11 @@ def _result(model, clusters: int) -> ClusterResult:
 
 def _cluster(model, dataset, *, clusters, epochs, batch_size, learning_rate, seed):
     from pytest_tinyml.optimize._legacy import tf_keras, tfmot
-    from pytest_tinyml.optimize.bridge import to_keras3, to_tf_keras
+    from pytest_tinyml.optimize.bridge import legacy_copy, to_keras3
 
     tfk, mot = tf_keras(), tfmot()
     clustering = mot.clustering.keras
-    legacy = to_tf_keras(model)
+    legacy, from_keras3 = legacy_copy(model)
     _training.seed_everything(seed)
     try:
         wrapped = clustering.cluster_weights(
@@ -105,7 +105,8 @@ def _cluster(model, dataset, *, clusters, epochs, batch_size, learning_rate, see
         x, y = _training.arrays(dataset, "cluster")
         _training.compile_for(wrapped, dataset, tfk, reference=legacy, learning_rate=learning_rate)
         wrapped.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0)
-    return to_keras3(clustering.strip_clustering(wrapped))
+    stripped = clustering.strip_clustering(wrapped)
+    return to_keras3(stripped) if from_keras3 else stripped
 
 
 def count_unique_values(model) -> dict[str, int]:

@@ -51,7 +51,7 @@ def pipeline(
         ('int8', 0.5)
     """
     from pytest_tinyml.convert import convert, prepare_representative
-    from pytest_tinyml.optimize.bridge import to_tf_keras
+    from pytest_tinyml.optimize.bridge import legacy_copy
     from pytest_tinyml.optimize.pruning import SCHEDULES, prune_tf_keras, ramp
     from pytest_tinyml.optimize.quantization import qat
     from pytest_tinyml.optimize.sparsity import measure_sparsity, tflite_weight_sparsity
@@ -83,7 +83,7 @@ def pipeline(
         _training.seed_everything(seed)
         end_step, frequency = ramp(dataset, batch_size, prune_epochs)
         stripped, _ = prune_tf_keras(
-            to_tf_keras(model),
+            legacy_copy(model)[0],
             dataset,
             target_sparsity=target_sparsity,
             schedule=schedule,

@@ -207,11 +207,11 @@ def prune_tf_keras(
 
 
 def _prune_tfmot(model, dataset, **kwargs):
-    from pytest_tinyml.optimize.bridge import to_keras3, to_tf_keras
+    from pytest_tinyml.optimize.bridge import legacy_copy, to_keras3
 
-    legacy = to_tf_keras(model)
+    legacy, from_keras3 = legacy_copy(model)
     stripped, history = prune_tf_keras(legacy, dataset, **kwargs)
-    return to_keras3(stripped), history
+    return (to_keras3(stripped) if from_keras3 else stripped), history
 
 
 def _prune_native(
@@ -231,6 +231,11 @@ def _prune_native(
 
     from pytest_tinyml.optimize.native_prune import MagnitudePruning
 
+    if not isinstance(model, keras.Model):
+        raise ConfigError(
+            f"prune: backend='native' prunes Keras 3 models; {getattr(model, 'name', 'this model')!r} is a "
+            f"{type(model).__module__.split('.')[0]} {type(model).__name__}. Use backend='tfmot' for tf_keras models."
+        )
     clone = keras.models.clone_model(model)
     clone.set_weights(model.get_weights())
     x, y = _training.arrays(dataset, "prune")
