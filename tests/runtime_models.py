@@ -105,3 +105,23 @@ def topk_float_bytes() -> bytes:
         [keras.Input((16,)), keras.layers.Dense(8), keras.layers.Lambda(lambda t: keras.ops.top_k(t, 3)[0])]
     )
     return _convert(model, (16,), int8=False)
+
+
+@functools.cache
+def conv1d_mean_int8_bytes() -> bytes:
+    """int8 Conv1D -> MaxPool -> GlobalAveragePooling1D (MEAN) -> Dense: the op mix where XNNPACK's int8 MEAN
+    rounds differently from the builtin and TFLite Micro kernels."""
+    import keras
+
+    keras.utils.set_random_seed(RNG_SEED)
+    model = keras.Sequential(
+        [
+            keras.Input((50, 3)),
+            keras.layers.Conv1D(16, 5, padding="same", activation="relu"),
+            keras.layers.MaxPooling1D(2),
+            keras.layers.Conv1D(32, 5, padding="same", activation="relu"),
+            keras.layers.GlobalAveragePooling1D(),
+            keras.layers.Dense(4, activation="softmax"),
+        ]
+    )
+    return _convert(model, (50, 3), int8=True)

@@ -23,14 +23,20 @@ from pytest_tinyml.runtime import isolation
 DEFAULT_BATCH = 1024
 
 
-def new_interpreter(content: bytes, name: str, *, num_threads: int | None = None):
+def new_interpreter(content: bytes, name: str, *, num_threads: int | None = None, reference_kernels: bool = False):
     """An allocated LiteRT interpreter for ``content`` (bytes; never a path). No isolation: see
     :mod:`pytest_tinyml.runtime.isolation`.
-    """
-    from ai_edge_litert.interpreter import Interpreter
 
+    ``reference_kernels=True`` runs LiteRT's builtin kernels without the default XNNPACK delegate: XNNPACK's
+    int8 MEAN rounds differently (up to 4 LSB seen on a Conv1D model) from the builtin kernels that TFLite
+    Micro's agree with exactly.
+    """
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    resolver = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES if reference_kernels else OpResolverType.AUTO
     try:
-        interpreter = Interpreter(model_content=bytes(content), num_threads=num_threads)
+        interpreter = Interpreter(model_content=bytes(content), num_threads=num_threads,
+                                  experimental_op_resolver_type=resolver)
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         raise ModelLoadError(
@@ -64,6 +70,8 @@ def vet_invoke(interpreter) -> None:
 class LiteRTRunner:
     """Batched LiteRT evaluation of one model.
 
+    ``reference_kernels=True`` leaves out the XNNPACK delegate, for bit-level comparison with TFLite Micro.
+
     Example:
         >>> LiteRTRunner(artifact).predict_raw(x[:2]).dtype  # doctest: +SKIP
         dtype('int8')
@@ -71,15 +79,16 @@ class LiteRTRunner:
 
     engine = "litert"
 
-    def __init__(self, artifact, *, batch_size: int = DEFAULT_BATCH, num_threads: int | None = None) -> None:
+    def __init__(self, artifact, *, batch_size: int = DEFAULT_BATCH, num_threads: int | None = None,
+                 reference_kernels: bool = False) -> None:
         from pytest_tinyml.runtime import load
         from pytest_tinyml.runtime.quant import TensorSpec
 
         self.artifact = load(artifact)
         isolation.vet(self.artifact, self.engine)
         self.batch_size = max(1, int(batch_size))
-        self._num_threads = num_threads
-        self._interpreter = new_interpreter(self.artifact.content, self.artifact.name, num_threads=num_threads)
+        self._options = {"num_threads": num_threads, "reference_kernels": reference_kernels}
+        self._interpreter = new_interpreter(self.artifact.content, self.artifact.name, **self._options)
         input_details = self._interpreter.get_input_details()
         output_details = self._interpreter.get_output_details()
         self._input_index = [d["index"] for d in input_details]
@@ -101,7 +110,7 @@ class LiteRTRunner:
                 self._interpreter.resize_tensor_input(index, [batch, *spec.shape[1:]], strict=True)
             self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError):
-            self._interpreter = new_interpreter(self.artifact.content, self.artifact.name, num_threads=self._num_threads)
+            self._interpreter = new_interpreter(self.artifact.content, self.artifact.name, **self._options)
             self._batch = 1
             return False
         self._batch = batch
