@@ -31,6 +31,9 @@ def cache(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def float_model(digits, cache):
+    import keras
+
+    keras.utils.set_random_seed(0)  # same initial weights in both modules: one training, one cache entry
     model = tinyml.zoo.build("mlp", input_shape=digits.input_shape, num_classes=digits.num_classes)
     return cache.fit(model, digits, epochs=30)
 
@@ -199,3 +202,24 @@ def test_argument_errors_name_what_was_given(int8_model, digits):
 def test_error_steps_need_a_quantized_side(float_model, digits):
     with pytest.raises(ConfigError, match="max_error_steps= needs a quantized side"):
         tinyml.assert_parity(float_model, float_model, digits.x_test[:4], max_error_steps=1)
+
+
+def test_a_failure_as_pytest_shows_it(pytester, int8_model):
+    """In a user's run: the report is the failure text, helper frames are hidden, figures reach the summary."""
+    (pytester.path / "model.tflite").write_bytes(int8_model.content)
+    pytester.makepyfile(test_small='''
+        import pytest_tinyml as tinyml
+
+        def test_fits():
+            tinyml.assert_budget("model.tflite", flash_kb=8)
+    ''')
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "E * is over its budget",
+        "E *flash (flatbuffer)*8.0 KB*OVER",
+        "E *raise the budget or prune*",
+        "*tinyml summary*",
+        "test_fits*model*failed",
+    ])
+    assert "_fail(" not in result.stdout.str() and "def assert_budget" not in result.stdout.str()

@@ -76,6 +76,9 @@ def digits():
 def models(digits, tmp_path_factory):
     # Same cache directory as test_assertions: the second module to run finds the model trained.
     cache = tinyml.TinyMLCache(tmp_path_factory.getbasetemp() / "issue4-cache")
+    import keras
+
+    keras.utils.set_random_seed(0)  # same initial weights in both modules: one training, one cache entry
     model = tinyml.zoo.build("mlp", input_shape=digits.input_shape, num_classes=digits.num_classes)
     float_model = cache.fit(model, digits, epochs=30)
     return float_model, cache.convert(float_model, "int8", representative=digits.x_train[:300])
