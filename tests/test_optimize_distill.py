@@ -87,8 +87,8 @@ def test_optimize_distiller_gradients_reach_student_only():
     keras.utils.set_random_seed(0)
     teacher = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
     student = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
-    teacher.trainable = False
     distiller = Distiller(teacher, student, temperature=3.0, alpha=0.5)
+    assert not teacher.trainable
     distiller.compile(optimizer=keras.optimizers.SGD(0.1))
     t_before, s_before = teacher.get_weights(), student.get_weights()
     x = np.random.default_rng(0).normal(size=(8, 4)).astype("float32")

@@ -86,7 +86,9 @@ def logits_of(model):
 class Distiller(keras.Model):
     """A ``keras.Model`` that trains ``student`` from labels and a frozen ``teacher``'s softened logits.
 
-    ``distiller(x)`` returns the student's logits; ``compute_loss`` adds :func:`distillation_loss`. Written
+    ``distiller(x)`` returns the student's logits; ``compute_loss`` is :func:`distillation_loss` plus the
+    student's regularization losses (sample weights are not applied). The teacher is frozen
+    (``teacher.trainable = False``) when the Distiller is built. Written
     with ``keras.ops`` and ``compute_loss`` (no backend-specific ``train_step``): tested on TensorFlow and
     JAX; nothing in it is specific to a backend, so torch should work too (not installed here, untested).
 
@@ -101,6 +103,7 @@ class Distiller(keras.Model):
             raise ConfigError(f"Distiller: temperature={temperature} must be > 0.")
         if not 0.0 <= alpha <= 1.0:
             raise ConfigError(f"Distiller: alpha={alpha} must be in [0, 1].")
+        teacher.trainable = False  # frozen: its weights are not Distiller's to train
         self.teacher = teacher
         self.student = student
         self.temperature = float(temperature)
@@ -114,9 +117,9 @@ class Distiller(keras.Model):
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         teacher_logits = keras.ops.stop_gradient(self._teacher_logits(x, training=False))
         loss = distillation_loss(y, y_pred, teacher_logits, temperature=self.temperature, alpha=self.alpha)
-        extra = self.student.losses  # the student's regularizers
-        if extra:
-            loss = loss + keras.ops.sum(keras.ops.stack([keras.ops.sum(x) for x in extra]))
+        regularizers = self.student.losses
+        if regularizers:
+            loss = loss + keras.ops.sum(keras.ops.stack([keras.ops.sum(term) for term in regularizers]))
         return loss
 
 
