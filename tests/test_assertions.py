@@ -123,7 +123,9 @@ def test_parity_error_steps_between_int8_and_a_device_result(int8_model, digits,
     from pytest_tinyml.latency import LatencyStats
 
     x = digits.x_test[:8]
-    runner = tinyml.runtime.tflm.TFLMRunner(int8_model)
+    from pytest_tinyml.runtime.tflm import TFLMRunner
+
+    runner = TFLMRunner(int8_model)
     raw = np.asarray(runner.predict_raw(x))
     quant = int8_model.outputs[0]
     result = BoardResult(latency_us=LatencyStats.from_samples([100.0, 110.0]), arena_used_bytes=None,

@@ -29,6 +29,7 @@ class Model:
     name: str
     recipe: str
     artifact: Any = None  # TFLiteArtifact for kind "tflite"
+    reference_runner: Any = None  # LiteRT without XNNPACK, made on first use
 
     @property
     def output_quant(self):
@@ -155,16 +156,31 @@ def artifact_of(model: Model):
     raise ConfigError(f"{model.describe()} is a board result, not a model; give {ACCEPTED}")
 
 
-def outputs_of(model: Model, x: np.ndarray, role: str) -> np.ndarray:
-    """Float outputs of ``model`` on ``x`` (first axis = sample). Quantized outputs come dequantized."""
+def _litert(model: Model, reference_kernels: bool):
+    from pytest_tinyml import runtime
+
+    if not reference_kernels:
+        return runtime.runner(model.artifact, engine="litert")
+    # No XNNPACK: its int8 kernels (e.g. MEAN) round differently from TFLite Micro's by a few LSB.
+    if model.reference_runner is None:
+        from pytest_tinyml.runtime.litert import LiteRTRunner
+
+        model.reference_runner = LiteRTRunner(model.artifact, reference_kernels=True)
+    return model.reference_runner
+
+
+def outputs_of(model: Model, x: np.ndarray, role: str, *, reference_kernels: bool = False) -> np.ndarray:
+    """Float outputs of ``model`` on ``x`` (first axis = sample). Quantized outputs come dequantized.
+
+    ``reference_kernels=True`` runs a TFLite model on LiteRT's builtin kernels, the ones TFLite Micro
+    matches bit for bit (for comparisons with a board).
+    """
     if model.kind == "keras":
         predict = getattr(model.obj, "predict", None)
         raw = predict(x, verbose=0) if predict is not None else model.obj(x)
         outputs = single_output(raw, role)
     elif model.kind == "tflite":
-        from pytest_tinyml import runtime
-
-        outputs = single_output(runtime.predict(model.artifact, x, engine="litert"), role)
+        outputs = single_output(_litert(model, reference_kernels).predict(x), role)
     else:
         outputs = single_output(model.obj.outputs, role)
     if len(outputs) != len(x):
@@ -174,13 +190,12 @@ def outputs_of(model: Model, x: np.ndarray, role: str) -> np.ndarray:
     return outputs
 
 
-def raw_outputs_of(model: Model, x: np.ndarray):
+def raw_outputs_of(model: Model, x: np.ndarray, *, reference_kernels: bool = False):
     """Integer outputs before dequantization, or None when the model has none to give."""
     if model.kind == "device":
         raw = getattr(model.obj, "raw_outputs", None)
         return None if raw is None else np.asarray(raw)
     if model.kind == "tflite" and model.output_quant is not None:
-        from pytest_tinyml import runtime
-
-        return single_output(runtime.predict_raw(model.artifact, x, engine="litert"), "raw outputs").astype(np.int64)
+        raw = _litert(model, reference_kernels).predict_raw(x)
+        return single_output(raw, "raw outputs").astype(np.int64)
     return None
