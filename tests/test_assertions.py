@@ -138,6 +138,12 @@ def test_parity_error_steps_between_int8_and_a_device_result(int8_model, digits,
     assert recorded["tinyml.model"] == int8_model.name and recorded["tinyml.where"] == "host-sim"
     assert recorded["tinyml.max_error_steps"] == figures["max_error_steps"]
 
+    # Without raw integers, steps come from the dequantized floats: exactly 1 LSB off everywhere still passes.
+    one_lsb = np.clip(raw.astype(np.int16) + 1, -128, 127).astype(np.int8)
+    dequantized_only = dataclasses.replace(result, raw_outputs=None, outputs=quant.dequantize(one_lsb))
+    figures = tinyml.assert_parity(int8_model, dequantized_only, x, max_error_steps=1)
+    assert "steps_from" not in figures and figures["max_error_steps"] == pytest.approx(1.0, abs=1e-5)
+
     # A board whose kernel rounds differently on one output: 3 LSB off.
     off = raw.copy()
     off[2, 4] = np.clip(int(off[2, 4]) + 3, -128, 127) if off[2, 4] < 125 else off[2, 4] - 3
