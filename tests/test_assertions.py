@@ -224,7 +224,7 @@ def test_a_failure_as_pytest_shows_it(pytester, int8_model):
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([
-        "E * is over its budget",
+        "E *: TFLite 'model' (sha256 *) is over its budget",
         "E *flash (flatbuffer)*8.0 KB*OVER",
         "E *raise the budget or prune*",
         "*tinyml summary*",

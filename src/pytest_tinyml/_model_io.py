@@ -63,7 +63,8 @@ class Model:
             sha = getattr(self.obj, "model_sha256", None)
             return f"{chip} ({self.where}) result" + (f", model sha256 {sha[:8]}" if sha else "")
         sha = getattr(self.artifact, "sha256", "") or ""
-        return f"{self.recipe} TFLite {self.name!r}" + (f" (sha256 {sha[:8]})" if sha else "")
+        recipe = "" if self.recipe in ("unknown", "tflite") else self.recipe + " "  # a file of unknown origin
+        return f"{recipe}TFLite {self.name!r}" + (f" (sha256 {sha[:8]})" if sha else "")
 
 
 def _is_integer(dtype) -> bool:
