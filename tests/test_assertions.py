@@ -69,6 +69,37 @@ def test_accuracy_drop_failure_reads_like_a_report(float_model, miscalibrated, d
     assert isinstance(failure.value, AssertionError)
 
 
+@pytest.fixture(scope="module")
+def anomaly():
+    return tinyml.datasets.load("anomaly")
+
+
+@pytest.fixture(scope="module")
+def autoencoders(anomaly, cache):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    untrained = tinyml.zoo.build("autoencoder", input_shape=anomaly.input_shape)
+    keras.utils.set_random_seed(0)
+    trained = cache.fit(tinyml.zoo.build("autoencoder", input_shape=anomaly.input_shape), anomaly, epochs=20)
+    return untrained, trained, cache.convert(trained, "int8", representative=anomaly.x_train[:300])
+
+
+def test_autoencoder_drop_is_measured_in_roc_auc(autoencoders, anomaly):
+    untrained, trained, int8 = autoencoders
+    figures = tinyml.assert_accuracy_drop(trained, int8, anomaly.x_test, anomaly.y_test, max_drop=0.02)
+    assert figures["metric"] == "roc_auc" and figures["reference_roc_auc"] > 0.85
+
+    with pytest.raises(TinyMLAssertionError) as failure:
+        tinyml.assert_accuracy_drop(trained, untrained, anomaly.x_test, anomaly.y_test, max_drop=0.02)
+    message = str(failure.value)
+    print(message)
+    assert message.startswith("ROC AUC dropped by ")
+    assert "candidate: Keras model 'autoencoder' (float)" in message
+    with pytest.raises(ConfigError, match="unknown metric 'f1'"):
+        tinyml.assert_accuracy_drop(trained, int8, anomaly.x_test, anomaly.y_test, metric="f1")
+
+
 def test_budget_passes_with_flash_and_host_arena(int8_model):
     figures = tinyml.assert_budget(int8_model, flash_kb=64, arena_kb=16)
     assert figures["flash_kb"] == pytest.approx(int8_model.size / 1024)

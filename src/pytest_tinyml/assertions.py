@@ -81,10 +81,38 @@ def _quantized_hints(candidate: _model_io.Model) -> list[str]:
 # ---------------------------------------------------------------------------------------------- accuracy
 
 
-def assert_accuracy_drop(reference, candidate, x, y, *, max_drop: float = 0.01) -> dict:
-    """Fail when the candidate's accuracy on ``(x, y)`` is more than ``max_drop`` below the reference's.
+# name: (label in the report, score(y, outputs, x)); higher is better for each.
+_TASK_METRICS = {
+    "accuracy": ("accuracy", lambda y, out, x: metrics.accuracy(y, out)),
+    "top5": ("top-5 accuracy", lambda y, out, x: metrics.top_k_accuracy(y, out, k=5)),
+    "roc_auc": ("ROC AUC", lambda y, out, x: metrics.roc_auc(y, metrics.reconstruction_error(x, out))),
+}
 
-    ``max_drop`` is a fraction (0.01 = one point). Returns the figures (accuracies and drop).
+
+def _task_metric(metric, inputs: np.ndarray, outputs: np.ndarray):
+    """(name, label, score function) for ``metric``; "auto" is ROC AUC for an autoencoder, else accuracy."""
+    if callable(metric):
+        name = getattr(metric, "__name__", "metric")
+        return name, name, lambda y, out, x: float(metric(y, out))
+    if metric == "auto":
+        # An output shaped like its input is a reconstruction: score anomalies by reconstruction error.
+        metric = "roc_auc" if outputs.shape == inputs.shape else "accuracy"
+    if metric not in _TASK_METRICS:
+        raise ConfigError(
+            f"unknown metric {metric!r}: use 'auto', {', '.join(repr(m) for m in _TASK_METRICS)}, "
+            "or a function (y, outputs) -> score where higher is better"
+        )
+    label, score = _TASK_METRICS[metric]
+    return metric, label, score
+
+
+def assert_accuracy_drop(reference, candidate, x, y, *, max_drop: float = 0.01, metric="auto") -> dict:
+    """Fail when the candidate's score on ``(x, y)`` is more than ``max_drop`` below the reference's.
+
+    ``metric`` is ``"accuracy"``, ``"top5"``, ``"roc_auc"`` (of the reconstruction error, for
+    autoencoders: ``y`` is 1 for anomalies), a function ``(y, outputs) -> score``, or ``"auto"`` (ROC AUC
+    when the model reconstructs its input, accuracy otherwise). ``max_drop`` is a fraction (0.01 = one
+    point). Returns the figures (both scores and the drop).
 
     Example:
         >>> assert_accuracy_drop(float_model, int8_model, ds.x_test, ds.y_test, max_drop=0.01)  # doctest: +SKIP
@@ -97,21 +125,29 @@ def assert_accuracy_drop(reference, candidate, x, y, *, max_drop: float = 0.01) 
     labels = np.asarray(y)
     if len(labels) != len(inputs):
         raise ConfigError(f"x has {len(inputs)} samples but y has {len(labels)} labels: give one label per sample")
-    ref_acc = metrics.accuracy(labels, _model_io.outputs_of(ref, inputs, "reference"))
-    cand_acc = metrics.accuracy(labels, _model_io.outputs_of(cand, inputs, "candidate"))
-    drop = ref_acc - cand_acc
-    figures = {"reference_accuracy": ref_acc, "accuracy": cand_acc, "drop": drop, "samples": len(inputs)}
-    report.record(model=cand.name, recipe=cand.recipe, accuracy=cand_acc, drop=drop,
-                  reference_accuracy=ref_acc, where=cand.where)
+    ref_out = _model_io.outputs_of(ref, inputs, "reference")
+    name, label, score = _task_metric(metric, inputs, ref_out)
+    ref_score = score(labels, ref_out, inputs)
+    cand_score = score(labels, _model_io.outputs_of(cand, inputs, "candidate"), inputs)
+    drop = ref_score - cand_score
+    figures = {"metric": name, f"reference_{name}": ref_score, name: cand_score, "drop": drop,
+               "samples": len(inputs)}
+    report.record(model=cand.name, recipe=cand.recipe, **{name: cand_score, f"reference_{name}": ref_score},
+                  drop=drop, where=cand.where)
     # A hair of tolerance: accuracies are ratios of counts and 0.01 may not be exact in binary.
     if drop > max_drop + 1e-12:
-        wrong = int(round(drop * len(inputs)))
+        context = [f"  reference: {ref.describe()}", f"  candidate: {cand.describe()}"]
+        if name == "accuracy":
+            context.append(f"  on {len(inputs)} samples: about {int(round(drop * len(inputs)))} more misclassified")
+        elif name == "roc_auc":
+            context.append(f"  on {len(inputs)} samples; anomaly score = reconstruction error (mean squared)")
+        else:
+            context.append(f"  on {len(inputs)} samples")
         _fail(
-            f"accuracy dropped by {drop * 100:.2f} points, more than the allowed {max_drop * 100:.2f}",
-            [f"  reference: {ref.describe()}", f"  candidate: {cand.describe()}",
-             f"  on {len(inputs)} samples: about {wrong} more misclassified"],
+            f"{label} dropped by {drop * 100:.2f} points, more than the allowed {max_drop * 100:.2f}",
+            context,
             ["metric", "reference", "candidate", "difference", "budget"],
-            [["accuracy", _fmt(ref_acc), _fmt(cand_acc), _fmt(-drop, "{:+.4f}"), f"drop <= {max_drop:.4f}"]],
+            [[label, _fmt(ref_score), _fmt(cand_score), _fmt(-drop, "{:+.4f}"), f"drop <= {max_drop:.4f}"]],
             _quantized_hints(cand),
         )
     return figures
