@@ -18,43 +18,12 @@ import math
 import numpy as np
 
 from pytest_tinyml import _model_io, metrics, report
-from pytest_tinyml.errors import ConfigError, TinyMLAssertionError
+from pytest_tinyml._failure import fail as _fail
+from pytest_tinyml._failure import fmt as _fmt
+from pytest_tinyml._failure import quantized_hints as _quantized_hints
+from pytest_tinyml.errors import ConfigError
 
 __all__ = ["assert_accuracy_drop", "assert_budget", "assert_parity", "assert_tflm_compatible"]
-
-HINT_CALIBRATION = "more calibration samples (representative=x_train[:500], drawn like the test data)"
-HINT_QAT = "try QAT: pytest_tinyml.optimize.qat (quantization-aware training)"
-HINT_PER_CHANNEL = "per-channel weight quantization (the int8 recipe's default) instead of per-tensor"
-HINT_SCALE = "check that x is scaled like the representative data (e.g. 0..1 vs 0..255)"
-
-
-def _fmt(value, spec: str = "{:.4f}") -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float) and math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    return spec.format(value)
-
-
-def _table(headings: list[str], rows: list[list[str]]) -> list[str]:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headings)]
-    lines = ["  " + "  ".join(h.ljust(w) for h, w in zip(headings, widths, strict=True)).rstrip()]
-    lines.append("  " + "  ".join("-" * w for w in widths))
-    lines.extend("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows)
-    return lines
-
-
-def _fail(title: str, context: list[str], headings: list[str], rows: list[list[str]], hints: list[str]):
-    __tracebackhide__ = True
-    lines = [title, *context, "", *_table(headings, rows)]
-    if hints:
-        lines += ["", "what to try:"] + [f"  - {hint}" for hint in hints]
-    raise TinyMLAssertionError("\n".join(lines))
-
 
 def _check_budget(name: str, value, *, allow_none: bool = True, upper: float | None = None,
                   negative_ok: bool = False):
@@ -66,16 +35,6 @@ def _check_budget(name: str, value, *, allow_none: bool = True, upper: float | N
         bound = f"between 0 and {upper}" if upper is not None else ">= 0"
         raise ConfigError(f"{name} must be {bound}, got {value!r}")
     return float(value)
-
-
-def _quantized_hints(candidate: _model_io.Model) -> list[str]:
-    recipe = candidate.recipe.lower()
-    hints = [HINT_CALIBRATION]
-    if "int8" in recipe or "int16" in recipe or candidate.output_quant is not None:
-        hints += [HINT_QAT, HINT_PER_CHANNEL]
-    if candidate.kind == "keras":
-        hints = ["the candidate is a float Keras model: compare the same weights, or retrain with the same seed"]
-    return hints + [HINT_SCALE]
 
 
 # ---------------------------------------------------------------------------------------------- accuracy
