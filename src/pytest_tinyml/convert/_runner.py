@@ -9,6 +9,7 @@ import select
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -17,6 +18,8 @@ from pytest_tinyml.convert._child import EXIT_EXCEPTION
 from pytest_tinyml.errors import ConversionError
 
 STDERR_TAIL_LINES = 25
+# `python -m` puts the working directory first on sys.path: a project's keras.py must not shadow Keras there.
+NEUTRAL_CWD = tempfile.gettempdir()
 RECURRENT = {"LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "ConvLSTM1D", "ConvLSTM2D", "LSTMCell", "GRUCell"}
 MCU_ADVICE = "use the float32 or dynamic_range recipe, or an MCU-friendly architecture such as gesture_cnn"
 
@@ -31,7 +34,12 @@ def child_env() -> dict:
     env["CUDA_VISIBLE_DEVICES"] = "-1"
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONFAULTHANDLER"] = "1"
-    env.setdefault("PYTHONWARNINGS", "ignore")
+    # The child runs from a neutral directory: make sure it imports this very pytest_tinyml, and that
+    # relative PYTHONPATH entries still point where they did.
+    package_root = str(Path(__file__).resolve().parents[2])
+    entries = [os.path.abspath(p) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env["PYTHONPATH"] = os.pathsep.join([package_root, *[p for p in entries if p != package_root]])
+    env["PYTHONWARNINGS"] = "ignore"  # a user's PYTHONWARNINGS=error must not fail TF's own warnings
     return env
 
 
@@ -82,7 +90,8 @@ def _run_fresh(job_dir: Path, timeout: float) -> int | None:
     """One process for one job: its exit code, or None when it was killed at the timeout."""
     with open(job_dir / "stdout.txt", "ab") as out, open(job_dir / "stderr.txt", "ab") as err:
         proc = subprocess.Popen(_command(str(job_dir)), stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                                env=child_env(), start_new_session=True)  # own group: a hang is killed whole
+                                env=child_env(), cwd=NEUTRAL_CWD,
+                                start_new_session=True)  # own group: a hang is killed whole
         try:
             return proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -107,7 +116,7 @@ class _Worker:
     def _start(self) -> subprocess.Popen:
         self.proc = subprocess.Popen(
             _command("--serve"), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            env=child_env(), start_new_session=True,
+            env=child_env(), cwd=NEUTRAL_CWD, start_new_session=True,
         )
         self.jobs, self.pid = 0, os.getpid()
         return self.proc
