@@ -98,7 +98,7 @@ def resolve(value, role: str, *, device_ok: bool = False) -> Model:
     if _is_device_result(value):
         if not device_ok:
             raise ConfigError(
-                f"{role} is a board result; only the candidate of assert_parity may be one. "
+                f"{role} is a board result; only the candidate of assert_parity or assert_accuracy_drop may be one. "
                 f"Give {ACCEPTED} here"
             )
         info = getattr(value, "info", None) or {}
