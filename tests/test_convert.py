@@ -186,14 +186,18 @@ def test_artifact_records_where_it_came_from(artifacts, trained, data):
     assert {"tensorflow", "keras", "python", "pytest_tinyml"} <= set(art.versions)
     assert art.versions["tensorflow"].startswith("2.")
     assert len({a.sha256 for a in artifacts.values()}) == len(RECIPES)
+    # Conversion is deterministic: the cache may hand out what an earlier session converted.
+    assert convert(trained, "int8", representative=data[0]).sha256 == art.sha256
 
 
 # --- other sources and I/O types --------------------------------------------------------------------------
 
 
 @pytest.mark.slow
-def test_keras_file_to_uint8_litert_warns_on_few_samples(trained, data, tmp_path):
+def test_keras_file_to_uint8_litert_warns_on_few_samples(trained, data, tmp_path, monkeypatch):
     from pytest_tinyml.convert._source import model_hash
+
+    monkeypatch.setenv("PYTEST_TINYML_CONVERT_REUSE", "0")  # this one in a fresh process of its own
 
     path = tmp_path / "digits_mlp.keras"
     trained.save(path)

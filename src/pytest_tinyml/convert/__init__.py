@@ -10,6 +10,10 @@ Recipes (``RECIPES``): ``float32``, ``dynamic_range``, ``float16``, ``int8`` (fu
 What runs where: every recipe loads in LiteRT. TFLite Micro runs ``float32``, ``int8`` and ``int16x8``
 (for the ops it has 16x8 kernels for); it has no hybrid kernels for ``dynamic_range`` and no float16
 weights for ``float16``: those two are for LiteRT (phones, Linux boards).
+
+Conversions go to one long-lived worker process per Python process (TensorFlow is imported there once);
+a crash or a hang ends only that worker, and the next conversion starts a new one. Set
+``PYTEST_TINYML_CONVERT_REUSE=0`` for a fresh process per conversion.
 """
 
 from __future__ import annotations
