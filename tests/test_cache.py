@@ -326,3 +326,38 @@ def test_two_processes_converting_the_same_key_make_one_entry(tmp_path):
     assert sorted(r["misses"] for r in results) == [0, 1] and sorted(r["hits"] for r in results) == [0, 1]
     entries = [p for p in (tmp_path / "convert").glob("*/*") if p.is_dir()]
     assert len(entries) == 1 and (entries[0] / "model.tflite").stat().st_size > 0
+
+
+# --- the tinyml_cache fixture, as a user sees it -------------------------------------------------------------
+
+FIXTURE_TEST = """
+from pathlib import Path
+
+def test_memoize(tinyml_cache):
+    calls = []
+    def produce():
+        calls.append(1)
+        return "v"
+    save = lambda value, d: (d / "v.txt").write_text(value)
+    load = lambda d: (d / "v.txt").read_text()
+    assert tinyml_cache.memoize("user", {"a": 1}, produce, save=save, load=load) == "v"
+    assert tinyml_cache.memoize("user", {"a": 1}, produce, save=save, load=load) == "v"
+    assert calls == [1]
+"""
+
+
+def test_fixture_uses_the_cache_dir_option(pytester):
+    pytester.makepyfile(FIXTURE_TEST)
+    cache_dir = pytester.path / "my-cache"
+    result = pytester.runpytest_subprocess(f"--tinyml-cache-dir={cache_dir}", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    assert len(list((cache_dir / "user").glob("*/*/meta.json"))) == 1
+
+
+def test_fixture_with_an_unwritable_cache_dir_says_how_to_fix_it(pytester):
+    pytester.makepyfile(FIXTURE_TEST)
+    blocker = pytester.path / "blocked"
+    blocker.write_text("not a directory")
+    result = pytester.runpytest_subprocess(f"--tinyml-cache-dir={blocker}", "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*CacheError*not writable*--tinyml-cache-dir*"])
