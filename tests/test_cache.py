@@ -211,6 +211,7 @@ def digits():
     return ds
 
 
+@pytest.mark.slow
 def test_fit_trains_once_then_loads_identical_weights(tmp_path, digits):
     cache = TinyMLCache(tmp_path)
     cold_model = tiny_classifier(digits.x_train.shape[1])
@@ -261,6 +262,23 @@ def test_fit_corrupt_weights_are_rebuilt(tmp_path, digits):
     ours = [str(w.message) for w in caught if issubclass(w.category, CacheWarning)]
     assert len(ours) == 1 and "model.keras does not match its sha256" in ours[0]
     assert cache.misses == 2 and cache.rebuilds == 1
+
+
+@pytest.mark.slow
+def test_fit_caches_tf_keras_models_too(tmp_path, digits):
+    import tf_keras
+
+    def build():
+        tf_keras.utils.set_random_seed(4)
+        return tf_keras.Sequential([tf_keras.Input((64,)), tf_keras.layers.Dense(10, activation="softmax")])
+
+    cache = TinyMLCache(tmp_path)
+    first = cache.fit(build(), digits, epochs=2)
+    second = cache.fit(build(), digits, epochs=2)
+    assert (cache.misses, cache.hits) == (1, 1)
+    for a, b in zip(first.get_weights(), second.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert list((tmp_path / "fit").glob("*/*/weights.h5"))
 
 
 def test_fit_refuses_what_it_cannot_key(tmp_path, digits):
