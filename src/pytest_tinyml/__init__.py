@@ -23,6 +23,7 @@ _LAZY = {
     "metrics": ("pytest_tinyml.metrics", None),
     "analyze": ("pytest_tinyml.analyze", None),
     "runtime": ("pytest_tinyml.runtime", None),
+    "strategies": ("pytest_tinyml.strategies", None),
     "errors": ("pytest_tinyml.errors", None),
     "history": ("pytest_tinyml.history", None),
     "convert": ("pytest_tinyml.convert", "convert"),

@@ -10,6 +10,7 @@ import pytest
 
 from pytest_tinyml import options
 from pytest_tinyml import report as tinyml_report
+from pytest_tinyml.history import hooks as history_hooks
 
 NO_BOARD_REASON = (
     "needs a board: run with --tinyml-board=/dev/ttyUSB0 (a serial port, rfc2217://host:port, "
@@ -35,7 +36,7 @@ def pytest_configure(config):
     collector = tinyml_report.Collector()
     config.stash[_COLLECTOR] = collector
     config.pluginmanager.register(_SummaryPlugin(collector), "tinyml-summary")
-    __import__("pytest_tinyml.history.hooks", fromlist=["register"]).register(config)  # latency history
+    history_hooks.register(config)
 
 
 def pytest_report_header(config):
@@ -45,10 +46,14 @@ def pytest_report_header(config):
     return None
 
 
-def pytest_runtest_setup(item):
-    marker = item.get_closest_marker("tinyml_board")
-    if marker is not None and not options.boards(item.config):
-        pytest.skip(NO_BOARD_REASON)
+def pytest_collection_modifyitems(config, items):
+    # A skip marker (rather than pytest.skip in setup) so the report points at the test, not at this file.
+    if options.boards(config):
+        return
+    skip = pytest.mark.skip(reason=NO_BOARD_REASON)
+    for item in items:
+        if item.get_closest_marker("tinyml_board") is not None:
+            item.add_marker(skip)
 
 
 @pytest.hookimpl(wrapper=True)

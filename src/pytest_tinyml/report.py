@@ -24,6 +24,7 @@ COLUMNS = [
     ("flash_kb", "flash KB", "{:.1f}"),
     ("arena_kb", "arena KB", "{:.1f}"),
     ("accuracy", "accuracy", "{:.4f}"),
+    ("roc_auc", "ROC AUC", "{:.4f}"),
     ("drop", "drop", "{:+.4f}"),
     ("top1_agreement", "top-1 agree", "{:.4f}"),
     ("max_error_steps", "max err steps", "{:.0f}"),
