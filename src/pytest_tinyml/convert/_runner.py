@@ -59,7 +59,7 @@ def run_child(job_dir: Path, job: dict, *, timeout: float, label: str) -> dict:
         returncode = _WORKER.run(job_dir, timeout)
     if returncode is None:
         raise ConversionError(
-            _report(job_dir, job, label, f"hung: no result after {timeout:.0f} s (timeout), killed",
+            _report(job_dir, job, label, f"hung: no result after {timeout:g} s (timeout), killed",
                     suggestion=_timeout_advice(job))
         )
     elapsed = time.monotonic() - started
