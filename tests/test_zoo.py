@@ -283,3 +283,13 @@ def test_docstring_examples_run(module):
     name = "pytest_tinyml.zoo" + ("" if module == "__init__" else f".{module}")
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0
+
+
+def test_default_seed_makes_builds_identical():
+    """Same initial weights every session by default, so the training cache hits; seed=None stays random."""
+    import numpy as np
+
+    first, second = zoo.build("student", input_shape=(8,), num_classes=3), zoo.build("student", input_shape=(8,), num_classes=3)
+    assert all(np.array_equal(a, b) for a, b in zip(first.get_weights(), second.get_weights(), strict=True))
+    third = zoo.build("student", input_shape=(8,), num_classes=3, seed=None)
+    assert not all(np.array_equal(a, b) for a, b in zip(first.get_weights(), third.get_weights(), strict=True))

@@ -62,15 +62,17 @@ def build(
     input_shape: tuple[int, ...] | None = None,
     num_classes: int | None = None,
     *,
-    seed: int | None = None,
+    seed: int | None = 0,
     **hyperparams: Any,
 ):
     """Build the untrained, uncompiled Keras 3 model ``name``.
 
     ``input_shape`` (without the batch axis) and ``num_classes`` default to the spec's. ``hyperparams`` are
     the builder's keyword arguments (``spec(name).hyperparams`` lists them with their defaults). ``seed``
-    seeds Keras's global random state first (``keras.utils.set_random_seed``) so that the initial weights are
-    reproducible. Models with BatchNorm take ``bn_momentum`` (Keras's 0.99 by default, as the references);
+    (default 0) seeds Keras's global random state first (``keras.utils.set_random_seed``): the initial weights
+    are the same every session, so ``tinyml_cache.fit`` finds the trained model instead of training it again.
+    ``seed=None`` leaves the random state alone. Models with BatchNorm take ``bn_momentum`` (Keras's 0.99 by
+    default, as the references);
     0.9 lets the moving statistics catch up in the few epochs of a CI training run.
 
     Example:
