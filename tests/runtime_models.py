@@ -125,3 +125,21 @@ def conv1d_mean_int8_bytes() -> bytes:
         ]
     )
     return _convert(model, (50, 3), int8=True)
+
+
+@functools.cache
+def residual_int8_bytes() -> bytes:
+    """int8 Conv2D + BatchNorm blocks with a residual ADD, like ResNet-8: the optimized builtin kernels round
+    differently from the reference kernels (and TFLite Micro) here."""
+    import keras
+
+    keras.utils.set_random_seed(RNG_SEED)
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
+    y = keras.layers.Conv2D(8, 3, padding="same")(x)
+    y = keras.layers.BatchNormalization()(y)
+    x = keras.layers.ReLU()(keras.layers.Add()([x, y]))
+    x = keras.layers.AveragePooling2D(4)(x)
+    x = keras.layers.Flatten()(x)
+    outputs = keras.layers.Dense(10, activation="softmax")(x)
+    return _convert(keras.Model(inputs, outputs), (16, 16, 3), int8=True)

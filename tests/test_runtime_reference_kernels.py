@@ -1,4 +1,4 @@
-"""LiteRT's builtin kernels (no XNNPACK) agree with TFLite Micro's bit for bit, or within 1 LSB."""
+"""LiteRT's reference kernels agree with TFLite Micro's bit for bit, or within 1 LSB."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from pytest_tinyml.runtime.tflm import TFLMRunner
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("build", [rm.conv1d_mean_int8_bytes, rm.cnn_int8_bytes, rm.mlp_int8_bytes])
+@pytest.mark.parametrize(
+    "build", [rm.conv1d_mean_int8_bytes, rm.residual_int8_bytes, rm.cnn_int8_bytes, rm.mlp_int8_bytes]
+)
 def test_reference_kernels_match_tflm(build):
     artifact = rm.artifact(build(), name=build.__name__)
     shape = tuple(artifact.inputs[0].shape[1:])
