@@ -20,7 +20,7 @@ class TestMlp(ReferenceModel):
         assert float16.size < 0.6 * float32.size
 
     def test_qat_int8_is_not_worse_than_ptq(self, float_model, int8_model, data, tinyml_cache):
-        qat_model = tinyml.optimize.qat(float_model, data, epochs=3, cache=tinyml_cache)
+        qat_model = tinyml.optimize.qat(float_model, data, epochs=5, cache=tinyml_cache)
         qat = tinyml_cache.convert(qat_model, "int8", representative=data.x_train[:300])
         ptq_accuracy = tinyml.metrics.accuracy(data.y_test, tinyml.runtime.predict(int8_model, data.x_test))
         qat_accuracy = tinyml.metrics.accuracy(data.y_test, tinyml.runtime.predict(qat, data.x_test))
