@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
+import types
 import warnings
 from pathlib import Path
 from typing import Any
@@ -230,3 +232,14 @@ def convert(
         source_hash=result["source_hash"],
         versions=current_versions(**result["versions"]),
     )
+
+
+class _CallablePackage(types.ModuleType):
+    """Importing ``pytest_tinyml.convert`` (the package) rebinds ``pytest_tinyml.convert`` to it, hiding the
+    function of the same name that ``tinyml.convert(...)`` means; calling the package calls the function."""
+
+    def __call__(self, *args, **kwargs):
+        return convert(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallablePackage

@@ -17,10 +17,11 @@ Trust policy (which models run in-process, and after what):
   every index in range and every constant tensor's data as large as its shape says
   (:func:`~pytest_tinyml.runtime.flatbuffer.check_tensors`). Those catch the corruptions that make the C++
   runtimes read past the model, which can crash not right away but later, in a process that looked fine.
-* **trusted**: artifacts produced by ``pytest_tinyml.convert`` in this process. The converter (and the
-  artifact cache, which checks the sha256 of what it stored) should call :func:`trust`; users may call it
-  for files they vouch for.
-* **vetted**: any other model (bytes, a path, an artifact read from disk) is loaded and invoked in a child
+* **trusted**: models a user vouches for with :func:`trust`. pytest-tinyml trusts nothing by itself, not
+  even its own converter's output: a well-formed model can still abort TFLite Micro (an untrained model
+  calibrated on random data gets activation scales near 1e-8, and ``from_bytes`` then kills the process
+  with SIGABRT), and a vet costs about 0.5 s once per model and engine.
+* **vetted**: every other model (converted here, bytes, a path, an artifact read from disk) is loaded and invoked in a child
   the way the runner will use it (zeros, then random values; LiteRT also at a batch of 3), once per
   sha256 and engine, memoized for the process. If that succeeds, later calls run in-process; if it fails,
   the typed error is raised (and memoized too).
@@ -62,7 +63,7 @@ _ERRORS = {cls.__name__: cls for cls in (ModelLoadError, RuntimeCrash, ArenaTooS
 def trust(model) -> None:
     """Mark a model (artifact, bytes or sha256 hex) as safe to load in-process without a child first.
 
-    ``pytest_tinyml.convert`` calls this for every artifact it produces.
+    Only for models you vouch for: see the trust policy above.
 
     Example:
         >>> trust("0" * 64)

@@ -1,0 +1,31 @@
+"""The public names of ``import pytest_tinyml as tinyml`` resolve, whatever was imported before."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.mark.parametrize(
+    "before",
+    ["", "import pytest_tinyml.convert.artifact", "import pytest_tinyml.cache"],
+)
+def test_tinyml_convert_is_callable(before):
+    code = (
+        f"{before}\nimport pytest_tinyml as tinyml\n"
+        "assert callable(tinyml.convert), type(tinyml.convert)\n"
+        "from pytest_tinyml.convert import convert\n"
+        "assert tinyml.convert.__call__ is not None\n"
+        "try:\n    tinyml.convert(object(), 'nonsense')\nexcept tinyml.errors.TinyMLError as exc:\n    print('typed', type(exc).__name__)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.startswith("typed"), out.stdout
+
+
+def test_every_lazy_name_resolves():
+    code = "import pytest_tinyml as t\nfor n in t.__all__:\n    getattr(t, n)\nprint('ok')"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
