@@ -379,3 +379,22 @@ def test_fixture_with_an_unwritable_cache_dir_says_how_to_fix_it(pytester):
     result = pytester.runpytest_subprocess(f"--tinyml-cache-dir={blocker}", "-p", "no:cacheprovider")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*CacheError*not writable*--tinyml-cache-dir*"])
+
+
+@pytest.mark.slow
+def test_fit_is_clean_under_filterwarnings_error(pytester):
+    """Keras's numpy-2 deprecation noise inside fit/save must not fail a user's strict suite."""
+    pytester.makeini("[pytest]\nfilterwarnings = error\n")
+    pytester.makepyfile(
+        """
+        import pytest_tinyml as tinyml
+
+        def test_fit(tinyml_cache):
+            data = tinyml.datasets.load("digits", n_train=200, n_test=50)
+            model = tinyml.zoo.build("student", input_shape=data.input_shape, num_classes=10)
+            tinyml_cache.fit(model, data, epochs=1)
+            tinyml_cache.fit(tinyml.zoo.build("student", input_shape=data.input_shape, num_classes=10), data, epochs=1)
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:pytest_embedded", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
