@@ -29,3 +29,17 @@ def test_every_lazy_name_resolves():
     code = "import pytest_tinyml as t\nfor n in t.__all__:\n    getattr(t, n)\nprint('ok')"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
+
+
+def test_firmware_ships_inside_the_package():
+    """pyproject's package-data takes firmware_src/ (a link to firmware/) into the wheel, so an installed
+    pytest-tinyml can build the sim board and flash boards without a checkout."""
+    from pathlib import Path
+
+    from pytest_tinyml.board.flash import locate_firmware_dir
+
+    package = Path(__import__("pytest_tinyml").__file__).parent
+    assert (package / "firmware_src" / "main" / "core" / "tinyml_core.h").is_file()
+    assert locate_firmware_dir().resolve() == (package / "firmware_src").resolve()
+    pyproject = (package.parents[1] / "pyproject.toml").read_text()
+    assert '"firmware_src/**/*"' in pyproject
