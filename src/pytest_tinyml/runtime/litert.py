@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from pytest_tinyml.errors import ModelLoadError
 from pytest_tinyml.runtime import isolation
+from pytest_tinyml.runtime._runner import Runner
 
 DEFAULT_BATCH = 1024
 
@@ -68,7 +69,7 @@ def vet_invoke(interpreter) -> None:
         interpreter.invoke()
 
 
-class LiteRTRunner:
+class LiteRTRunner(Runner):
     """Batched LiteRT evaluation of one model.
 
     ``reference_kernels=True`` uses LiteRT's reference kernels, for bit-level comparison with TFLite Micro.
@@ -163,17 +164,3 @@ class LiteRTRunner:
                 return self._per_sample(arrays)
             pieces.append([o.copy() for o in outputs])
         return [np.concatenate([p[k] for p in pieces], axis=0) for k in range(len(self.outputs))]
-
-    def predict_raw(self, x):
-        """Raw outputs (e.g. int8) for float inputs ``x`` (n, ...); a list when the model has several outputs."""
-        outputs = self._run(x)
-        return outputs[0] if len(outputs) == 1 else outputs
-
-    def predict(self, x):
-        """Dequantized float32 outputs for float inputs ``x``, first axis = sample."""
-        outputs = [spec.dequantize(raw) for raw, spec in zip(self._run(x), self.outputs, strict=True)]
-        return outputs[0] if len(outputs) == 1 else outputs
-
-    def invoke_once(self) -> None:
-        """One ``invoke()`` on whatever the inputs hold (for timing loops)."""
-        self._interpreter.invoke()

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from pytest_tinyml.errors import ArenaTooSmall, ModelLoadError, RuntimeCrash
 from pytest_tinyml.runtime import cstdio, isolation
+from pytest_tinyml.runtime._runner import Runner
 
 HOST_LABEL = "host (64-bit pointers): an estimate of the 32-bit device arena"
 # Default arena when none is given: generous, host memory is cheap and pages are committed lazily.
@@ -92,7 +93,7 @@ def try_arena(content: bytes, name: str, arena_size: int) -> tuple[bool, str]:
     return ok, captured.text
 
 
-class TFLMRunner:
+class TFLMRunner(Runner):
     """Runs a model with TFLite Micro's kernels on the host.
 
     Example:
@@ -157,20 +158,6 @@ class TFLMRunner:
             )
         return [stack_samples(bucket) if bucket else np.zeros((0,) + spec.shape[1:], spec.dtype)
                 for bucket, spec in zip(results, self.outputs, strict=True)]
-
-    def predict_raw(self, x):
-        """Raw outputs (e.g. int8) for float inputs ``x`` (n, ...); a list when the model has several outputs."""
-        outputs = self._run(x)
-        return outputs[0] if len(outputs) == 1 else outputs
-
-    def predict(self, x):
-        """Dequantized float32 outputs for float inputs ``x``, first axis = sample."""
-        outputs = [spec.dequantize(raw) for raw, spec in zip(self._run(x), self.outputs, strict=True)]
-        return outputs[0] if len(outputs) == 1 else outputs
-
-    def invoke_once(self) -> None:
-        """One ``invoke()`` on whatever the inputs hold (for timing loops)."""
-        self._interpreter.invoke()
 
 
 @dataclass(frozen=True)
