@@ -1,3 +1,4 @@
+import keras
 import pytest
 
 import pytest_tinyml as tinyml
@@ -13,6 +14,7 @@ def windows():
 
 @pytest.fixture(scope="session")
 def float_model(windows, tinyml_cache):
+    keras.utils.set_random_seed(0)  # same initial weights every session: tinyml_cache finds the trained model
     model = build_model(windows.input_shape, windows.num_classes)
     return tinyml_cache.fit(model, windows, epochs=25)
 
