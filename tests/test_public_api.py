@@ -43,3 +43,13 @@ def test_firmware_ships_inside_the_package():
     assert locate_firmware_dir().resolve() == (package / "firmware_src").resolve()
     pyproject = (package.parents[1] / "pyproject.toml").read_text()
     assert '"firmware_src/**/*"' in pyproject
+
+
+def test_runtime_submodules_are_attributes():
+    code = (
+        "import pytest_tinyml as tinyml\n"
+        "assert tinyml.runtime.litert.LiteRTRunner and tinyml.runtime.tflm.TFLMRunner\n"
+        "try:\n    tinyml.runtime.nonsense\nexcept AttributeError:\n    print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "ok", out.stderr[-2000:]

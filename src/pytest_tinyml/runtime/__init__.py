@@ -6,8 +6,9 @@
 * :func:`predict` returns dequantized float outputs from either engine.
 * :class:`~pytest_tinyml.runtime.litert.LiteRTRunner`, :class:`~pytest_tinyml.runtime.tflm.TFLMRunner` and
   :func:`~pytest_tinyml.runtime.tflm.arena` are the building blocks.
-* Models that did not come from ``pytest_tinyml.convert`` in this process are loaded once in a child
-  process first (see :mod:`pytest_tinyml.runtime.isolation` for the policy).
+* Every model is loaded once per engine in a child process first (see :mod:`pytest_tinyml.runtime.isolation`
+  for the policy).
+* ``runtime.litert`` and ``runtime.tflm`` are reachable as attributes without importing them first.
 
 Example:
     >>> from pytest_tinyml import runtime
@@ -28,7 +29,17 @@ _RUNNER_CACHE_SIZE = 8
 _runners: OrderedDict = OrderedDict()
 _checked: set[str] = set()  # sha256 of models whose tensors passed flatbuffer.check_tensors
 
-__all__ = ["ENGINES", "arena", "as_artifact", "load", "predict", "predict_raw", "runner"]
+__all__ = ["ENGINES", "arena", "as_artifact", "litert", "load", "predict", "predict_raw", "runner", "tflm"]
+_SUBMODULES = ("litert", "tflm", "microops", "quant")
+
+
+def __getattr__(name: str):
+    # tinyml.runtime.litert.LiteRTRunner must work without `import pytest_tinyml.runtime.litert` first.
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _artifact_class():
