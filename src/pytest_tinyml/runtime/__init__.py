@@ -102,9 +102,7 @@ def _load(model_like, name: str | None):
     if _is_keras_model(model_like):
         from pytest_tinyml.convert import convert
 
-        artifact = convert(model_like, "float32")
-        isolation.trust(artifact)  # made by our converter in this process: see the isolation policy
-        return artifact
+        return convert(model_like, "float32")  # vetted like any model on first use: see the isolation policy
     raise ConfigError(
         f"cannot use a {type(model_like).__name__} as a model: pass a TFLiteArtifact, flatbuffer bytes, a path "
         "to a .tflite file, or a Keras model"
