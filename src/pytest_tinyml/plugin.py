@@ -76,6 +76,7 @@ class _SummaryPlugin:
             self.collector.add(report.nodeid, report.user_properties, report.outcome)
 
 
+@pytest.hookimpl(trylast=True)  # the summary table ends the run's output, after other plugins' tables
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     collector = config.stash.get(_COLLECTOR, None)
     if collector is None or not collector.rows or hasattr(config, "workerinput"):
