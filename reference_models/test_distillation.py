@@ -1,9 +1,9 @@
 """Knowledge distillation: the tutorial's teacher (512-256-128) teaches the student (64-32) on digits."""
 
 import pytest
+from _reference import ReferenceModel
 
 import pytest_tinyml as tinyml
-from _reference import ReferenceModel
 
 
 class TestStudent(ReferenceModel):

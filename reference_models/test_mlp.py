@@ -1,9 +1,9 @@
 """The tutorial's MLP on scikit-learn's digits (real data), through every optimization recipe."""
 
 import pytest
+from _reference import ReferenceModel
 
 import pytest_tinyml as tinyml
-from _reference import ReferenceModel
 
 
 class TestMlp(ReferenceModel):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 import runtime_models as rm
+
 from pytest_tinyml.runtime.litert import LiteRTRunner
 from pytest_tinyml.runtime.tflm import TFLMRunner
 

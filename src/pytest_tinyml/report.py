@@ -110,9 +110,9 @@ class Collector:
     def lines(self) -> list[str]:
         headings, cells = self.table()
         widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headings)]
-        out = ["  ".join(h.ljust(w) for h, w in zip(headings, widths))]
+        out = ["  ".join(h.ljust(w) for h, w in zip(headings, widths, strict=True))]
         out.append("  ".join("-" * w for w in widths))
-        out.extend("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in cells)
+        out.extend("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in cells)
         return out
 
     def write_json(self, path: str, extra: dict | None = None) -> None:

@@ -1,9 +1,9 @@
 import keras
 import pytest
-
-import pytest_tinyml as tinyml
 from fan_monitor.data import load_windows
 from fan_monitor.model import build_model
+
+import pytest_tinyml as tinyml
 
 
 @pytest.fixture(scope="session")
