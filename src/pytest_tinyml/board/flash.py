@@ -9,7 +9,6 @@ pexpect-driven DUT objects, which a plain serial session does not have).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -22,9 +21,6 @@ from pytest_tinyml.errors import FirmwareError
 
 __all__ = ["FirmwareError", "build", "check_current", "device_build_id", "flash", "locate_firmware_dir"]
 
-# Outputs and per-checkout state that must not change the source hash.
-_IGNORED_DIRS = {"build", "managed_components", ".git", "__pycache__", ".cache"}
-_IGNORED_FILES = {"sdkconfig", "sdkconfig.old", "dependencies.lock", ".DS_Store"}
 _INSTALL_HINT = (
     "install ESP-IDF (https://docs.espressif.com/projects/esp-idf/en/stable/esp32/get-started/) and run "
     "`. $IDF_PATH/export.sh` before pytest so that idf.py is on PATH, or flash the board yourself and pass "
@@ -54,14 +50,24 @@ def locate_firmware_dir(configured: str | None = None) -> Path:
         "pytest-tinyml checkout); pass --tinyml-firmware-dir=PATH")
 
 
+def _build_id_module():
+    """``firmware/tools/build_id.py`` of the firmware shipped with pytest-tinyml: the one definition of the
+    build id, which the firmware's CMake runs too (so boards built by hand report the id we expect)."""
+    import importlib.util
+
+    path = locate_firmware_dir() / "tools" / "build_id.py"
+    spec = importlib.util.spec_from_file_location("_tinyml_firmware_build_id", path)
+    if spec is None or spec.loader is None or not path.is_file():
+        raise FirmwareError(f"{path} is missing: the firmware sources shipped with pytest-tinyml are incomplete; "
+                            "reinstall pytest-tinyml")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def source_files(root: Path, subdir: str | None = None) -> list[Path]:
     """The files that make up the firmware (or one of its subfolders), sorted, build outputs left out."""
-    base = root / subdir if subdir else root
-    found = []
-    for dirpath, dirnames, filenames in os.walk(base):
-        dirnames[:] = sorted(d for d in dirnames if d not in _IGNORED_DIRS and not d.startswith("build"))
-        found.extend(Path(dirpath) / f for f in filenames if f not in _IGNORED_FILES and not f.endswith((".o", ".pyc")))
-    return sorted(found)
+    return _build_id_module().source_files(root, subdir)
 
 
 def source_hash(root: Path, files: list[Path] | None = None, extra: str = "") -> str:
@@ -71,12 +77,7 @@ def source_hash(root: Path, files: list[Path] | None = None, extra: str = "") ->
         >>> len(source_hash(locate_firmware_dir()))
         64
     """
-    digest = hashlib.sha256(extra.encode())
-    for path in files if files is not None else source_files(root):
-        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
-        digest.update(path.read_bytes())
-        digest.update(b"\0")
-    return digest.hexdigest()
+    return _build_id_module().source_hash(root, files, extra)
 
 
 def by_hand_command(root: Path, build_id: str) -> str:
@@ -87,15 +88,15 @@ def by_hand_command(root: Path, build_id: str) -> str:
 def device_build_id(root: Path) -> str:
     """The build id the firmware reports once built from ``root``: a hash of what goes into the image.
 
-    The host program (``host/``) and documentation do not change the image, so they are left out. idf.py
-    receives it as ``-DTINYML_BUILD_ID=<id>``; the board reports it as ``info-build``.
+    The host program (``host/``) and documentation do not change the image, so they are left out. The
+    firmware's CMake computes the same id with the same file (``tools/build_id.py``), and idf.py may also
+    receive it as ``-DTINYML_BUILD_ID=<id>``; the board reports it as ``info-build``.
 
     Example:
         >>> len(device_build_id(locate_firmware_dir()))
         16
     """
-    files = [f for f in source_files(root) if f.relative_to(root).parts[0] != "host" and f.suffix != ".md"]
-    return source_hash(root, files)[:16]
+    return _build_id_module().build_id(root)
 
 
 def find_idf() -> list[str]:
