@@ -21,7 +21,8 @@ def plot_history(records: list[Record], path: str, *, title: str = "pytest-tinym
     """Draw the median latency of every run, one line per test and board, into a PNG; returns its path.
 
     Regressions are marked with a red cross, runs that were saved as a baseline because none existed with
-    a hollow square; the shaded band spans median to p90.
+    a hollow square; the shaded band spans median to p90. The latency axis is logarithmic when the medians
+    span more than 20x.
 
     Example:
         >>> from pytest_tinyml.history import HistoryStore
@@ -61,6 +62,9 @@ def plot_history(records: list[Record], path: str, *, title: str = "pytest-tinym
             elif verdict == "no-baseline":
                 axes.plot([when], [median], marker="s", markersize=9, markerfacecolor="none",
                           color=line.get_color(), zorder=4)
+    medians = [r.stats.median for r in records if r.stats.median > 0]
+    if medians and max(medians) > 20 * min(medians):
+        axes.set_yscale("log")  # models from microseconds to tens of milliseconds: keep every line readable
     axes.set_title(title)
     axes.set_xlabel("run (UTC)")
     axes.set_ylabel("median latency (us); band: median to p90")
