@@ -43,11 +43,13 @@ def plot_history(records: list[Record], path: str, *, title: str = "pytest-tinym
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     marked = False
-    for name, runs in series.items():
+    styles = ("-", "--", ":", "-.")  # matplotlib cycles 10 colours: more series than that differ by line style
+    for index, (name, runs) in enumerate(series.items()):
         times = [_when(r) for r in runs]
         stats = [r.stats for r in runs]
         medians = [s.median for s in stats]
-        (line,) = axes.plot(times, medians, marker="o", markersize=4, label=name)
+        (line,) = axes.plot(times, medians, marker="o", markersize=4, label=name,
+                            linestyle=styles[(index // 10) % len(styles)])
         axes.fill_between(times, medians, [s.p90 for s in stats], color=line.get_color(), alpha=0.15, linewidth=0)
         for when, median, record in zip(times, medians, runs, strict=True):
             verdict = (record.verdict or {}).get("verdict")
