@@ -2,6 +2,23 @@
 
 import os
 
+import pytest
+
 # Keep TensorFlow quiet and single-purpose in tests; every engineer's tests share 2 cores in CI.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+
+# The tiny int8 models the runtime, TFLM and analyzer tests share (built once per session, see runtime_models).
+@pytest.fixture(scope="session")
+def mlp_int8():
+    import runtime_models as models
+
+    return models.artifact(models.mlp_int8_bytes(), "mlp_int8")
+
+
+@pytest.fixture(scope="session")
+def cnn_int8():
+    import runtime_models as models
+
+    return models.artifact(models.cnn_int8_bytes(), "cnn_int8")

@@ -18,16 +18,6 @@ from pytest_tinyml.runtime.litert import LiteRTRunner
 
 
 @pytest.fixture(scope="module")
-def mlp_int8():
-    return models.artifact(models.mlp_int8_bytes(), "mlp_int8")
-
-
-@pytest.fixture(scope="module")
-def cnn_int8():
-    return models.artifact(models.cnn_int8_bytes(), "cnn_int8")
-
-
-@pytest.fixture(scope="module")
 def topk():
     return models.artifact(models.topk_float_bytes(), "topk")
 

@@ -14,16 +14,6 @@ from pytest_tinyml.runtime import flatbuffer, isolation
 from pytest_tinyml.runtime.litert import LiteRTRunner
 
 
-@pytest.fixture(scope="module")
-def mlp_int8():
-    return models.artifact(models.mlp_int8_bytes(), "mlp_int8")
-
-
-@pytest.fixture(scope="module")
-def cnn_int8():
-    return models.artifact(models.cnn_int8_bytes(), "cnn_int8")
-
-
 def tutorial_loop(content: bytes, x: np.ndarray) -> np.ndarray:
     """The per-sample set_tensor/invoke loop of the TFLite tutorials, with their quantization by hand."""
     from ai_edge_litert.interpreter import Interpreter

@@ -16,16 +16,6 @@ from pytest_tinyml.runtime.tflm import HOST_LABEL, TFLMRunner
 
 
 @pytest.fixture(scope="module")
-def mlp_int8():
-    return models.artifact(models.mlp_int8_bytes(), "mlp_int8")
-
-
-@pytest.fixture(scope="module")
-def cnn_int8():
-    return models.artifact(models.cnn_int8_bytes(), "cnn_int8")
-
-
-@pytest.fixture(scope="module")
 def mlp_arena(mlp_int8):
     return tflm.arena(mlp_int8)
 
