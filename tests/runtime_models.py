@@ -85,7 +85,7 @@ def cnn_int8_bytes() -> bytes:
 
 
 def artifact(content: bytes, name: str):
-    from pytest_tinyml.convert.artifact import TFLiteArtifact
+    from pytest_tinyml.tflite.artifact import TFLiteArtifact
 
     return TFLiteArtifact.from_bytes(content, name=name)
 

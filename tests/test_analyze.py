@@ -13,8 +13,9 @@ import runtime_models as models
 
 from pytest_tinyml.analyze import analyze, export_c_array, op_resolver_snippet
 from pytest_tinyml.errors import ConfigError, ModelLoadError
-from pytest_tinyml.runtime import flatbuffer, microops
+from pytest_tinyml.runtime import microops
 from pytest_tinyml.runtime.litert import LiteRTRunner
+from pytest_tinyml.tflite import schema
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +79,7 @@ def test_resolver_method_table_agrees_with_the_runtime_registry():
 
 
 def test_analyze_rejects_a_corrupted_operator(mlp_int8):
-    graph = flatbuffer.read_model(mlp_int8.content).Subgraphs(0)
+    graph = schema.read_model(mlp_int8.content).Subgraphs(0)
     # opcode_index is only stored when it is not 0 (flatbuffers omits defaults): take such an operator
     operator = next(op for op in map(graph.Operators, range(graph.OperatorsLength())) if op._tab.Offset(4))
     data = bytearray(mlp_int8.content)

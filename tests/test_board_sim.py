@@ -64,7 +64,7 @@ def test_benchmark_matches_tflite_micro_bit_for_bit(board):
     assert result.raw_outputs.shape == (3, 10) and result.outputs.shape == (3, 10)
     scale, zero = result.output_quant.scale, result.output_quant.zero_point
     # The same bytes through the tflite-micro package directly: identical integers.
-    from pytest_tinyml.convert.artifact import TensorQuant
+    from pytest_tinyml.tflite.quant import TensorQuant
 
     in_q = TensorQuant("in", (1, 64), "int8", *_input_quant())
     np.testing.assert_array_equal(result.raw_outputs, _tflm(in_q.quantize(x)))

@@ -15,7 +15,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from pytest_tinyml.convert import RECIPES, convert
+from pytest_tinyml.conversion import RECIPES, convert
 from pytest_tinyml.errors import CalibrationWarning, ConfigError, ConversionError
 
 PYTEST_PID = os.getpid()
@@ -176,7 +176,7 @@ def test_sizes_shrink_with_quantization(artifacts):
 
 @pytest.mark.slow
 def test_artifact_records_where_it_came_from(artifacts, trained, data):
-    from pytest_tinyml.convert._source import model_hash
+    from pytest_tinyml.identity import model_hash
 
     art = artifacts["int8"]
     assert art.name == "mlp" and art.source_hash == model_hash(trained)
@@ -195,7 +195,7 @@ def test_artifact_records_where_it_came_from(artifacts, trained, data):
 
 @pytest.mark.slow
 def test_keras_file_to_uint8_litert_warns_on_few_samples(trained, data, tmp_path, monkeypatch):
-    from pytest_tinyml.convert._source import model_hash
+    from pytest_tinyml.identity import model_hash
 
     monkeypatch.setenv("PYTEST_TINYML_CONVERT_REUSE", "0")  # this one in a fresh process of its own
 
@@ -283,7 +283,7 @@ JAX_SCRIPT = textwrap.dedent(
     os.environ["KERAS_BACKEND"] = "jax"
     import keras, numpy as np
     from sklearn.datasets import load_digits
-    from pytest_tinyml.convert import convert
+    from pytest_tinyml.conversion import convert
     assert keras.backend.backend() == "jax"
     d = load_digits(); x = (d.data / 16).astype("float32"); y = d.target
     keras.utils.set_random_seed(0)

@@ -339,7 +339,7 @@ def test_mfcc_features_have_the_mlperf_kws_shape():
 
 
 @pytest.mark.parametrize(
-    "module", ["", "._dataset", "._arrays", ".synthetic", ".synthetic_images", ".public"]
+    "module", ["", ".dataset", "._arrays", ".synthetic", ".synthetic_images", ".public"]
 )
 def test_docstring_examples_run(module):
     import doctest

@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 
 from pytest_tinyml import runtime
 from pytest_tinyml.errors import ModelLoadError, RuntimeCrash
-from pytest_tinyml.runtime import flatbuffer, isolation
+from pytest_tinyml.runtime import isolation
+from pytest_tinyml.tflite import schema
 
 pytestmark = pytest.mark.slow  # each case that passes the Python checks costs a child process
 
@@ -86,7 +87,7 @@ def test_bit_flips(bits, engine):
 
 def _fields(content: bytes) -> dict[str, list[int]]:
     """Byte positions of the fields that point at tensor data, by kind."""
-    model = flatbuffer.read_model(content)
+    model = schema.read_model(content)
     graph = model.Subgraphs(0)
     fields: dict[str, list[int]] = {"tensor buffer index": [], "buffer data offset": [], "buffer data length": [],
                                     "shape dimension": []}
@@ -129,7 +130,7 @@ def test_valid_model_with_corrupted_tensor_data_offsets(case, engine):
 @example(case=("tensor buffer index", None), engine="tflm")  # known to SIGSEGV TFLite Micro: always covered
 def test_cpp_loaders_meet_corrupted_offsets_only_in_a_child(case, engine):
     """Past the Python checks, straight to the C++ loaders: whatever they do happens in the child."""
-    from pytest_tinyml.convert.artifact import TFLiteArtifact
+    from pytest_tinyml.tflite.artifact import TFLiteArtifact
 
     kind, data = case
     if data is None:

@@ -153,14 +153,14 @@ def test_optimize_cluster_limits_unique_weights(trained_mlp, dataset):
 # --- QAT vs PTQ, and the combined pipeline ------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def ptq_artifact(trained_mlp, dataset):
-    from pytest_tinyml.convert import convert
+    from pytest_tinyml.conversion import convert
 
     return convert(trained_mlp, "int8", representative=dataset.x_train)
 
 
 @pytest.mark.slow
 def test_optimize_qat_int8_at_least_ptq(trained_mlp, dataset, ptq_artifact):
-    from pytest_tinyml.convert import convert
+    from pytest_tinyml.conversion import convert
     from pytest_tinyml.optimize import qat
     from pytest_tinyml.optimize._legacy import tf_keras
 
@@ -196,8 +196,8 @@ def test_optimize_pipeline_keeps_sparsity_into_int8(trained_mlp, dataset, ptq_ar
 
 
 def test_optimize_gzip_size_accepts_bytes_paths_and_artifacts(tmp_path):
-    from pytest_tinyml.convert.artifact import TFLiteArtifact
     from pytest_tinyml.optimize import gzip_size
+    from pytest_tinyml.tflite.artifact import TFLiteArtifact
 
     rng = np.random.default_rng(0)
     noise = rng.integers(0, 256, 4096, dtype=np.uint8).tobytes()

@@ -10,14 +10,15 @@ import pytest
 
 @pytest.mark.parametrize(
     "before",
-    ["", "import pytest_tinyml.convert.artifact", "import pytest_tinyml.cache"],
+    ["", "import pytest_tinyml.tflite.artifact", "import pytest_tinyml.cache", "import pytest_tinyml.conversion"],
 )
-def test_tinyml_convert_is_callable(before):
+def test_tinyml_convert_is_a_plain_function(before):
+    """``tinyml.convert`` is the function itself, not a callable module, whatever was imported before."""
     code = (
-        f"{before}\nimport pytest_tinyml as tinyml\n"
-        "assert callable(tinyml.convert), type(tinyml.convert)\n"
-        "from pytest_tinyml.convert import convert\n"
-        "assert tinyml.convert.__call__ is not None\n"
+        f"{before}\nimport inspect\nimport pytest_tinyml as tinyml\n"
+        "from pytest_tinyml.conversion import convert\n"
+        "assert inspect.isfunction(tinyml.convert), type(tinyml.convert)\n"
+        "assert tinyml.convert is convert\n"
         "try:\n    tinyml.convert(object(), 'nonsense')\nexcept tinyml.errors.TinyMLError as exc:\n    print('typed', type(exc).__name__)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

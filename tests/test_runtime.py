@@ -10,8 +10,9 @@ import runtime_models as models
 
 from pytest_tinyml import runtime
 from pytest_tinyml.errors import ConfigError, ModelLoadError, RuntimeCrash
-from pytest_tinyml.runtime import flatbuffer, isolation
+from pytest_tinyml.runtime import isolation
 from pytest_tinyml.runtime.litert import LiteRTRunner
+from pytest_tinyml.tflite import schema
 
 
 def tutorial_loop(content: bytes, x: np.ndarray) -> np.ndarray:
@@ -76,13 +77,13 @@ def test_load_rejects_other_objects():
 def test_flatbuffer_check_names_model_and_problem(mlp_int8, mutate, problem):
     bad = mutate(mlp_int8.content)
     with pytest.raises(ModelLoadError, match=rf"model 'bad\.tflite'.*({problem})"):
-        flatbuffer.check(bad, name="bad.tflite")
+        schema.check(bad, name="bad.tflite")
 
 
 def test_flatbuffer_check_accepts_real_models(mlp_int8, cnn_int8):
-    flatbuffer.check(mlp_int8.content, name="mlp")
-    flatbuffer.check(cnn_int8.content, name="cnn")
-    assert flatbuffer.io_counts(cnn_int8.content) == (1, 1)
+    schema.check(mlp_int8.content, name="mlp")
+    schema.check(cnn_int8.content, name="cnn")
+    assert schema.io_counts(cnn_int8.content) == (1, 1)
 
 
 # --- LiteRT: batching and quantization ------------------------------------------------------------------
@@ -192,7 +193,7 @@ def test_predict_isolated_equals_in_process(mlp_int8):
 
 def _corrupt_first_tensor_buffer_index(content: bytes) -> bytes:
     """Point a constant tensor at a buffer index far past the buffer list: TFLite Micro does not check."""
-    model = flatbuffer.read_model(content)
+    model = schema.read_model(content)
     graph = model.Subgraphs(0)
     data = bytearray(content)
     for k in range(graph.TensorsLength()):
@@ -212,7 +213,7 @@ def test_load_rejects_a_tensor_pointing_past_the_buffers(mlp_int8):
 
 def test_corrupted_shape_of_a_constant_tensor_is_caught_before_cpp(mlp_int8):
     # [32, 64] weights declared [32, 65536]: TFLite Micro would read 2 MB past a 2 KB buffer
-    graph = flatbuffer.read_model(mlp_int8.content).Subgraphs(0)
+    graph = schema.read_model(mlp_int8.content).Subgraphs(0)
     tensor = next(t for t in map(graph.Tensors, range(graph.TensorsLength())) if t.ShapeAsNumpy().tolist() == [32, 64])
     data = bytearray(mlp_int8.content)
     struct.pack_into("<I", data, tensor._tab.Vector(tensor._tab.Offset(4)) + 4, 65536)
@@ -221,7 +222,7 @@ def test_corrupted_shape_of_a_constant_tensor_is_caught_before_cpp(mlp_int8):
 
 
 def test_a_model_that_segfaults_tflm_becomes_runtime_crash(mlp_int8):
-    from pytest_tinyml.convert.artifact import TFLiteArtifact
+    from pytest_tinyml.tflite.artifact import TFLiteArtifact
 
     # Skip the Python checks of runtime.load() to reach the C++ loader: it dies, the child with it, not us.
     bad = TFLiteArtifact.from_bytes(_corrupt_first_tensor_buffer_index(mlp_int8.content), name="corrupt")

@@ -150,7 +150,7 @@ def artifact_of(model: Model):
     if model.kind == "tflite":
         return model.artifact
     if model.kind == "keras":
-        from pytest_tinyml.convert import convert
+        from pytest_tinyml.conversion import convert
 
         model.artifact = model.artifact or convert(model.obj, "float32")
         return model.artifact

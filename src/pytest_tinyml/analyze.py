@@ -158,77 +158,28 @@ def _macs(op: str, inputs: list, outputs: list, options) -> int:
     return 0
 
 
-def _options(graph_op, op: str, fb):
-    table = graph_op.BuiltinOptions()
-    if table is None:
-        return None
-    classes = {"BATCH_MATMUL": fb.BatchMatMulOptions, "UNIDIRECTIONAL_SEQUENCE_LSTM": fb.UnidirectionalSequenceLSTMOptions}
-    if op not in classes:
-        return None
-    options = classes[op]()
-    options.Init(table.Bytes, table.Pos)
-    return options
+def read_ops(model_like) -> tuple[list[OpInfo], FlashBreakdown]:
+    """Operators with their MACs, and the flash breakdown, of a model (pure Python, no TFLite Micro).
 
+    Example:
+        >>> ops, flash = read_ops(artifact)            # doctest: +SKIP
+        >>> [op.op for op in ops], flash.weights        # doctest: +SKIP
+        (['FULLY_CONNECTED', 'FULLY_CONNECTED', 'SOFTMAX'], 2688)
+    """
+    from pytest_tinyml.runtime import load
+    from pytest_tinyml.tflite import schema
 
-def _read(artifact):
-    """Ops and flash breakdown from the flatbuffer (pure Python)."""
-    from pytest_tinyml.runtime import flatbuffer
-
-    fb = flatbuffer.schema()
-    name = artifact.name
-    model = flatbuffer.read_model(artifact.content, name=name)
-    op_names = flatbuffer.enum_names(fb.BuiltinOperator)
-    dtype_names = {v: k.lower() for v, k in flatbuffer.enum_names(fb.TensorType).items()}
-    with flatbuffer.guarded(name, "the operator codes"):
-        codes = []
-        for i in range(model.OperatorCodesLength()):
-            code = model.OperatorCodes(i)
-            builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-            custom = op_names.get(builtin) == "CUSTOM"
-            label = (code.CustomCode() or b"?").decode("utf-8", "replace") if custom else op_names.get(builtin, f"BUILTIN_{builtin}")
-            codes.append((label, custom))
-    with flatbuffer.guarded(name, "the buffers"):
-        buffer_sizes = []
-        for i in range(model.BuffersLength()):
-            buffer = model.Buffers(i)
-            size = buffer.DataLength() or (buffer.Size() if buffer.Offset() > 1 else 0)
-            buffer_sizes.append(int(size))
-        metadata_buffers = {int(model.Metadata(i).Buffer()) for i in range(model.MetadataLength())}
-    ops, weight_buffers = [], set()
-    with flatbuffer.guarded(name, "the subgraphs"):
-        for s in range(model.SubgraphsLength()):
-            graph = model.Subgraphs(s)
-            n_tensors = graph.TensorsLength()
-
-            def tensor(index: int, graph=graph, n_tensors=n_tensors):
-                if index < 0:
-                    return None, 0  # an omitted optional input
-                if index >= n_tensors:
-                    raise ModelLoadError(f"model {name!r}: an operator uses tensor {index} of {n_tensors}; the file is corrupted")
-                t = graph.Tensors(index)
-                shape = tuple(int(t.Shape(k)) for k in range(t.ShapeLength()))
-                buffer = int(t.Buffer())
-                const = buffer if 0 < buffer < len(buffer_sizes) and buffer_sizes[buffer] > 0 else None
-                return (shape, dtype_names.get(t.Type(), str(t.Type()))), const
-
-            for k in range(graph.OperatorsLength()):
-                graph_op = graph.Operators(k)
-                index = graph_op.OpcodeIndex()
-                if index >= len(codes):
-                    raise ModelLoadError(f"model {name!r}: operator {k} uses opcode {index} of {len(codes)}; the file is corrupted")
-                label, custom = codes[index]
-                inputs, consts = [], set()
-                for j in range(graph_op.InputsLength()):
-                    info, const = tensor(int(graph_op.Inputs(j)))
-                    inputs.append(info)
-                    if const is not None:
-                        consts.add(const)
-                outputs = [tensor(int(graph_op.Outputs(j)))[0] for j in range(graph_op.OutputsLength())]
-                macs = _macs(label, inputs, outputs, _options(graph_op, label, fb))
-                weight_buffers |= consts
-                ops.append(OpInfo(k, s, label, custom, inputs, outputs, macs, sum(buffer_sizes[b] for b in consts)))
-    weights = sum(buffer_sizes[b] for b in weight_buffers - metadata_buffers)
-    metadata = sum(buffer_sizes[b] for b in metadata_buffers if 0 <= b < len(buffer_sizes))
+    artifact = load(model_like)
+    graph = schema.read_graph(artifact.content, name=artifact.name)
+    sizes = graph.buffer_sizes
+    ops = [
+        OpInfo(o.index, o.subgraph, o.op, o.custom, o.inputs, o.outputs, _macs(o.op, o.inputs, o.outputs, o.options),
+               sum(sizes[b] for b in o.const_buffers))
+        for o in graph.operators
+    ]
+    weight_buffers = set().union(*(o.const_buffers for o in graph.operators))
+    weights = sum(sizes[b] for b in weight_buffers - graph.metadata_buffers)
+    metadata = sum(sizes[b] for b in graph.metadata_buffers if 0 <= b < len(sizes))
     total = artifact.size
     return ops, FlashBreakdown(total=total, weights=weights, metadata=metadata, graph=total - weights - metadata)
 
@@ -243,7 +194,7 @@ def tflm_compatibility(model_like) -> TFLMCompat:
     from pytest_tinyml.runtime import isolation, load, microops
 
     artifact = load(model_like)
-    ops, _ = _read(artifact)
+    ops, _ = read_ops(artifact)
     found = microops.supported([op.op for op in ops])
     missing = sorted(op for op, ok in found.items() if not ok)
     load_error = None
@@ -275,7 +226,7 @@ def analyze(model_like, *, tflm: bool = True) -> Analysis:
     from pytest_tinyml.runtime import load
 
     artifact = load(model_like)
-    ops, flash = _read(artifact)
+    ops, flash = read_ops(artifact)
     return Analysis(
         name=artifact.name,
         sha256=artifact.sha256,

@@ -276,8 +276,8 @@ def assert_parity(
     if not failed:
         return figures
 
-    ref_top = metrics._predicted_classes(ref_out, "reference")
-    cand_top = metrics._predicted_classes(cand_out, "candidate")
+    ref_top = metrics.predicted_classes(ref_out, "reference")
+    cand_top = metrics.predicted_classes(cand_out, "candidate")
     error = np.abs(ref_out - cand_out.reshape(ref_out.shape)).reshape(len(inputs), -1).max(axis=1)
     worst = int(error.argmax())
     steps = f" ({error[worst] / figures['output_scale']:.1f} steps)" if "output_scale" in figures else ""

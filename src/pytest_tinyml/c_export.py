@@ -105,16 +105,15 @@ def op_resolver_snippet(model_like, *, function: str = "RegisterModelOps", type_
           return kTfLiteOk;
         }
     """
-    from pytest_tinyml.analyze import _read
     from pytest_tinyml.runtime import load
     from pytest_tinyml.runtime.microops import resolver_method
+    from pytest_tinyml.tflite.schema import op_names
 
     for label, value in (("function", function), ("type_name", type_name)):
         if not _IDENTIFIER.match(value):
             raise ConfigError(f"{label}={value!r} is not a C++ identifier")
     artifact = load(model_like)
-    ops, _ = _read(artifact)
-    names = list(dict.fromkeys(op.op for op in ops))
+    names = op_names(artifact.content, name=artifact.name)
     methods = {name: resolver_method(name) for name in names}
     lacking = [name for name, method in methods.items() if method is None]
     if lacking:

@@ -42,7 +42,7 @@ def model_hash(model) -> str:
     Example:
         >>> key_parts = {"model": model_hash(model), "sparsity": 0.5}     # doctest: +SKIP
     """
-    from pytest_tinyml.convert._source import model_hash as _model_hash
+    from pytest_tinyml.identity import model_hash as _model_hash
 
     return _model_hash(model)
 
@@ -269,7 +269,7 @@ class TinyMLCache:
             >>> keras.utils.set_random_seed(0); model = zoo.build("mlp", input_shape=(64,))   # doctest: +SKIP
             >>> model = tinyml_cache.fit(model, datasets.load("digits"), epochs=5)           # doctest: +SKIP
         """
-        from pytest_tinyml.convert._source import architecture_json, model_family, weights_digest
+        from pytest_tinyml.identity import architecture_json, model_family, weights_digest
 
         family = model_family(model)
         if family is None:
@@ -343,9 +343,14 @@ class TinyMLCache:
         """
         import dataclasses
 
-        from pytest_tinyml.convert import check_params, convert, prepare_representative, representative_hash
-        from pytest_tinyml.convert._source import source_key
-        from pytest_tinyml.convert.artifact import TFLiteArtifact, current_versions
+        from pytest_tinyml.conversion import (
+            check_params,
+            convert,
+            prepare_representative,
+            representative_hash,
+        )
+        from pytest_tinyml.identity import source_key
+        from pytest_tinyml.tflite.artifact import TFLiteArtifact, current_versions
 
         name = params.pop("name", None)
         timeout = params.pop("timeout", 300.0)

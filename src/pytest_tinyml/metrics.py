@@ -36,6 +36,7 @@ __all__ = [
     "mae",
     "max_error_steps",
     "output_scale",
+    "predicted_classes",
     "quant_range",
     "reconstruction_error",
     "relative_l2",
@@ -84,8 +85,13 @@ def _labels(y, name: str) -> np.ndarray:
     return array.reshape(len(array)).astype(np.int64)
 
 
-def _predicted_classes(outputs, name: str) -> np.ndarray:
-    """Top-1 classes of class scores; a single score column is a binary classifier thresholded at 0.5."""
+def predicted_classes(outputs, name: str = "outputs") -> np.ndarray:
+    """Top-1 classes of class scores; a single score column is a binary classifier thresholded at 0.5.
+
+    Example:
+        >>> predicted_classes([[0.1, 0.9], [0.8, 0.2]]).tolist(), predicted_classes([[0.7], [0.2]]).tolist()
+        ([1, 0], [1, 0])
+    """
     array = _array(outputs, name)
     if array.ndim == 0:
         raise ConfigError(f"{name} must have a sample axis, got a scalar")
@@ -108,7 +114,7 @@ def accuracy(y_true, outputs) -> float:
     labels = _labels(y_true, "y_true")
     scores = _array(outputs, "outputs")
     predicted = scores.astype(np.int64) if scores.ndim == 1 and scores.dtype.kind in "biu" else (
-        _predicted_classes(scores, "outputs"))
+        predicted_classes(scores, "outputs"))
     if len(predicted) != len(labels):
         raise ConfigError(f"{len(labels)} labels but {len(predicted)} predictions: give one label per input sample")
     if len(labels) == 0:
@@ -197,7 +203,7 @@ def top1_agreement(reference, candidate) -> float:
         0.5
     """
     ref, cand = _pair(reference, candidate)
-    return float(np.mean(_predicted_classes(ref, "reference") == _predicted_classes(cand, "candidate")))
+    return float(np.mean(predicted_classes(ref, "reference") == predicted_classes(cand, "candidate")))
 
 
 def max_error_steps(reference, candidate, scale: float) -> float:

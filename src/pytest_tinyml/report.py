@@ -39,7 +39,18 @@ def set_current_item(item):
 
 
 def reset_current_item(token) -> None:
+    """Undo :func:`set_current_item` with the token it returned."""
     _current_item.reset(token)
+
+
+def current_item():
+    """The pytest item of the running test call, or None outside one.
+
+    Example:
+        >>> current_item() is None
+        True
+    """
+    return _current_item.get()
 
 
 def _plain(value):

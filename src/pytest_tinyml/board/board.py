@@ -32,7 +32,7 @@ class LoadedModel:
 
 
 def _tensor(kind: str, index: str, text: str):
-    from pytest_tinyml.convert.artifact import TensorQuant
+    from pytest_tinyml.tflite.quant import TensorQuant
 
     f = fields(text)
     shape = tuple(int(d) for d in f.get("dims", "").split("x") if d)
@@ -320,7 +320,7 @@ def open_board(spec, *, baud: int = 921600, timeout: float = 30.0, skip_flash: b
                                   "--tinyml-target (e.g. esp32s3)", port=port)
     flash.flash(port, flash.build(fw_dir, chip, cache_dir, expected))
     board = connect()
-    if not flash._same_hash(board.info.get("build") or "", expected):
+    if not flash.same_build_hash(board.info.get("build") or "", expected):
         board.close()
         raise flash.FirmwareError(f"{port} still reports build {board.info.get('build')} after flashing {expected}: "
                                   "the firmware does not embed TINYML_BUILD_ID; check firmware/main/CMakeLists.txt",

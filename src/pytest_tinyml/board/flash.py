@@ -198,7 +198,7 @@ def check_current(reported: str | None, expected: str, *, port: str, skip_flash:
         >>> check_current("3f9c2e1d0a7b", "3f9c2e1d0a7b55aa", port="/dev/ttyUSB0", skip_flash=True)
         False
     """
-    if reported and _same_hash(reported, expected):
+    if reported and same_build_hash(reported, expected):
         return False
     if skip_flash:
         raise FirmwareError(
@@ -209,8 +209,13 @@ def check_current(reported: str | None, expected: str, *, port: str, skip_flash:
     return True
 
 
-def _same_hash(reported: str, expected: str) -> bool:
-    """Boards may report a prefix of the hash (short build ids); compare on the common length, >= 8 digits."""
+def same_build_hash(reported: str, expected: str) -> bool:
+    """Boards may report a prefix of the hash (short build ids); compare on the common length, >= 8 digits.
+
+    Example:
+        >>> same_build_hash("3F9C2E1D", "3f9c2e1d0a7b55aa"), same_build_hash("3f9c", "3f9c2e1d0a7b55aa")
+        (True, False)
+    """
     reported, expected = reported.strip().lower(), expected.strip().lower()
     if reported == expected:
         return bool(reported)

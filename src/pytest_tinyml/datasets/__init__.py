@@ -17,7 +17,7 @@ import numpy as np
 
 from pytest_tinyml.datasets import public, synthetic, synthetic_images
 from pytest_tinyml.datasets._arrays import from_arrays
-from pytest_tinyml.datasets._dataset import Dataset
+from pytest_tinyml.datasets.dataset import Dataset
 from pytest_tinyml.errors import DatasetError
 
 __all__ = ["Dataset", "digits", "from_arrays", "load", "names"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pytest_tinyml.datasets._dataset import Dataset
+from pytest_tinyml.datasets.dataset import Dataset
 from pytest_tinyml.errors import DatasetError
 
 DEFAULT_MAX_SAMPLES = 200_000

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pytest_tinyml.datasets._dataset import Dataset
+from pytest_tinyml.datasets.dataset import Dataset
 from pytest_tinyml.errors import DatasetError
 
 DOWNLOAD_TIMEOUT_S = 20.0

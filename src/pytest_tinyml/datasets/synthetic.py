@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pytest_tinyml.datasets._dataset import Dataset
+from pytest_tinyml.datasets.dataset import Dataset
 from pytest_tinyml.errors import DatasetError
 
 _TEMPLATE_SEED = 20211  # fixed: class definitions never depend on the user's seed

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pytest_tinyml.datasets._dataset import Dataset
+from pytest_tinyml.datasets.dataset import Dataset
 from pytest_tinyml.datasets.synthetic import _balanced_labels, _sizes, _split
 
 

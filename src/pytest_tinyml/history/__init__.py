@@ -38,7 +38,7 @@ MAX_STORED_SAMPLES = 2000
 def _current_item():
     from pytest_tinyml import report
 
-    return report._current_item.get()
+    return report.current_item()
 
 
 def observe(*, kind: str, samples_us, context: dict | None = None, test_id: str | None = None,

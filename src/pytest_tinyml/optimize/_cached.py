@@ -25,7 +25,7 @@ def run(cache, kind: str, parts: dict, produce: Callable[[], Any], save, load) -
 
 
 def model_key(model) -> str:
-    from pytest_tinyml.convert._source import source_key
+    from pytest_tinyml.identity import source_key
 
     return source_key(model)
 
@@ -70,7 +70,7 @@ def save_artifact(artifact, directory: Path) -> None:
 
 
 def load_artifact(directory: Path):
-    from pytest_tinyml.convert.artifact import TFLiteArtifact
+    from pytest_tinyml.tflite.artifact import TFLiteArtifact
 
     return TFLiteArtifact.from_metadata(
         (directory / "model.tflite").read_bytes(), read_json(directory, "artifact.json")

@@ -39,7 +39,7 @@ def pipeline(
 ):
     """Prune (tfmot) a trained Keras 3 model, strip, pruning-preserving QAT, convert to full int8.
 
-    Returns the ``TFLiteArtifact`` from ``pytest_tinyml.convert.convert(qat_model, "int8", ...)`` with these
+    Returns the ``TFLiteArtifact`` from ``pytest_tinyml.convert(qat_model, "int8", ...)`` with these
     extra ``params``: ``target_sparsity``, ``sparsity_pruned`` (after pruning), ``sparsity_qat`` (after QAT,
     float kernels), ``sparsity_tflite`` (exact zeros in the int8 weight tensors), ``schedule``,
     ``structured``, ``prune_epochs``, ``qat_epochs``. ``representative`` defaults to up to 500 training
@@ -50,7 +50,7 @@ def pipeline(
         >>> art.recipe, art.params["sparsity_tflite"]  # doctest: +SKIP
         ('int8', 0.5)
     """
-    from pytest_tinyml.convert import convert, prepare_representative
+    from pytest_tinyml.conversion import convert, prepare_representative
     from pytest_tinyml.optimize.bridge import legacy_copy
     from pytest_tinyml.optimize.pruning import SCHEDULES, prune_tf_keras, ramp
     from pytest_tinyml.optimize.quantization import qat

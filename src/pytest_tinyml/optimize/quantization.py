@@ -31,7 +31,7 @@ def qat(
     ``model`` is a Keras 3 model (rebuilt in tf_keras by the bridge) or a tf_keras model (used as given, not
     modified: tfmot clones it). ``preserve_sparsity=True`` uses tfmot's pruning-preserving scheme
     (``Default8BitPrunePreserveQuantizeScheme``): zeros of a pruned model stay zero through QAT. Convert
-    the result with ``pytest_tinyml.convert.convert(qat_model, "int8", representative=...)``. With ``cache``
+    the result with ``pytest_tinyml.convert(qat_model, "int8", representative=...)``. With ``cache``
     (a ``TinyMLCache``), an identical earlier run's QAT weights are loaded into a freshly wrapped model.
 
     Example:

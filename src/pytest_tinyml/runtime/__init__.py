@@ -2,7 +2,7 @@
 
 * :func:`load` turns anything that names a model (a ``TFLiteArtifact``, flatbuffer ``bytes``, a path to a
   ``.tflite`` file, a Keras model) into a checked ``TFLiteArtifact``. Files are read in Python: the C++
-  loaders only ever see bytes that passed :func:`pytest_tinyml.runtime.flatbuffer.check`.
+  loaders only ever see bytes that passed :func:`pytest_tinyml.tflite.checks.check`.
 * :func:`predict` returns dequantized float outputs from either engine.
 * :class:`~pytest_tinyml.runtime.litert.LiteRTRunner`, :class:`~pytest_tinyml.runtime.tflm.TFLMRunner` and
   :func:`~pytest_tinyml.runtime.tflm.arena` are the building blocks.
@@ -22,12 +22,13 @@ import os
 from collections import OrderedDict
 
 from pytest_tinyml.errors import ConfigError, ModelLoadError
-from pytest_tinyml.runtime import flatbuffer, isolation
+from pytest_tinyml.runtime import isolation
+from pytest_tinyml.tflite import checks
 
 ENGINES = isolation.ENGINES
 _RUNNER_CACHE_SIZE = 8
 _runners: OrderedDict = OrderedDict()
-_checked: set[str] = set()  # sha256 of models whose tensors passed flatbuffer.check_tensors
+_checked: set[str] = set()  # sha256 of models whose tensors passed checks.check_tensors
 
 __all__ = ["ENGINES", "arena", "as_artifact", "litert", "load", "predict", "predict_raw", "runner", "tflm"]
 _SUBMODULES = ("litert", "tflm", "microops", "quant")
@@ -43,7 +44,7 @@ def __getattr__(name: str):
 
 
 def _artifact_class():
-    from pytest_tinyml.convert.artifact import TFLiteArtifact
+    from pytest_tinyml.tflite.artifact import TFLiteArtifact
 
     return TFLiteArtifact
 
@@ -57,7 +58,7 @@ def load(model_like, *, name: str | None = None):
 
     Bytes and files are checked (size, ``TFL3`` identifier, root table inside the buffer) before anything
     else, then every tensor (indices in range, constant data as large as its shape says: see
-    :func:`~pytest_tinyml.runtime.flatbuffer.check_tensors`); a bad one raises
+    :func:`~pytest_tinyml.tflite.checks.check_tensors`); a bad one raises
     :class:`~pytest_tinyml.errors.ModelLoadError` naming the file and the problem.
     A Keras model is converted with the ``float32`` recipe.
 
@@ -68,7 +69,7 @@ def load(model_like, *, name: str | None = None):
     """
     artifact = _load(model_like, name)
     if artifact.sha256 not in _checked:
-        flatbuffer.check_tensors(artifact.content, name=artifact.name)
+        checks.check_tensors(artifact.content, name=artifact.name)
         _checked.add(artifact.sha256)
     return artifact
 
@@ -76,12 +77,12 @@ def load(model_like, *, name: str | None = None):
 def _load(model_like, name: str | None):
     artifact_class = _artifact_class()
     if isinstance(model_like, artifact_class):
-        flatbuffer.check(model_like.content, name=model_like.name)
+        checks.check(model_like.content, name=model_like.name)
         return model_like
     if isinstance(model_like, (bytes, bytearray, memoryview)):
         content = bytes(model_like)
         label = name or "<bytes>"
-        flatbuffer.check(content, name=label)
+        checks.check(content, name=label)
         if name is None:
             import hashlib
 
@@ -97,10 +98,10 @@ def _load(model_like, name: str | None):
                 f"cannot read TFLite model file {path!r}: {exc.strerror or exc}; check the path "
                 "(relative paths are from the current directory)"
             ) from None
-        flatbuffer.check(content, name=path)
+        checks.check(content, name=path)
         return artifact_class.from_bytes(content, name=name or os.path.splitext(os.path.basename(path))[0])
     if _is_keras_model(model_like):
-        from pytest_tinyml.convert import convert
+        from pytest_tinyml.conversion import convert
 
         return convert(model_like, "float32")  # vetted like any model on first use: see the isolation policy
     raise ConfigError(

@@ -16,10 +16,10 @@ import sys
 
 def _vet(payload: dict, log) -> None:
     """Load and invoke with the engine's real loader, the way the runners will (zeros, random values)."""
-    from pytest_tinyml.runtime import flatbuffer
+    from pytest_tinyml.tflite import checks
 
     content, name, engine = payload["content"], payload["name"], payload["engine"]
-    flatbuffer.check(content, name=name)
+    checks.check(content, name=name)
     if engine == "litert":
         from pytest_tinyml.runtime.litert import new_interpreter, vet_invoke
 
@@ -56,9 +56,9 @@ def _probe_ops(payload: dict, log) -> dict:
 
 
 def _predict(payload: dict, log):
-    from pytest_tinyml.runtime import flatbuffer
+    from pytest_tinyml.tflite import checks
 
-    flatbuffer.check(payload["content"], name=payload["name"])
+    checks.check(payload["content"], name=payload["name"])
     if payload["engine"] == "litert":
         from pytest_tinyml.runtime.litert import LiteRTRunner as Runner
     else:

@@ -15,7 +15,7 @@ Trust policy (which models run in-process, and after what):
 
 * **every model** first passes the pure-Python checks of :func:`pytest_tinyml.runtime.load`: header, then
   every index in range and every constant tensor's data as large as its shape says
-  (:func:`~pytest_tinyml.runtime.flatbuffer.check_tensors`). Those catch the corruptions that make the C++
+  (:func:`~pytest_tinyml.tflite.checks.check_tensors`). Those catch the corruptions that make the C++
   runtimes read past the model, which can crash not right away but later, in a process that looked fine.
 * **trusted**: models a user vouches for with :func:`trust`. pytest-tinyml trusts nothing by itself, not
   even its own converter's output: a well-formed model can still abort TFLite Micro (an untrained model

@@ -62,7 +62,7 @@ _known: dict[str, bool] = {}
 
 def builtin_codes() -> dict[str, int]:
     """``{"ADD": 0, "AVERAGE_POOL_2D": 1, ...}`` from the TFLite schema."""
-    from pytest_tinyml.runtime.flatbuffer import enum_names, schema
+    from pytest_tinyml.tflite.schema import enum_names, schema
 
     return {name: code for code, name in enum_names(schema().BuiltinOperator).items()}
 
@@ -95,7 +95,7 @@ def probe_model(op: str) -> bytes:
     """
     import flatbuffers
 
-    from pytest_tinyml.runtime.flatbuffer import schema
+    from pytest_tinyml.tflite.schema import schema
 
     fb = schema()
     codes = builtin_codes()

@@ -70,7 +70,7 @@ def new_interpreter(content: bytes, name: str, arena_size: int):
 def zero_inputs(interpreter, content: bytes) -> list:
     import numpy as np
 
-    from pytest_tinyml.runtime.flatbuffer import io_counts
+    from pytest_tinyml.tflite.schema import io_counts
 
     count = io_counts(content)[0]
     details = [interpreter.get_input_details(index) for index in range(count)]

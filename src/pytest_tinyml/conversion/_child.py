@@ -1,4 +1,4 @@
-"""The conversion worker: ``python -m pytest_tinyml.convert._child JOB_DIR`` or ``... --serve``.
+"""The conversion worker: ``python -m pytest_tinyml.conversion._child JOB_DIR`` or ``... --serve``.
 
 It runs in its own process because TF's converter can crash natively (full-int8 calibration of a Keras 3
 LSTM segfaults): the parent turns a signal, a hang or an exception into ``ConversionError``.
@@ -166,11 +166,11 @@ def main(job_dir: str) -> int:
         (job_dir_path / "model_info.json").write_text(json.dumps(info))
         source_hash = job.get("source_hash")
         if not source_hash and model is not None:
-            from pytest_tinyml.convert._source import model_hash
+            from pytest_tinyml.identity import model_hash
 
             source_hash = model_hash(model)
         elif not source_hash:
-            from pytest_tinyml.convert._source import path_hash
+            from pytest_tinyml.identity import path_hash
 
             source_hash = path_hash(job["path"])
         n_samples = _configure(converter, job, qat)
@@ -244,6 +244,6 @@ if __name__ == "__main__":
     if sys.argv[1:] == ["--serve"]:
         sys.exit(serve())
     if len(sys.argv) != 2:
-        print("usage: python -m pytest_tinyml.convert._child JOB_DIR | --serve", file=sys.stderr)
+        print("usage: python -m pytest_tinyml.conversion._child JOB_DIR | --serve", file=sys.stderr)
         sys.exit(2)
     sys.exit(main(sys.argv[1]))

@@ -14,7 +14,7 @@ import threading
 import time
 from pathlib import Path
 
-from pytest_tinyml.convert._child import EXIT_EXCEPTION
+from pytest_tinyml.conversion._child import EXIT_EXCEPTION
 from pytest_tinyml.errors import ConversionError
 
 STDERR_TAIL_LINES = 25
@@ -83,7 +83,7 @@ def run_child(job_dir: Path, job: dict, *, timeout: float, label: str) -> dict:
 
 
 def _command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "pytest_tinyml.convert._child", *args]
+    return [sys.executable, "-m", "pytest_tinyml.conversion._child", *args]
 
 
 def _run_fresh(job_dir: Path, timeout: float) -> int | None:

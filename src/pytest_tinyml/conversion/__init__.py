@@ -1,7 +1,7 @@
 """Post-training conversion of Keras models to TFLite, in a child process that may crash without harm.
 
 Example:
-    >>> from pytest_tinyml.convert import convert
+    >>> from pytest_tinyml import convert
     >>> art = convert(model, "int8", representative=x_train)      # doctest: +SKIP
     >>> art.inputs[0].dtype, art.size
     ('int8', 14592)
@@ -20,17 +20,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import tempfile
-import types
 import warnings
 from pathlib import Path
 from typing import Any
 
-from pytest_tinyml.convert.artifact import TensorQuant, TFLiteArtifact, current_versions
 from pytest_tinyml.errors import CalibrationWarning, ConfigError, ConversionError
+from pytest_tinyml.tflite.artifact import TFLiteArtifact, current_versions
 
-__all__ = ["convert", "RECIPES", "TFLiteArtifact", "TensorQuant", "prepare_representative"]
+__all__ = ["convert", "RECIPES", "TFLiteArtifact", "prepare_representative"]
 
 RECIPES: dict[str, str] = {
     "float32": "no quantization; float32 weights and activations (TFLite Micro and LiteRT)",
@@ -162,8 +160,8 @@ def convert(
         >>> art.inputs[0]
         TensorQuant(name='serving_default_keras_tensor:0', shape=(1, 64), dtype='int8', scale=0.0627, zero_point=-128)
     """
-    from pytest_tinyml.convert import _source
-    from pytest_tinyml.convert._runner import run_child
+    from pytest_tinyml import identity
+    from pytest_tinyml.conversion._runner import run_child
 
     display = name or (getattr(model, "name", None) if not isinstance(model, (str, os.PathLike)) else None)
     display = display or (Path(model).stem if isinstance(model, (str, os.PathLike)) else "model")
@@ -176,7 +174,7 @@ def convert(
     if params["select_tf_ops"] and target != "litert":
         raise ConfigError(f"{label}: select_tf_ops=True needs target='litert' (TFLite Micro has no TF ops)")
     io = _io_dtype(recipe, target, io_dtype, label)
-    qat = _source.model_family(model) == "tf_keras" and _source.is_qat(model)
+    qat = identity.model_family(model) == "tf_keras" and identity.is_qat(model)
     samples = None
     if recipe in FULL_INTEGER:
         samples = prepare_representative(representative, max_samples=int(params["max_calibration_samples"]))
@@ -196,7 +194,7 @@ def convert(
 
     workdir = Path(tempfile.mkdtemp(prefix="tinyml-convert-"))
     try:
-        source = _source.prepare(model, workdir, name)
+        source = identity.prepare(model, workdir, name)
         job = {
             "kind": source.kind,
             "path": source.path,
@@ -233,13 +231,3 @@ def convert(
         versions=current_versions(**result["versions"]),
     )
 
-
-class _CallablePackage(types.ModuleType):
-    """Importing ``pytest_tinyml.convert`` (the package) rebinds ``pytest_tinyml.convert`` to it, hiding the
-    function of the same name that ``tinyml.convert(...)`` means; calling the package calls the function."""
-
-    def __call__(self, *args, **kwargs):
-        return convert(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallablePackage

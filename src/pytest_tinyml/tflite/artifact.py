@@ -1,13 +1,12 @@
-"""``TFLiteArtifact``: a TFLite flatbuffer with where it came from, and ``TensorQuant`` for its I/O tensors.
+"""``TFLiteArtifact``: a TFLite flatbuffer with where it came from and its I/O tensors (``TensorQuant``).
 
-The I/O quantization is read from the flatbuffer with the pure-Python schema that ``ai_edge_litert`` ships
-(``schema_py_generated``): parsing never runs native code, so unknown or broken bytes raise
-``ModelLoadError`` instead of crashing the process. Checking that a runtime accepts the model is the job of
+The I/O tensors are read by :mod:`pytest_tinyml.tflite.schema` in pure Python: parsing never runs native
+code, so unknown or broken bytes raise ``ModelLoadError`` instead of crashing the process. Checking that a runtime accepts the model is the job of
 ``pytest_tinyml.runtime`` (crash-isolated loading).
 
 Example:
     >>> art = TFLiteArtifact.from_path("mlp_int8.tflite")      # doctest: +SKIP
-    >>> art.inputs[0].dtype, art.kb
+    >>> art.inputs[0].dtype, art.kb                             # doctest: +SKIP
     ('int8', 14.2)
 """
 
@@ -19,69 +18,9 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
 
 from pytest_tinyml.errors import ModelLoadError
-
-FILE_IDENTIFIER = b"TFL3"
-# Smallest well-formed model: root offset, identifier, a table. Anything shorter is not a model.
-_MIN_SIZE = 16
-# Guards against garbage vectors whose length field is huge (a loop over it would never end).
-_MAX_IO = 4096
-_MAX_RANK = 64
-
-
-class TensorQuant(NamedTuple):
-    """One input or output tensor: its name, shape, dtype and per-tensor quantization.
-
-    ``scale`` is 0.0 and ``zero_point`` 0 when the tensor is not quantized (float I/O).
-
-    Example:
-        >>> q = TensorQuant("input", (1, 64), "int8", 0.0039, -128)
-        >>> q.quantize([0.0, 1.0]).tolist()
-        [-128, 127]
-    """
-
-    name: str
-    shape: tuple
-    dtype: str
-    scale: float = 0.0
-    zero_point: int = 0
-
-    @property
-    def quantized(self) -> bool:
-        """True when the tensor is an integer tensor with a scale (int8 / uint8 / int16 I/O)."""
-        return self.scale > 0.0
-
-    def quantize(self, x):
-        """Real values -> this tensor's integer dtype (round, add zero point, saturate). Float tensors pass through.
-
-        Example:
-            >>> TensorQuant("x", (1, 2), "int8", 0.5, 0).quantize([1.0, 100.0]).tolist()
-            [2, 127]
-        """
-        import numpy as np
-
-        x = np.asarray(x, dtype=np.float32)
-        if not self.quantized:
-            return x.astype(self.dtype) if self.dtype.startswith("float") else x
-        info = np.iinfo(self.dtype)
-        q = np.round(x / self.scale) + self.zero_point
-        return np.clip(q, info.min, info.max).astype(self.dtype)
-
-    def dequantize(self, q):
-        """This tensor's integers -> real values as float32. Float tensors pass through as float32.
-
-        Example:
-            >>> TensorQuant("y", (1, 2), "int8", 0.5, -1).dequantize([1, 3]).tolist()
-            [1.0, 2.0]
-        """
-        import numpy as np
-
-        q = np.asarray(q)
-        if not self.quantized:
-            return q.astype(np.float32)
-        return ((q.astype(np.float32) - self.zero_point) * self.scale).astype(np.float32)
+from pytest_tinyml.tflite.quant import TensorQuant
 
 
 @dataclass(frozen=True, eq=False)
@@ -92,7 +31,7 @@ class TFLiteArtifact:
 
     Example:
         >>> art = pytest_tinyml.convert(model, "int8", representative=x_train)   # doctest: +SKIP
-        >>> art.save("build/mlp_int8.tflite"); art.recipe, art.inputs[0].dtype, round(art.kb, 1)
+        >>> art.save("build/mlp_int8.tflite"); art.recipe, art.inputs[0].dtype, round(art.kb, 1)  # doctest: +SKIP
         ('int8', 'int8', 14.2)
     """
 
@@ -204,6 +143,8 @@ class TFLiteArtifact:
             >>> TFLiteArtifact.from_bytes(open("m.tflite", "rb").read(), name="m").outputs   # doctest: +SKIP
         """
         content = bytes(content)
+        from pytest_tinyml.tflite.schema import read_io
+
         inputs, outputs = read_io(content, name=name)
         return cls(
             content=content,
@@ -267,92 +208,3 @@ def current_versions(**extra: str) -> dict:
     versions["pytest_tinyml"] = pytest_tinyml.__version__
     versions.update(extra)
     return versions
-
-
-def _dtype_names() -> dict[int, str]:
-    from ai_edge_litert import schema_py_generated as schema
-
-    return {
-        value: key.lower()
-        for key, value in vars(schema.TensorType).items()
-        if not key.startswith("_") and isinstance(value, int)
-    }
-
-
-def _check_buffers(model, size: int) -> None:
-    """Every weight buffer must lie inside the bytes: a truncated file loses its tail, where they live."""
-    n = model.BuffersLength()
-    if n > 10_000_000:
-        raise ValueError(f"implausible buffer count {n}")
-    for i in range(n):
-        buffer = model.Buffers(i)
-        if buffer.DataLength() > 0:
-            buffer.DataAsNumpy()  # a view; numpy refuses one that runs past the end
-        offset, length = int(buffer.Offset()), int(buffer.Size())
-        if offset > 1 and offset + length > size:  # weights stored after the flatbuffer (large models)
-            raise ValueError(f"buffer {i} ends at byte {offset + length}, past the end ({size})")
-
-
-def read_io(content: bytes, *, name: str = "model") -> tuple[list[TensorQuant], list[TensorQuant]]:
-    """The inputs and outputs of the first subgraph of a flatbuffer, parsed without native code.
-
-    Example:
-        >>> inputs, outputs = read_io(open("m.tflite", "rb").read())     # doctest: +SKIP
-    """
-    if len(content) < _MIN_SIZE:
-        raise ModelLoadError(
-            f"TFLite model {name!r} is {len(content)} bytes: too short to be a flatbuffer; "
-            "the file is empty or truncated, convert or copy it again"
-        )
-    if content[4:8] != FILE_IDENTIFIER:
-        raise ModelLoadError(
-            f"TFLite model {name!r} has no 'TFL3' identifier at offset 4 (found {content[4:8]!r}): "
-            "it is not a TFLite flatbuffer (a .keras / .h5 / SavedModel file? convert it with "
-            "pytest_tinyml.convert first)"
-        )
-    from ai_edge_litert import schema_py_generated as schema
-
-    dtypes = _dtype_names()
-    try:
-        model = schema.Model.GetRootAs(content, 0)
-        if model.SubgraphsLength() < 1:
-            raise ValueError("no subgraph")
-        graph = model.Subgraphs(0)
-        n_tensors = graph.TensorsLength()
-
-        def tensor(index: int) -> TensorQuant:
-            if not 0 <= index < n_tensors:
-                raise ValueError(f"I/O tensor index {index} out of range ({n_tensors} tensors)")
-            t = graph.Tensors(index)
-            rank = t.ShapeLength()
-            if rank > _MAX_RANK:
-                raise ValueError(f"tensor rank {rank}")
-            shape = tuple(int(t.Shape(i)) for i in range(rank))
-            q = t.Quantization()
-            scale, zero_point = 0.0, 0
-            if q is not None and q.ScaleLength() > 0:
-                scale = float(q.Scale(0))
-                zero_point = int(q.ZeroPoint(0)) if q.ZeroPointLength() > 0 else 0
-            raw_name = t.Name()
-            return TensorQuant(
-                name=raw_name.decode("utf-8", "replace") if raw_name else f"tensor_{index}",
-                shape=shape,
-                dtype=dtypes.get(t.Type(), f"type{t.Type()}"),
-                scale=scale,
-                zero_point=zero_point,
-            )
-
-        _check_buffers(model, len(content))
-        counts = (graph.InputsLength(), graph.OutputsLength())
-        if any(c > _MAX_IO for c in counts):
-            raise ValueError(f"implausible I/O counts {counts}")
-        inputs = [tensor(int(graph.Inputs(i))) for i in range(counts[0])]
-        outputs = [tensor(int(graph.Outputs(i))) for i in range(counts[1])]
-    except ModelLoadError:
-        raise
-    except Exception as exc:  # the schema reader raises IndexError / struct.error / ValueError on garbage
-        raise ModelLoadError(
-            f"TFLite model {name!r} has the 'TFL3' identifier but its tables cannot be read "
-            f"({type(exc).__name__}: {exc}): the flatbuffer is corrupt or truncated; convert it again"
-        ) from exc
-    return inputs, outputs
