@@ -133,3 +133,56 @@ def test_builtin_model_is_the_c_array_and_its_ops_are_registered():
     assert ops <= registered
     count = int(re.search(r"kMaxOps = (\d+);", engine).group(1))
     assert len(registered) <= count  # MicroMutableOpResolver<kMaxOps> has room for every Add*
+
+
+def _targets():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_fw_targets", FIRMWARE / "tools" / "targets.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look the module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def _settings(files: list[Path]) -> dict[str, str]:
+    """The CONFIG_ values a list of defaults files leaves, later files winning (as kconfgen applies them)."""
+    values: dict[str, str] = {}
+    for path in files:
+        for name, value in re.findall(r"^CONFIG_(\w+)=(.*)$", path.read_text(), flags=re.M):
+            values[name] = value
+    return values
+
+
+def _applied(config) -> list[Path]:
+    """SDKCONFIG_DEFAULTS as ESP-IDF expands it: each file, then <file>.<chip> where it exists."""
+    files = []
+    for path in config.defaults_files(FIRMWARE):
+        files.append(path)
+        if path.with_name(f"{path.name}.{config.chip}").is_file():
+            files.append(path.with_name(f"{path.name}.{config.chip}"))
+    return files
+
+
+def test_board_configs_name_themselves_and_set_psram_and_console_per_family():
+    configs = _targets().BOARD_CONFIGS
+    assert set(configs) == {"esp32", "esp32-psram", "esp32s3", "esp32s3-usb", "esp32c3", "esp32c3-usb"}
+    for name, config in configs.items():
+        files = _applied(config)
+        assert all(f.is_file() for f in files), files
+        values = _settings(files)
+        assert values["TINYML_BOARD_CONFIG"] == f'"{name}"', name
+        usb = values.get("ESP_CONSOLE_USB_SERIAL_JTAG") == "y"
+        assert usb == name.endswith("-usb"), name
+    # D5: the plain ESP32 config must not turn on PSRAM (and with it the cache workaround).
+    assert "SPIRAM" not in _settings(_applied(configs["esp32"]))
+    assert _settings(_applied(configs["esp32-psram"]))["SPIRAM"] == "y"
+    args = configs["esp32c3-usb"].idf_args(FIRMWARE)
+    assert args[-2:] == ["set-target", "esp32c3"] and args[0].endswith("boards/esp32c3-usb.defaults")
+
+
+def test_board_config_check_sees_a_wrong_name(tmp_path):
+    # The negative control of the check above: a family file naming another config is caught.
+    bad = tmp_path / "x.defaults"
+    bad.write_text('CONFIG_TINYML_BOARD_CONFIG="esp32"\n')
+    assert _settings([FIRMWARE / "boards" / "esp32c3-usb.defaults", bad])["TINYML_BOARD_CONFIG"] != '"esp32c3-usb"'
