@@ -328,8 +328,12 @@ def saturation_rate(outputs, *, dtype=None, quant=None) -> float:
         zero_point = float(np.max(getattr(quant, "zero_point", 0)))
         if not scale > 0:
             raise ConfigError("saturation_rate: quant has no positive scale; the output is not quantized")
-        qmin, qmax = quant_range(dtype)
-        array = np.clip(np.round(array / scale + zero_point), qmin, qmax)
+        from pytest_tinyml.tflite.quant import TensorQuant
+
+        # Re-quantized exactly as TFLite quantizes (half away from zero, clamped): see TensorQuant.
+        quant_range(dtype)  # a ConfigError naming the dtype unless it is an integer one
+        tensor = TensorQuant("outputs", array.shape, np.dtype(dtype).name, scale, int(zero_point))
+        array = tensor.quantize(array.astype(np.float32))
     elif dtype is None:
         if array.dtype.kind not in "iu":
             raise ConfigError(

@@ -31,7 +31,7 @@ _runners: OrderedDict = OrderedDict()
 _checked: set[str] = set()  # sha256 of models whose tensors passed checks.check_tensors
 
 __all__ = ["ENGINES", "arena", "as_artifact", "litert", "load", "predict", "predict_raw", "runner", "tflm"]
-_SUBMODULES = ("litert", "tflm", "microops", "quant")
+_SUBMODULES = ("litert", "tflm", "microops", "batching")
 
 
 def __getattr__(name: str):

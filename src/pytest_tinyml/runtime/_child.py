@@ -25,7 +25,7 @@ def _vet(payload: dict, log) -> None:
 
         vet_invoke(new_interpreter(content, name))
     else:
-        from pytest_tinyml.runtime.quant import random_like
+        from pytest_tinyml.runtime.batching import random_like
         from pytest_tinyml.runtime.tflm import DEFAULT_ARENA, new_interpreter, zero_inputs
 
         interpreter = new_interpreter(content, name, max(DEFAULT_ARENA, 10 * len(content)))

@@ -54,7 +54,7 @@ def vet_invoke(interpreter) -> None:
     """
     import numpy as np
 
-    from pytest_tinyml.runtime.quant import random_like
+    from pytest_tinyml.runtime.batching import random_like
 
     details = interpreter.get_input_details()
     for d in details:
@@ -84,7 +84,7 @@ class LiteRTRunner(Runner):
     def __init__(self, artifact, *, batch_size: int = DEFAULT_BATCH, num_threads: int | None = None,
                  reference_kernels: bool = False) -> None:
         from pytest_tinyml.runtime import load
-        from pytest_tinyml.runtime.quant import TensorSpec
+        from pytest_tinyml.tflite.quant import TensorQuant
 
         self.artifact = load(artifact)
         isolation.vet(self.artifact, self.engine)
@@ -95,8 +95,8 @@ class LiteRTRunner(Runner):
         output_details = self._interpreter.get_output_details()
         self._input_index = [d["index"] for d in input_details]
         self._output_index = [d["index"] for d in output_details]
-        self.inputs = [TensorSpec.from_details(d) for d in input_details]
-        self.outputs = [TensorSpec.from_details(d) for d in output_details]
+        self.inputs = [TensorQuant.from_details(d) for d in input_details]
+        self.outputs = [TensorQuant.from_details(d) for d in output_details]
         self._batch = 1
         # Batchable only if every input declares a free batch dimension (-1 in the shape signature).
         self.batchable = all(
@@ -130,7 +130,7 @@ class LiteRTRunner(Runner):
         return [self._interpreter.get_tensor(index) for index in self._output_index]
 
     def _per_sample(self, arrays: list) -> list:
-        from pytest_tinyml.runtime.quant import stack_samples
+        from pytest_tinyml.runtime.batching import stack_samples
 
         self._resize(1)
         count = arrays[0].shape[0]
@@ -140,7 +140,7 @@ class LiteRTRunner(Runner):
     def _run(self, x) -> list:
         import numpy as np
 
-        from pytest_tinyml.runtime.quant import as_input_list, fit_batch
+        from pytest_tinyml.runtime.batching import as_input_list, fit_batch
 
         name = self.artifact.name
         arrays = as_input_list(x, len(self.inputs), name)

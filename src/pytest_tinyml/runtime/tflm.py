@@ -106,7 +106,7 @@ class TFLMRunner(Runner):
 
     def __init__(self, artifact, arena_size: int | None = None) -> None:
         from pytest_tinyml.runtime import load
-        from pytest_tinyml.runtime.quant import TensorSpec
+        from pytest_tinyml.tflite.quant import TensorQuant
 
         self.artifact = load(artifact)
         name = self.artifact.name
@@ -122,18 +122,18 @@ class TFLMRunner(Runner):
         self.arena_size = int(arena_size or max(DEFAULT_ARENA, 10 * self.artifact.size))
         self._interpreter = new_interpreter(self.artifact.content, name, self.arena_size)
         self.inputs = [
-            TensorSpec.from_details({"name": t.name, **self._interpreter.get_input_details(i)})
+            TensorQuant.from_details(self._interpreter.get_input_details(i), name=t.name)
             for i, t in enumerate(self.artifact.inputs)
         ]
         self.outputs = [
-            TensorSpec.from_details({"name": t.name, **self._interpreter.get_output_details(i)})
+            TensorQuant.from_details(self._interpreter.get_output_details(i), name=t.name)
             for i, t in enumerate(self.artifact.outputs)
         ]
 
     def _run(self, x) -> list:
         import numpy as np
 
-        from pytest_tinyml.runtime.quant import as_input_list, fit_batch, stack_samples
+        from pytest_tinyml.runtime.batching import as_input_list, fit_batch, stack_samples
 
         name = self.artifact.name
         arrays = as_input_list(x, len(self.inputs), name)

@@ -189,7 +189,10 @@ class TFLiteArtifact:
 
 
 def _quant_to_json(t: TensorQuant) -> dict:
-    return {"name": t.name, "shape": list(t.shape), "dtype": t.dtype, "scale": t.scale, "zero_point": t.zero_point}
+    data = {"name": t.name, "shape": list(t.shape), "dtype": t.dtype, "scale": t.scale, "zero_point": t.zero_point}
+    if t.per_channel:
+        data.update(scales=list(t.scales), zero_points=list(t.zero_points), quantized_dimension=t.quantized_dimension)
+    return data
 
 
 def current_versions(**extra: str) -> dict:

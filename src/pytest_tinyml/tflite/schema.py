@@ -154,6 +154,7 @@ def io_counts(content: bytes, *, name: str = "<bytes>") -> tuple[int, int]:
 # Guards against garbage vectors whose length field is huge (a loop over it would never end).
 _MAX_IO = 4096
 _MAX_RANK = 64
+_MAX_CHANNELS = 65536
 _MAX_BUFFERS = 10_000_000
 
 
@@ -204,17 +205,23 @@ def read_io(content: bytes, *, name: str = "<bytes>", model=None) -> tuple[list[
                 raise invalid(name, f"I/O tensor {index} has rank {rank}")
             shape = tuple(int(t.Shape(i)) for i in range(rank))
             q = t.Quantization()
-            scale, zero_point = 0.0, 0
-            if q is not None and q.ScaleLength() > 0:
-                scale = float(q.Scale(0))
-                zero_point = int(q.ZeroPoint(0)) if q.ZeroPointLength() > 0 else 0
+            scales: tuple = ()
+            zero_points: tuple = ()
+            if q is not None and 0 < q.ScaleLength() <= _MAX_CHANNELS:
+                scales = tuple(float(q.Scale(i)) for i in range(q.ScaleLength()))
+                zero_points = tuple(int(q.ZeroPoint(i)) for i in range(min(q.ZeroPointLength(), len(scales))))
+                zero_points += (0,) * (len(scales) - len(zero_points))
             raw_name = t.Name()
+            per_channel = len(scales) > 1
             return TensorQuant(
                 name=raw_name.decode("utf-8", "replace") if raw_name else f"tensor_{index}",
                 shape=shape,
                 dtype=dtypes.get(t.Type(), f"type{t.Type()}"),
-                scale=scale,
-                zero_point=zero_point,
+                scale=scales[0] if scales else 0.0,
+                zero_point=zero_points[0] if scales else 0,
+                scales=scales if per_channel else (),
+                zero_points=zero_points if per_channel else (),
+                quantized_dimension=int(q.QuantizedDimension()) if per_channel else 0,
             )
 
         counts = (graph.InputsLength(), graph.OutputsLength())

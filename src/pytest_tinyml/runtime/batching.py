@@ -1,0 +1,59 @@
+"""Shaping inputs and outputs for the host runners: one array or a list per input, a sample axis, stacking.
+
+Quantization is not here: every tensor's real <-> integer mapping is :class:`pytest_tinyml.tflite.quant.TensorQuant`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def as_input_list(x, count: int, model_name: str) -> list:
+    """``x`` for a model with ``count`` inputs: one array, or a list/tuple of ``count`` arrays."""
+    from pytest_tinyml.errors import ConfigError
+
+    if count == 1:
+        if isinstance(x, (list, tuple)) and len(x) == 1 and np.ndim(x[0]) >= 1:
+            return [np.asarray(x[0])]
+        return [np.asarray(x)]
+    if not isinstance(x, (list, tuple)) or len(x) != count:
+        raise ConfigError(f"model {model_name!r} has {count} inputs: pass a list of {count} arrays")
+    return [np.asarray(v) for v in x]
+
+
+def fit_batch(x: np.ndarray, spec, model_name: str) -> np.ndarray:
+    """Give ``x`` a leading sample axis matching ``spec`` (a ``TensorQuant``; accepts one unbatched sample)."""
+    from pytest_tinyml.errors import ConfigError
+
+    sample_shape = tuple(spec.shape[1:])
+    if x.shape[1:] == sample_shape:
+        return x
+    if x.shape == sample_shape:
+        return x[None, ...]
+    if x.ndim >= 1 and int(np.prod(x.shape[1:], dtype=np.int64)) == int(np.prod(sample_shape, dtype=np.int64)):
+        return x.reshape((x.shape[0],) + sample_shape)  # e.g. flat (n, 64) into an (n, 8, 8, 1) model
+    raise ConfigError(
+        f"input {spec.name!r} of model {model_name!r} takes samples of shape {sample_shape}, got an array of "
+        f"shape {x.shape}; pass an array of shape (n, {', '.join(map(str, sample_shape))})"
+    )
+
+
+def random_like(shape, dtype) -> np.ndarray:
+    """Seeded random values over the range of ``dtype`` (integers) or in [-1, 1] (floats)."""
+    rng = np.random.default_rng(0)
+    dtype = np.dtype(dtype)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return rng.integers(info.min, info.max, size=tuple(shape), endpoint=True).astype(dtype)
+    if dtype.kind == "b":
+        return rng.integers(0, 1, size=tuple(shape), endpoint=True).astype(dtype)
+    return rng.uniform(-1.0, 1.0, tuple(shape)).astype(dtype)
+
+
+def stack_samples(pieces: list) -> np.ndarray:
+    """Join per-sample outputs so that the first axis is the sample: concatenate batch-1 outputs, stack
+    outputs that have no batch axis of 1 (a squeezed or odd-shaped output).
+    """
+    if all(p.ndim >= 1 and p.shape[0] == 1 for p in pieces):
+        return np.concatenate(pieces, axis=0)
+    return np.stack(pieces, axis=0)
