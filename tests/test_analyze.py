@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import struct
@@ -124,9 +125,29 @@ def test_export_c_array_round_trips_and_is_aligned_const(mlp_int8, tmp_path):
     assert cc.stat().st_mtime_ns == before
 
 
+def test_export_c_array_names_the_array(mlp_int8, tmp_path):
+    cc, h = export_c_array(mlp_int8, tmp_path, name="g_fan_model")
+    assert "alignas(16) const unsigned char g_fan_model[] = {" in cc.read_text()
+    assert f"const unsigned int g_fan_model_len = {mlp_int8.size};" in cc.read_text()
+    assert "extern const unsigned char g_fan_model[];" in h.read_text()
+    assert "g_model" not in cc.read_text().replace("g_fan_model", "")
+
+
+def test_exported_files_follow_the_umask(mlp_int8, tmp_path):
+    old = os.umask(0o022)
+    try:
+        cc, h = export_c_array(mlp_int8, tmp_path / "a")
+        assert (cc.stat().st_mode & 0o777, h.stat().st_mode & 0o777) == (0o644, 0o644)
+        os.umask(0o077)
+        cc, _ = export_c_array(mlp_int8, tmp_path / "b")
+        assert cc.stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(old)
+
+
 @pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++")
 def test_exported_array_compiles_links_and_is_16_byte_aligned(mlp_int8, tmp_path):
-    cc, _ = export_c_array(mlp_int8, tmp_path, var_name="g_test_model")
+    cc, _ = export_c_array(mlp_int8, tmp_path, name="g_test_model")
     main = tmp_path / "main.cc"
     main.write_text(
         '#include <cstdint>\n#include <cstdio>\n#include "model_data.h"\n'
@@ -148,7 +169,7 @@ def test_exported_array_compiles_links_and_is_16_byte_aligned(mlp_int8, tmp_path
 
 def test_export_rejects_bad_identifiers(mlp_int8, tmp_path):
     with pytest.raises(ConfigError, match="not a C identifier"):
-        export_c_array(mlp_int8, tmp_path, var_name="g-model")
+        export_c_array(mlp_int8, tmp_path, name="g-model")
 
 
 def test_analyze_accepts_a_path(mlp_int8, tmp_path):

@@ -89,6 +89,13 @@ def _is_artifact(value) -> bool:
     return hasattr(value, "content") and hasattr(value, "sha256") and hasattr(value, "outputs")
 
 
+def _recipe_of(artifact) -> str:
+    """``qat int8``, ``pruned 0.80 int8``, ... : the recipe with the training-time steps its params record."""
+    from pytest_tinyml.report import recipe_label
+
+    return recipe_label(str(getattr(artifact, "recipe", None) or "tflite"), getattr(artifact, "params", None))
+
+
 def resolve(value, role: str, *, device_ok: bool = False) -> Model:
     """Recognise ``value`` as a model; a ConfigError names what was given and what is accepted.
 
@@ -106,16 +113,16 @@ def resolve(value, role: str, *, device_ok: bool = False) -> Model:
     if _is_keras(value):
         return Model("keras", value, name=str(getattr(value, "name", "keras_model")), recipe="float")
     if _is_artifact(value):
-        return Model("tflite", value, name=str(getattr(value, "name", "model")),
-                     recipe=str(getattr(value, "recipe", None) or "tflite"), artifact=value)
+        return Model("tflite", value, name=str(getattr(value, "name", "model")), recipe=_recipe_of(value),
+                     artifact=value)
     if isinstance(value, (bytes, bytearray, memoryview, str, os.PathLike)):
         if isinstance(value, (str, os.PathLike)) and not os.path.isfile(value):
             raise ConfigError(f"{role}: no such model file {os.fspath(value)!r}; give {ACCEPTED}")
         from pytest_tinyml import runtime
 
         artifact = runtime.load(value)
-        return Model("tflite", artifact, name=str(getattr(artifact, "name", "model")),
-                     recipe=str(getattr(artifact, "recipe", None) or "tflite"), artifact=artifact)
+        return Model("tflite", artifact, name=str(getattr(artifact, "name", "model")), recipe=_recipe_of(artifact),
+                     artifact=artifact)
     accepted = ACCEPTED_WITH_DEVICE if device_ok else ACCEPTED
     raise ConfigError(f"{role} is a {type(value).__module__}.{type(value).__qualname__}; expected {accepted}")
 

@@ -156,7 +156,8 @@ def assert_budget(model, *, flash_kb: float | None = None, arena_kb: float | Non
         if over:
             hints.append("the arena holds activations: a smaller input, narrower layers or int8 activations "
                          "shrink it; raise the budget if the board has the RAM")
-    report.record(model=resolved.name, recipe=resolved.recipe, where="host", **figures)
+    report.record(model=resolved.name, recipe=resolved.recipe, where="host", **figures,
+                  **report.optimization_figures(getattr(artifact, "params", None)))
     if hints:
         _fail(
             f"{resolved.describe()} is over its budget",

@@ -346,6 +346,7 @@ class TinyMLCache:
         from pytest_tinyml.conversion import (
             check_params,
             convert,
+            optimization_steps,
             prepare_representative,
             representative_hash,
         )
@@ -371,6 +372,9 @@ class TinyMLCache:
             "representative": representative_hash(samples),
             "versions": current_versions(),
         }
+        steps = optimization_steps(model)
+        if steps:  # what optimize.prune / .cluster tagged: part of the artifact's params, so of the key
+            parts["optimization"] = steps
 
         def produce():
             return convert(model, recipe, representative=samples, target=target, io_dtype=io_dtype,

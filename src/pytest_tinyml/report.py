@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from contextvars import ContextVar
+
+from pytest_tinyml._files import write_atomic
 
 PREFIX = "tinyml."
 _current_item: ContextVar = ContextVar("tinyml_current_item", default=None)
@@ -23,6 +24,8 @@ COLUMNS = [
     ("recipe", "recipe", "{}"),
     ("flash_kb", "flash KB", "{:.1f}"),
     ("arena_kb", "arena KB", "{:.1f}"),
+    ("sparsity", "sparsity", "{:.2f}"),
+    ("gzip_kb", "gzip KB", "{:.1f}"),
     ("accuracy", "accuracy", "{:.4f}"),
     ("roc_auc", "ROC AUC", "{:.4f}"),
     ("drop", "drop", "{:+.4f}"),
@@ -31,6 +34,55 @@ COLUMNS = [
     ("latency_median_us", "latency us", "{:.0f}"),
     ("where", "where", "{}"),
 ]
+
+
+def recipe_label(recipe: str, params: dict | None) -> str:
+    """The recipe as the artifact knows it: the training-time steps its params record, then the conversion.
+
+    ``params["qat"]`` (a quantization-aware-trained source), ``params["pruning"]`` (``target_sparsity``) and
+    ``params["clustering"]`` (``clusters``) are written by ``convert`` from what the optimize recipes tag on
+    the models they return.
+
+    Example:
+        >>> recipe_label("int8", {"qat": True})
+        'qat int8'
+        >>> recipe_label("int8", {"pruning": {"target_sparsity": 0.8, "sparsity": 0.79}})
+        'pruned 0.80 int8'
+        >>> recipe_label("int8", {"clustering": {"clusters": 16}})
+        'clustered 16 int8'
+        >>> recipe_label("float32", {})
+        'float32'
+    """
+    params = params or {}
+    steps = []
+    pruning = params.get("pruning")
+    if isinstance(pruning, dict) and pruning.get("target_sparsity") is not None:
+        steps.append(f"pruned {float(pruning['target_sparsity']):.2f}")
+    clustering = params.get("clustering")
+    if isinstance(clustering, dict) and clustering.get("clusters") is not None:
+        steps.append(f"clustered {int(clustering['clusters'])}")
+    if params.get("qat"):
+        steps.append("qat")
+    return " ".join([*steps, str(recipe)])
+
+
+def optimization_figures(params: dict | None) -> dict:
+    """``sparsity`` and ``gzip_kb`` for the summary, from an artifact's params, when its recipe knows them.
+
+    Example:
+        >>> optimization_figures({"pruning": {"sparsity": 0.8}, "gzip_size": 2048})
+        {'sparsity': 0.8, 'gzip_kb': 2.0}
+        >>> optimization_figures({})
+        {}
+    """
+    params = params or {}
+    figures = {}
+    pruning = params.get("pruning")
+    if isinstance(pruning, dict) and pruning.get("sparsity") is not None:
+        figures["sparsity"] = float(pruning["sparsity"])
+    if params.get("gzip_size") is not None:
+        figures["gzip_kb"] = float(params["gzip_size"]) / 1024
+    return figures
 
 
 def set_current_item(item):
@@ -127,13 +179,10 @@ class Collector:
         return out
 
     def write_json(self, path: str, extra: dict | None = None) -> None:
-        """Write the rows atomically (temp file + rename) so a reader never sees half a report."""
+        """Write the rows atomically (temp file + rename) so a reader never sees half a report; the file's
+        mode follows the umask, like every other output."""
         payload = {"version": 1, "tests": list(self.rows.values())}
         if extra:
             payload.update(extra)
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tinyml-report-", suffix=".json")
-        with os.fdopen(fd, "w") as handle:
-            json.dump(payload, handle, indent=2, sort_keys=True)
-        os.replace(tmp, path)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        write_atomic(path, json.dumps(payload, indent=2, sort_keys=True), prefix=".tinyml-report-")

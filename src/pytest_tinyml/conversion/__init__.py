@@ -123,6 +123,22 @@ def representative_hash(array) -> str | None:
     return digest.hexdigest()
 
 
+def optimization_steps(model: Any) -> dict:
+    """What ``pytest_tinyml.optimize`` recorded on a model it returned (``{"pruning": {...}}``), as plain data.
+
+    Example:
+        >>> optimization_steps(object())
+        {}
+    """
+    import json
+
+    tag = getattr(model, "tinyml_optimization", None) if not isinstance(model, (str, os.PathLike)) else None
+    if not tag:
+        return {}
+    # Keras wraps attribute dicts in tracking types: a JSON round trip makes them plain again.
+    return json.loads(json.dumps({str(k): dict(v) for k, v in dict(tag).items()}, default=str))
+
+
 def check_params(params: dict, label: str) -> dict:
     """The converter parameters with defaults filled in; ``ConfigError`` for an unknown one."""
     unknown = sorted(set(params) - set(PARAMS))
@@ -222,6 +238,12 @@ def convert(
         recorded["qat"] = True
     if result.get("fixed_batch"):
         recorded["fixed_batch"] = 1  # recurrent model traced at batch 1 so its loop lowers to builtins
+    steps = optimization_steps(model)
+    if steps:  # pruned / clustered by pytest_tinyml.optimize: reports name the recipe and show what it buys
+        from pytest_tinyml.optimize.sparsity import gzip_size
+
+        recorded.update(steps)
+        recorded["gzip_size"] = gzip_size(content)
     return TFLiteArtifact.from_bytes(
         content,
         name=source.name,

@@ -82,7 +82,11 @@ def cluster(
 
 
 def _result(model, clusters: int) -> ClusterResult:
-    return ClusterResult(model=model, clusters=clusters, unique_values=count_unique_values(model))
+    from pytest_tinyml.optimize.pruning import tag_optimization
+
+    result = ClusterResult(model=model, clusters=clusters, unique_values=count_unique_values(model))
+    tag_optimization(model, "clustering", result.params())
+    return result
 
 
 def _cluster(model, dataset, *, clusters, epochs, batch_size, learning_rate, seed):

@@ -54,7 +54,7 @@ def pipeline(
     from pytest_tinyml.optimize.bridge import legacy_copy
     from pytest_tinyml.optimize.pruning import SCHEDULES, prune_tf_keras, ramp
     from pytest_tinyml.optimize.quantization import qat
-    from pytest_tinyml.optimize.sparsity import measure_sparsity, tflite_weight_sparsity
+    from pytest_tinyml.optimize.sparsity import gzip_size, measure_sparsity, tflite_weight_sparsity
 
     if schedule not in SCHEDULES:
         raise ConfigError(f"pipeline: schedule={schedule!r} is unknown; use one of {SCHEDULES}.")
@@ -119,6 +119,9 @@ def pipeline(
             "prune_epochs": prune_epochs,
             "qat_epochs": qat_epochs,
             "optimization": "prune+strip+pqat+int8",
+            # What reports read (report.recipe_label: "pruned 0.50 qat int8"), as for optimize.prune.
+            "pruning": {"target_sparsity": target_sparsity, "sparsity": round(tflite_weight_sparsity(artifact), 6)},
+            "gzip_size": gzip_size(artifact),
         }
         return dataclasses.replace(artifact, params=params)
 

@@ -134,7 +134,7 @@ def prune(
 
 def _result(model, params: dict, history: dict) -> PruneResult:
     sparsity, per_layer = measure_sparsity(model)  # always measured on the model returned
-    return PruneResult(
+    result = PruneResult(
         model=model,
         sparsity=sparsity,
         per_layer=per_layer,
@@ -144,6 +144,17 @@ def _result(model, params: dict, history: dict) -> PruneResult:
         backend=params["backend"],
         history=history,
     )
+    tag_optimization(model, "pruning", result.params())
+    return result
+
+
+def tag_optimization(model, step: str, figures: dict) -> None:
+    """Record on the returned model what was done to it; ``convert`` carries it into the artifact's params
+    (``params["pruning"]``, ``params["clustering"]``), so reports name the recipe (``pruned 0.80 int8``)."""
+    try:
+        model.tinyml_optimization = {**dict(getattr(model, "tinyml_optimization", None) or {}), step: dict(figures)}
+    except AttributeError:  # a model class that refuses new attributes: the figures stay on the result
+        pass
 
 
 def ramp(dataset, batch_size: int, epochs: int) -> tuple[int, int]:
