@@ -56,7 +56,7 @@ def invoke_us(n: int, outputs: int = 4, delay: int = 0) -> int:
 
 def test_boot_banner_says_protocol_reset_reason_and_model(board):
     b = board()
-    assert b.banner == ["m-boot-[tinyml-bench 0.1.0]", "m-tinyml-protocol-[1.0]", "m-reset-reason-[poweron]",
+    assert b.banner == ["m-boot-[tinyml-bench 0.1.0]", "m-tinyml-protocol-[1.1]", "m-reset-reason-[poweron]",
                         "m-model-[builtin]", "m-timestamp-mode-performance", "m-init-done", "m-ready"]
     assert board("--reset-reason", "brownout", "--no-builtin").banner[2:4] == ["m-reset-reason-[brownout]",
                                                                                 "m-model-[none]"]
@@ -155,12 +155,12 @@ def test_framed_lines_have_consecutive_seqs_and_valid_crcs(board):
 
 def test_version_and_info(board):
     b = board("--build", "abc123def456")
-    assert [f.body for f in b.framed("tinyml-version")] == ["protocol-[1.0]", "firmware-[tinyml-bench 0.1.0]"]
+    assert [f.body for f in b.framed("tinyml-version")] == ["protocol-[1.1]", "firmware-[tinyml-bench 0.1.0]"]
     info = {}
     for frame in b.framed("tinyml-info"):
         key, value = frame.body.removeprefix("info-").split("-[", 1)
         info[key] = value[:-1]
-    assert info["protocol"] == "1.0" and info["build"] == "abc123def456" and info["chip"] == "host-sim"
+    assert info["protocol"] == "1.1" and info["build"] == "abc123def456" and info["chip"] == "host-sim"
     assert info["reset-reason"] == "poweron" and info["engine"] == "test" and info["max-runs"] == "1000"
     assert "-Werror" in info["cflags"] and info["compiler"].startswith("gcc")
 
@@ -205,7 +205,8 @@ def test_model_upload_in_chunks_then_infer_samples_and_outputs(board, chunk):
                                  "crc32": f"{zlib.crc32(model):08x}", "sha256": hashlib.sha256(model).hexdigest()}
     assert bodies[2] == "tensor-[in]-[0]-[type=int8,bytes=24,dims=1x24,scale=0.0078125,zero_point=0]"
     assert bodies[3] == "tensor-[out]-[0]-[type=int8,bytes=70,dims=1x70,scale=0.00390625,zero_point=-128]"
-    assert bodies[4] == "arena-[used=3000,size=65536]"
+    assert bodies[4] == ("arena-[used=3000,size=65536,arena_bytes=3000,arena_allocated_bytes=3000,configured=65536,"
+                         "shortfall=0]")
     assert b.command("profile")[1] == f"m-model-[uploaded-{hashlib.sha256(model).hexdigest()[:16]}]"
 
     data = bytes((7 * i + 3) % 256 for i in range(24))
@@ -276,6 +277,8 @@ def test_model_failures_say_what_was_needed(board):
         "[model-too-big: model needs 200000 bytes, have 100000 (largest free block)]")
     for model, expected in [
         (test_model(need=5000), "[arena-too-small: arena needs at least 5000 bytes, have 4096; raise --arena-size]"),
+        (test_model(need=40 << 20), f"[arena-too-small: arena needs more than {16 << 20} bytes (the largest trial "
+                                    "arena), have 4096]"),
         (test_model(flags=1), "[unsupported-op: op TEST_UNSUPPORTED is not in the op resolver]"),
         (b"TFL3" + bytes(20), "[bad-model: not a test model: magic TST1 missing]"),
     ]:
@@ -323,7 +326,9 @@ def test_ops_arena_heap(board):
     b = board("--max-model-bytes", "50000")
     assert [f.body for f in b.framed("tinyml-ops")] == [f"op-[0]-[TEST_MAC]-[{invoke_us(0) - 200}]",
                                                         "op-[1]-[TEST_ADD]-[200]"]
-    assert b.framed("tinyml-arena")[0].body == "arena-[used=2048,size=65536]"
+    assert fields(b.framed("tinyml-arena")[0].body) == {
+        "used": "2048", "size": "65536", "arena_bytes": "2048", "arena_allocated_bytes": "2048",
+        "configured": "65536", "shortfall": "0"}
     assert b.framed("tinyml-heap")[0].body == "heap-[free=50000,min_free=50000,largest=50000]"
     b.command("db load 1000")
     assert b.framed("tinyml-heap")[0].body == "heap-[free=49000,min_free=49000,largest=49000]"

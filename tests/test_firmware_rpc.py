@@ -48,7 +48,8 @@ def test_model_input_infer_outputs_through_the_engine(ref_board):
     bodies = [f.body for f in b.upload("model", REF_MODEL)]
     assert bodies[2:] == ["tensor-[in]-[0]-[type=uint8,bytes=6,dims=1x6x1,scale=0.5,zero_point=3]",
                           "tensor-[out]-[0]-[type=uint8,bytes=6,dims=1x6x1,scale=0.25,zero_point=-7]",
-                          "arena-[used=1234,size=65536]"]
+                          "arena-[used=1234,size=65536,arena_bytes=1234,arena_allocated_bytes=0,configured=65536,"
+                          "shortfall=0]"]
     data = bytes([1, 2, 3, 4, 250, 6])
     b.upload("input", data)
     b.framed("tinyml-infer 4 1")
@@ -68,7 +69,7 @@ def test_info_merges_engine_keys_and_decodes_them(ref_board):
     assert info["chip"] == "ref-chip"  # the engine replaces the host's chip=host-sim
     assert info["note"] == "a b%c"  # percent-decoded
     assert info["engine"] == "external:ref-python"
-    assert info["protocol"] == "1.0" and "build" in info
+    assert info["protocol"] == "1.1" and "build" in info
     # The engine's stdout went to tinyml-host's stderr, never into the protocol stream.
     assert "noise on stdout while serving info" in b.close()
 
@@ -116,3 +117,21 @@ def test_an_engine_that_fails_the_handshake_stops_tinyml_host(host_binary):
     proc = subprocess.run([str(host_binary), "--engine-cmd", "exit 5"], input=b"", capture_output=True, timeout=20)
     assert proc.returncode == 2 and proc.stdout == b""
     assert b"external engine failed the handshake: engine: external engine exited (status 5)" in proc.stderr
+
+
+@pytest.mark.parametrize(("kind", "expected"), [("kws", "kws01"), ("vww", "vww01"), ("ic", "ic01"), ("ad", "ad01"),
+                                                ("kws-nodw", None), ("ad-conv", None)])
+def test_profile_names_the_mlperf_model_by_signature_and_ops(ref_board, kind, expected):
+    import hashlib
+
+    b = ref_board()
+    model = b"MLPF" + kind.encode()
+    b.upload("model", model)
+    name = expected or f"uploaded-{hashlib.sha256(model).hexdigest()[:16]}"
+    assert b.command("profile") == ["m-profile-[tinyml-bench 0.1.0]", f"m-model-[{name}]", "m-ready"]
+
+
+def test_an_engine_code_outside_the_protocol_reaches_the_host_as_engine(ref_board):
+    b = ref_board()
+    b.upload("model", b"REF1" + bytes([6, 0x33]))  # the ref engine's model whose profile sends an unknown code
+    assert b.error("tinyml-ops") == "engine: weird-code: the ref engine made this code up"

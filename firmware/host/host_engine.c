@@ -1,6 +1,6 @@
-/* The engine tinyml-host hands to the core: the inner engine (test or external) plus what surrounds a model
- * on a board -- a RAM budget for uploads, the built-in model, the debug delay, a simulated panic and the
- * board-info keys of the host. */
+/* The platform tinyml-host hands to the core: what surrounds a model on a board -- a RAM budget for uploads,
+ * the built-in model, the clock, the debug delay and a simulated panic (around the runtime's invoke), and the
+ * board-info keys of the host. The runtime (test or external engine) goes to the core directly. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* pipe2, getline, cfmakeraw, aligned_alloc */
 #endif
@@ -21,12 +21,13 @@
 #define MAX_KEYS 48
 
 typedef struct host_wrap {
-  const tinyml_engine *inner;
+  int (*inner_invoke)(void *ctx, uint32_t *elapsed_us, tinyml_error *err);
   const host_options *opt;
   int fake_clock;
   int budget_on;
   size_t held, min_free;
-  uint64_t delay_total;
+  uint64_t fake_clock_us; /* test engine: advances by each invoke's us */
+  uint64_t start_ns;
   uint32_t invokes;
   uint8_t *builtin;
   size_t builtin_len;
@@ -79,58 +80,29 @@ static const uint8_t *w_builtin(void *ctx, size_t *len) {
   return w->builtin;
 }
 
-static int w_load(void *ctx, const uint8_t *m, size_t n, tinyml_error *e) {
-  host_wrap *w = (host_wrap *)ctx;
-  return w->inner->load(w->inner->ctx, m, n, e);
-}
-static void w_unload(void *ctx) { ((host_wrap *)ctx)->inner->unload(((host_wrap *)ctx)->inner->ctx); }
-static int w_tensor_count(void *ctx, int out) {
-  host_wrap *w = (host_wrap *)ctx;
-  return w->inner->tensor_count(w->inner->ctx, out);
-}
-static int w_tensor_info(void *ctx, int out, int i, tinyml_tensor_info *info, tinyml_error *e) {
-  host_wrap *w = (host_wrap *)ctx;
-  return w->inner->tensor_info(w->inner->ctx, out, i, info, e);
-}
-static int w_set_input(void *ctx, int i, const uint8_t *d, size_t n, tinyml_error *e) {
-  host_wrap *w = (host_wrap *)ctx;
-  return w->inner->set_input(w->inner->ctx, i, d, n, e);
-}
-static const uint8_t *w_output(void *ctx, int i, size_t *n, tinyml_error *e) {
-  host_wrap *w = (host_wrap *)ctx;
-  return w->inner->output_data(w->inner->ctx, i, n, e);
-}
-static int w_arena(void *ctx, size_t *used, size_t *size, tinyml_error *e) {
-  host_wrap *w = (host_wrap *)ctx;
-  return w->inner->arena(w->inner->ctx, used, size, e);
-}
-static int w_profile(void *ctx, tinyml_op_time *ops, int max, int *n, tinyml_error *e) {
-  host_wrap *w = (host_wrap *)ctx;
-  return w->inner->profile(w->inner->ctx, ops, max, n, e);
-}
-
 static uint64_t monotonic_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* The runtime's invoke plus the host's additions; ctx is the runtime's. */
 static int w_invoke(void *ctx, uint32_t *us, tinyml_error *e) {
-  host_wrap *w = (host_wrap *)ctx;
+  host_wrap *w = &g_wrap;
   w->invokes++;
   if (w->opt->panic_at_invoke != 0 && w->invokes == w->opt->panic_at_invoke && host_panic_hook) host_panic_hook();
   uint32_t extra = 0;
   if (w->opt->delay_us && w->fake_clock) {
     extra = w->opt->delay_us; /* test engine: exact, so tests can assert on it */
-    w->delay_total += extra;
   } else if (w->opt->delay_us) {
     uint64_t t0 = monotonic_ns();
     struct timespec ts = {(time_t)(w->opt->delay_us / 1000000u), (long)(w->opt->delay_us % 1000000u) * 1000L};
     nanosleep(&ts, NULL);
     extra = (uint32_t)((monotonic_ns() - t0) / 1000u); /* a real delay inside the timed window */
   }
-  if (w->inner->invoke(w->inner->ctx, us, e) != 0) return -1;
+  if (w->inner_invoke(ctx, us, e) != 0) return -1;
   *us += extra;
+  w->fake_clock_us += *us;
   return 0;
 }
 
@@ -143,9 +115,10 @@ static int w_heap(void *ctx, size_t *free_bytes, size_t *min_free, size_t *large
   return 0;
 }
 
+/* Test engine: the fake clock (exact, for tests); external engine: CLOCK_MONOTONIC since start. */
 static uint64_t w_now(void *ctx) {
   host_wrap *w = (host_wrap *)ctx;
-  return w->inner->now_us(w->inner->ctx) + (w->fake_clock ? w->delay_total : 0);
+  return w->fake_clock ? w->fake_clock_us : (monotonic_ns() - w->start_ns) / 1000u;
 }
 
 static void collect(void *arg, const char *key, const char *value) {
@@ -168,12 +141,10 @@ static void w_info(void *ctx, tinyml_info_emit emit, void *arg) {
   collect(w, "chip", "host-sim");
   collect(w, "compiler", "gcc " __VERSION__);
   collect(w, "cflags", TINYML_CFLAGS);
-  snprintf(number, sizeof number, "%lu", (unsigned long)w->opt->arena_size);
-  if (w->fake_clock) collect(w, "arena-bytes", number);
   snprintf(number, sizeof number, "%lu", (unsigned long)(w->opt->max_model_bytes - w->held));
   collect(w, "max-model-bytes", number);
   collect(w, "heap-free", number);
-  w->inner->info(w->inner->ctx, collect, w);
+  if (w->opt->engine_cmd) rpc_engine_info(collect, w); /* may replace the host's keys (chip, ...) */
   collect(w, "engine", w->engine_name); /* what actually runs, whatever the engine calls itself */
   for (int i = 0; i < w->n_keys; i++) emit(arg, w->keys[i], w->values[i]);
 }
@@ -194,14 +165,14 @@ static int read_file(const char *path, uint8_t **data, size_t *len) {
   return 0;
 }
 
-int host_engine_init(tinyml_engine *outer, const tinyml_engine *inner, const host_options *opt,
-                     const char *engine_name) {
+int host_platform_init(tinyml_platform *platform, tinyml_runtime *runtime, const host_options *opt,
+                       const char *engine_name) {
   host_wrap *w = &g_wrap;
   memset(w, 0, sizeof *w);
-  w->inner = inner;
   w->opt = opt;
   w->fake_clock = opt->engine_cmd == NULL;
   w->min_free = opt->max_model_bytes;
+  w->start_ns = monotonic_ns();
   snprintf(w->engine_name, sizeof w->engine_name, "%s", engine_name);
   if (opt->builtin_path && !opt->no_builtin) {
     if (read_file(opt->builtin_path, &w->builtin, &w->builtin_len) != 0) {
@@ -211,24 +182,17 @@ int host_engine_init(tinyml_engine *outer, const tinyml_engine *inner, const hos
   } else if (!opt->no_builtin && w->fake_clock) {
     w->builtin = (uint8_t *)test_engine_default_model(&w->builtin_len);
   }
-  memset(outer, 0, sizeof *outer);
-  outer->ctx = w;
-  outer->alloc = w_alloc;
-  outer->release = w_release;
-  outer->builtin_model = w_builtin;
-  outer->load = w_load;
-  outer->unload = w_unload;
-  outer->tensor_count = w_tensor_count;
-  outer->tensor_info = w_tensor_info;
-  outer->set_input = w_set_input;
-  outer->invoke = w_invoke;
-  outer->output_data = w_output;
-  outer->arena = w_arena;
-  outer->profile = w_profile;
-  outer->heap = w_heap;
-  outer->now_us = w_now;
-  outer->info = w_info;
+  w->inner_invoke = runtime->invoke;
+  runtime->invoke = w_invoke;
+  memset(platform, 0, sizeof *platform);
+  platform->ctx = w;
+  platform->alloc = w_alloc;
+  platform->release = w_release;
+  platform->builtin_model = w_builtin;
+  platform->heap = w_heap;
+  platform->now_us = w_now;
+  platform->info = w_info;
   return 0;
 }
 
-void host_engine_start_budget(tinyml_engine *outer) { ((host_wrap *)outer->ctx)->budget_on = 1; }
+void host_platform_start_budget(void) { g_wrap.budget_on = 1; }

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "host_engine.h"
+#include "tinyml_arena.h"
 #include "tinyml_codec.h"
 
 typedef struct host_io {
@@ -24,7 +25,8 @@ typedef struct host_io {
 static host_options g_opt;
 static host_io g_io;
 static tinyml_core g_core;
-static tinyml_engine g_inner, g_engine;
+static tinyml_runtime g_runtime;
+static tinyml_platform g_platform;
 static char **g_argv;
 
 static int io_read(void *ctx) {
@@ -75,7 +77,7 @@ static const tinyml_io kIo = {&g_io, io_read, io_write};
 static void panic_reboot(void) {
   const char *msg = "Guru Meditation Error: Core  0 panic'ed (simulated by tinyml-host --panic-at-invoke)\r\n";
   write_all(g_io.out_fd, msg, strlen(msg));
-  if (g_opt.engine_cmd) rpc_engine_kill(&g_inner);
+  if (g_opt.engine_cmd) rpc_engine_kill();
   int argc = 0;
   while (g_argv[argc]) argc++;
   char **argv = (char **)calloc((size_t)argc + 3, sizeof *argv);
@@ -97,7 +99,7 @@ static void panic_reboot(void) {
 static void usage(void) {
   fprintf(stderr,
           "usage: tinyml-host [--tty PATH] [--engine test | --engine-cmd CMD] [--builtin-model FILE | --no-builtin]\n"
-          "                   [--delay-us N] [--max-model-bytes N] [--arena-size N] [--max-runs N]\n"
+          "                   [--delay-us N] [--max-model-bytes N] [--arena-size N] [--boot-heap N] [--max-runs N]\n"
           "                   [--reset-reason NAME] [--garble-seq N[,N...]] [--panic-at-invoke K] [--build ID]\n"
           "See firmware/host/ENGINE_RPC.md.\n");
 }
@@ -155,6 +157,8 @@ static int parse_options(int argc, char **argv) {
       g_opt.max_model_bytes = n;
     } else if (strcmp(a, "--arena-size") == 0) {
       g_opt.arena_size = n;
+    } else if (strcmp(a, "--boot-heap") == 0) {
+      g_opt.boot_heap = n;
     } else if (strcmp(a, "--max-runs") == 0 && n > 0) {
       g_opt.max_runs = n;
     } else if (strcmp(a, "--panic-at-invoke") == 0) {
@@ -192,23 +196,28 @@ int main(int argc, char **argv) {
     g_io.in_fd = g_io.out_fd = fd;
   }
   char name[96];
+  tinyml_config config = {g_opt.reset_reason, g_opt.max_runs, 0, {0, 0, 0}};
   if (g_opt.engine_cmd) {
-    if (rpc_engine_init(&g_inner, g_opt.engine_cmd) != 0) return 2;
-    snprintf(name, sizeof name, "external:%s", rpc_engine_name(&g_inner));
+    if (rpc_engine_init(&g_runtime, g_opt.engine_cmd) != 0) return 2;
+    snprintf(name, sizeof name, "external:%s", rpc_engine_name());
   } else {
-    test_engine_init(&g_inner, g_opt.arena_size);
+    /* The test engine's arena is sized as a board sizes its own (tinyml_arena_fit), against --boot-heap. */
+    size_t heap = g_opt.boot_heap ? g_opt.boot_heap : g_opt.arena_size + TINYML_ARENA_MARGIN;
+    config.arena.configured = g_opt.arena_size;
+    config.arena.size = tinyml_arena_fit(g_opt.arena_size, heap);
+    config.arena.heap_at_boot = heap;
+    test_engine_init(&g_runtime, config.arena.size);
     snprintf(name, sizeof name, "test");
   }
-  if (host_engine_init(&g_engine, &g_inner, &g_opt, name) != 0) return 2;
+  if (host_platform_init(&g_platform, &g_runtime, &g_opt, name) != 0) return 2;
   host_panic_hook = panic_reboot;
-  tinyml_config config = {g_opt.reset_reason, g_opt.max_runs, 0};
-  if (tinyml_core_init(&g_core, &g_engine, &kIo, &config) != 0) {
+  if (tinyml_core_init(&g_core, &g_runtime, &g_platform, &kIo, &config) != 0) {
     fprintf(stderr, "tinyml-host: no memory for %lu samples\n", (unsigned long)g_opt.max_runs);
     return 2;
   }
-  host_engine_start_budget(&g_engine);
+  host_platform_start_budget();
   tinyml_core_boot(&g_core);
   tinyml_core_run(&g_core);
-  if (g_opt.engine_cmd) rpc_engine_shutdown(&g_inner);
+  if (g_opt.engine_cmd) rpc_engine_shutdown();
   return 0;
 }

@@ -31,14 +31,16 @@ typedef struct rpc_engine {
   tinyml_tensor_info in[RPC_MAX_TENSORS], out[RPC_MAX_TENSORS];
   uint8_t *out_data;
   size_t out_len, out_cap;
-  uint64_t start_ns;
   char name[64];
+  /* op_names: the names of the last load's reply, cut in place */
+  char *ops_line;
+  size_t ops_cap;
 } rpc_engine;
 
 static rpc_engine g_rpc;
 
-static void set_err(tinyml_error *err, const char *code, const char *message) {
-  snprintf(err->code, sizeof err->code, "%s", code);
+static void set_err(tinyml_error *err, tinyml_status status, const char *message) {
+  err->status = status;
   snprintf(err->message, sizeof err->message, "%s", message);
 }
 
@@ -50,7 +52,7 @@ static void mark_dead(rpc_engine *r) {
 }
 
 static void dead_error(rpc_engine *r, tinyml_error *err) {
-  snprintf(err->code, sizeof err->code, "engine");
+  err->status = TINYML_ST_ENGINE;
   snprintf(err->message, sizeof err->message,
            "external engine exited (status %d); its output is on tinyml-host's stderr", r->status);
 }
@@ -82,10 +84,18 @@ static int finish(rpc_engine *r, tinyml_error *err) {
     char *code = r->line + 4;
     char *space = strchr(code, ' ');
     if (space) *space = '\0';
-    set_err(err, code, space ? space + 1 : "(no message)");
+    const char *message = space ? space + 1 : "(no message)";
+    err->status = tinyml_status_from_name(code);
+    if (err->status == TINYML_OK) {
+      /* Not a protocol code (PROTOCOL.md section 2): the host sees engine: <code>: <message>. */
+      err->status = TINYML_ST_ENGINE;
+      snprintf(err->message, sizeof err->message, "%.40s: %s", code, message);
+    } else {
+      snprintf(err->message, sizeof err->message, "%s", message);
+    }
     return -1;
   }
-  snprintf(err->code, sizeof err->code, "engine");
+  err->status = TINYML_ST_ENGINE;
   snprintf(err->message, sizeof err->message, "external engine sent an unparsable reply: %.120s", r->line);
   return -1;
 }
@@ -137,7 +147,7 @@ static int parse_tensor(rpc_engine *r, tinyml_tensor_info *info, tinyml_error *e
   char v[128];
   memset(info, 0, sizeof *info);
   if (!value_of(r, "type", info->type, sizeof info->type) || !value_of(r, "bytes", v, sizeof v)) {
-    set_err(err, "engine", "external engine's tensor reply lacks type= or bytes=");
+    set_err(err, TINYML_ST_ENGINE, "external engine's tensor reply lacks type= or bytes=");
     return -1;
   }
   info->bytes = (uint32_t)strtoul(v, NULL, 10);
@@ -168,7 +178,7 @@ static int r_load(void *ctx, const uint8_t *model, size_t len, tinyml_error *err
   int n_in = value_of(r, "inputs", v, sizeof v) ? atoi(v) : 0;
   int n_out = value_of(r, "outputs", v, sizeof v) ? atoi(v) : 0;
   if (n_in < 0 || n_out < 0 || n_in > RPC_MAX_TENSORS || n_out > RPC_MAX_TENSORS) {
-    set_err(err, "unsupported", "tinyml-host handles at most 16 input and 16 output tensors");
+    set_err(err, TINYML_ST_UNSUPPORTED, "tinyml-host handles at most 16 input and 16 output tensors");
     return -1;
   }
   for (int i = 0; i < n_in; i++) {
@@ -196,7 +206,7 @@ static int r_tensor_count(void *ctx, int output) {
 static int r_tensor_info(void *ctx, int output, int index, tinyml_tensor_info *info, tinyml_error *err) {
   rpc_engine *r = (rpc_engine *)ctx;
   if (index < 0 || index >= (output ? r->n_out : r->n_in)) {
-    set_err(err, "bad-argument", "no such tensor");
+    set_err(err, TINYML_ST_BAD_ARGUMENT, "no such tensor");
     return -1;
   }
   *info = output ? r->out[index] : r->in[index];
@@ -206,11 +216,12 @@ static int r_tensor_info(void *ctx, int output, int index, tinyml_tensor_info *i
 static int r_set_input(void *ctx, int index, const uint8_t *data, size_t len, tinyml_error *err) {
   rpc_engine *r = (rpc_engine *)ctx;
   char hex[2 * 512 + 1];
+  static const uint8_t zeros[512];
   if (!r->dead) {
     fprintf(r->req, "set_input %d ", index);
     for (size_t off = 0; off < len; off += 512) {
       size_t n = len - off < 512 ? len - off : 512;
-      tinyml_hex_encode(data + off, n, hex);
+      tinyml_hex_encode(data ? data + off : zeros, n, hex);
       fputs(hex, r->req);
     }
   }
@@ -223,7 +234,7 @@ static int r_invoke(void *ctx, uint32_t *elapsed_us, tinyml_error *err) {
   r->out_len = 0;
   if (request(r, err, "invoke") != 0) return -1;
   if (!value_of(r, "us", v, sizeof v)) {
-    set_err(err, "engine", "external engine's invoke reply lacks us=");
+    set_err(err, TINYML_ST_ENGINE, "external engine's invoke reply lacks us=");
     return -1;
   }
   *elapsed_us = (uint32_t)strtoul(v, NULL, 10);
@@ -235,7 +246,7 @@ static const uint8_t *r_output(void *ctx, int index, size_t *len, tinyml_error *
   if (request(r, err, "output %d", index) != 0) return NULL;
   char *hex = strstr(r->line, "hex=");
   if (hex == NULL) {
-    set_err(err, "engine", "external engine's output reply lacks hex=");
+    set_err(err, TINYML_ST_ENGINE, "external engine's output reply lacks hex=");
     return NULL;
   }
   hex += 4;
@@ -246,19 +257,25 @@ static const uint8_t *r_output(void *ctx, int index, size_t *len, tinyml_error *
     r->out_data = (uint8_t *)malloc(r->out_cap);
   }
   if (r->out_data == NULL || tinyml_hex_decode(hex, digits, r->out_data, NULL) != TINYML_HEX_OK) {
-    set_err(err, "engine", "external engine's output hex is not valid hex");
+    set_err(err, TINYML_ST_ENGINE, "external engine's output hex is not valid hex");
     return NULL;
   }
   *len = digits / 2;
   return r->out_data;
 }
 
-static int r_arena(void *ctx, size_t *used, size_t *size, tinyml_error *err) {
+static int r_arena(void *ctx, tinyml_arena_figures *f, tinyml_error *err) {
   rpc_engine *r = (rpc_engine *)ctx;
   char v[32];
   if (request(r, err, "arena") != 0) return -1;
-  *used = value_of(r, "used", v, sizeof v) ? (size_t)strtoull(v, NULL, 10) : 0;
-  *size = value_of(r, "size", v, sizeof v) ? (size_t)strtoull(v, NULL, 10) : 0;
+  /* used= is RPC 1's first name of arena_bytes (engines written before arena_bytes= was added). */
+  if (!value_of(r, "arena_bytes", v, sizeof v) && !value_of(r, "used", v, sizeof v)) {
+    set_err(err, TINYML_ST_ENGINE, "external engine's arena reply lacks arena_bytes=");
+    return -1;
+  }
+  f->arena_bytes = (size_t)strtoull(v, NULL, 10);
+  f->allocated_bytes = value_of(r, "arena_allocated_bytes", v, sizeof v) ? (size_t)strtoull(v, NULL, 10) : 0;
+  f->size = value_of(r, "size", v, sizeof v) ? (size_t)strtoull(v, NULL, 10) : 0;
   return 0;
 }
 
@@ -282,25 +299,35 @@ static int r_profile(void *ctx, tinyml_op_time *ops, int max_ops, int *n_ops, ti
   return 0;
 }
 
-static int r_heap(void *ctx, size_t *free_bytes, size_t *min_free, size_t *largest, tinyml_error *err) {
+/* Builtin op names of the model: `op_names` -> `ok names=CONV_2D,ADD`; an engine without it gives none. */
+static int r_op_names(void *ctx, const char **names, int max) {
   rpc_engine *r = (rpc_engine *)ctx;
-  char v[32];
-  if (request(r, err, "heap") != 0) return -1;
-  *free_bytes = value_of(r, "free", v, sizeof v) ? (size_t)strtoull(v, NULL, 10) : 0;
-  *min_free = value_of(r, "min_free", v, sizeof v) ? (size_t)strtoull(v, NULL, 10) : 0;
-  *largest = value_of(r, "largest", v, sizeof v) ? (size_t)strtoull(v, NULL, 10) : 0;
-  return 0;
+  tinyml_error err;
+  char *list = NULL;
+  if (request(r, &err, "op_names") != 0 || (list = strstr(r->line, "names=")) == NULL) return 0;
+  size_t need = strlen(list + 6) + 1;
+  if (need > r->ops_cap) {
+    free(r->ops_line);
+    r->ops_cap = need + 64;
+    r->ops_line = (char *)malloc(r->ops_cap);
+    if (r->ops_line == NULL) {
+      r->ops_cap = 0;
+      return 0;
+    }
+  }
+  memcpy(r->ops_line, list + 6, need);
+  r->ops_line[strcspn(r->ops_line, " ")] = '\0';
+  int n = 0;
+  for (char *p = r->ops_line; *p && n < max;) {
+    names[n++] = p;
+    p += strcspn(p, ",");
+    if (*p == ',') *p++ = '\0';
+  }
+  return n;
 }
 
-static uint64_t r_now(void *ctx) {
-  rpc_engine *r = (rpc_engine *)ctx;
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec - r->start_ns) / 1000u;
-}
-
-static void r_info(void *ctx, tinyml_info_emit emit, void *arg) {
-  rpc_engine *r = (rpc_engine *)ctx;
+void rpc_engine_info(tinyml_info_emit emit, void *arg) {
+  rpc_engine *r = &g_rpc;
   tinyml_error err;
   if (request(r, &err, "info") != 0) return;
   for (char *p = r->line; p && *p;) {
@@ -316,7 +343,7 @@ static void r_info(void *ctx, tinyml_info_emit emit, void *arg) {
   }
 }
 
-int rpc_engine_init(tinyml_engine *e, const char *command) {
+int rpc_engine_init(tinyml_runtime *rt, const char *command) {
   int to_child[2], from_child[2];
   memset(&g_rpc, 0, sizeof g_rpc);
   signal(SIGPIPE, SIG_IGN); /* a dead engine shows as EPIPE on write, not a dead tinyml-host */
@@ -349,27 +376,23 @@ int rpc_engine_init(tinyml_engine *e, const char *command) {
   g_rpc.pid = pid;
   g_rpc.req = fdopen(to_child[1], "w");
   g_rpc.rep = fdopen(from_child[0], "r");
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  g_rpc.start_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-  memset(e, 0, sizeof *e);
-  e->ctx = &g_rpc;
-  e->load = r_load;
-  e->unload = r_unload;
-  e->tensor_count = r_tensor_count;
-  e->tensor_info = r_tensor_info;
-  e->set_input = r_set_input;
-  e->invoke = r_invoke;
-  e->output_data = r_output;
-  e->arena = r_arena;
-  e->profile = r_profile;
-  e->heap = r_heap;
-  e->now_us = r_now;
-  e->info = r_info;
+  memset(rt, 0, sizeof *rt);
+  rt->ctx = &g_rpc;
+  rt->load = r_load;
+  rt->unload = r_unload;
+  rt->tensor_count = r_tensor_count;
+  rt->tensor_info = r_tensor_info;
+  rt->set_input = r_set_input;
+  rt->invoke = r_invoke;
+  rt->output_data = r_output;
+  rt->arena = r_arena;
+  rt->profile = r_profile;
+  rt->op_names = r_op_names;
   tinyml_error err;
   char name[64];
   if (request(&g_rpc, &err, "hello 1") != 0) {
-    fprintf(stderr, "tinyml-host: external engine failed the handshake: %s: %s\n", err.code, err.message);
+    fprintf(stderr, "tinyml-host: external engine failed the handshake: %s: %s\n", tinyml_status_name(err.status),
+            err.message);
     return -1;
   }
   snprintf(g_rpc.name, sizeof g_rpc.name, "%s", value_of(&g_rpc, "name", name, sizeof name) ? name : "unnamed");
@@ -377,18 +400,18 @@ int rpc_engine_init(tinyml_engine *e, const char *command) {
   return 0;
 }
 
-const char *rpc_engine_name(const tinyml_engine *e) { return ((const rpc_engine *)e->ctx)->name; }
+const char *rpc_engine_name(void) { return g_rpc.name; }
 
-void rpc_engine_kill(tinyml_engine *e) {
-  rpc_engine *r = (rpc_engine *)e->ctx;
+void rpc_engine_kill(void) {
+  rpc_engine *r = &g_rpc;
   if (r->dead) return;
   kill(-r->pid, SIGKILL);
   waitpid(r->pid, NULL, 0);
   r->dead = 1;
 }
 
-void rpc_engine_shutdown(tinyml_engine *e) {
-  rpc_engine *r = (rpc_engine *)e->ctx;
+void rpc_engine_shutdown(void) {
+  rpc_engine *r = &g_rpc;
   tinyml_error err;
   if (!r->dead) {
     request(r, &err, "bye");

@@ -1,9 +1,17 @@
 /* The deterministic test engine of tinyml-host (ENGINE_RPC.md section 4): the "model" is data, so every
- * protocol path can be driven from a test, including the failures a real TFLM engine reports. */
+ * protocol path can be driven from a test, including the failures a real TFLM runtime reports and the way
+ * TFLM's memory planner overwrites an input tensor during an invoke. */
 #include <stdio.h>
 #include <string.h>
 
 #include "host_engine.h"
+#include "tinyml_arena.h"
+
+#define FLAG_UNSUPPORTED_OP 1u
+#define FLAG_THIRD_INVOKE_FAILS 2u
+#define FLAG_CLOBBERS_INPUT 4u  /* invoke overwrites the input tensor, as TFLM reusing its arena slot */
+#define FLAG_TEMPORARIES 8u     /* allocated bytes leave out 1/8 of the need, as arena_used_bytes() does */
+#define PROBE_ARENA (16u << 20) /* the "largest free block" of the generous trial */
 
 typedef struct test_engine {
   size_t arena_size;
@@ -12,10 +20,10 @@ typedef struct test_engine {
   uint8_t flags;
   const uint8_t *weights;
   size_t n_weights;
+  size_t arena_bytes;
   uint8_t input[255];
   uint8_t output[255];
   uint32_t invokes;
-  uint64_t clock_us;
 } test_engine;
 
 static test_engine g_test;
@@ -28,40 +36,50 @@ const uint8_t *test_engine_default_model(size_t *len) {
   return kDefaultModel;
 }
 
-static void set_err(tinyml_error *err, const char *code, const char *message) {
-  snprintf(err->code, sizeof err->code, "%s", code);
+static void set_err(tinyml_error *err, tinyml_status status, const char *message) {
+  err->status = status;
   snprintf(err->message, sizeof err->message, "%s", message);
 }
+
+/* The trial a TFLM runtime bisects with: does the model fit an arena of `size` bytes? */
+static int fits(void *ctx, size_t size) { return size >= ((test_engine *)ctx)->need ? 0 : -1; }
+
+static size_t allocated(const test_engine *t) { return (t->flags & FLAG_TEMPORARIES) ? t->need - t->need / 8 : t->need; }
 
 static int t_load(void *ctx, const uint8_t *model, size_t len, tinyml_error *err) {
   test_engine *t = (test_engine *)ctx;
   t->loaded = 0;
   if (len < 4 || memcmp(model, "TST1", 4) != 0) {
-    set_err(err, "bad-model", "not a test model: magic TST1 missing");
+    set_err(err, TINYML_ST_BAD_MODEL, "not a test model: magic TST1 missing");
     return -1;
   }
   if (len < 12 || model[4] == 0 || model[5] == 0) {
-    set_err(err, "bad-model", "test model too short or with empty tensors: needs magic, I, O, need, flags, weights");
+    set_err(err, TINYML_ST_BAD_MODEL, "test model too short or with empty tensors: needs magic, I, O, need, flags, weights");
     return -1;
   }
-  uint32_t need = (uint32_t)model[6] | ((uint32_t)model[7] << 8) | ((uint32_t)model[8] << 16) |
-                  ((uint32_t)model[9] << 24);
-  if (model[10] & 1u) {
-    set_err(err, "unsupported-op", "op TEST_UNSUPPORTED is not in the op resolver");
+  t->need = (uint32_t)model[6] | ((uint32_t)model[7] << 8) | ((uint32_t)model[8] << 16) | ((uint32_t)model[9] << 24);
+  t->flags = model[10];
+  if (t->flags & FLAG_UNSUPPORTED_OP) {
+    set_err(err, TINYML_ST_UNSUPPORTED_OP, "op TEST_UNSUPPORTED is not in the op resolver");
     return -1;
   }
-  if (need > t->arena_size) {
-    snprintf(err->code, sizeof err->code, "arena-too-small");
-    snprintf(err->message, sizeof err->message, "arena needs at least %lu bytes, have %lu; raise --arena-size",
-             (unsigned long)need, (unsigned long)t->arena_size);
+  if (fits(t, t->arena_size) != 0) {
+    /* As tflm_engine.cc: the generous trial passed, so the need is bisected between the arena and it. */
+    err->status = TINYML_ST_ARENA_TOO_SMALL;
+    if (fits(t, PROBE_ARENA) == 0) {
+      snprintf(err->message, sizeof err->message, "arena needs at least %lu bytes, have %lu; raise --arena-size",
+               (unsigned long)tinyml_arena_bisect(t->arena_size, PROBE_ARENA, fits, t), (unsigned long)t->arena_size);
+    } else {
+      snprintf(err->message, sizeof err->message, "arena needs more than %lu bytes (the largest trial arena), have %lu",
+               (unsigned long)PROBE_ARENA, (unsigned long)t->arena_size);
+    }
     return -1;
   }
   t->in_bytes = model[4];
   t->out_bytes = model[5];
-  t->need = need;
-  t->flags = model[10];
   t->weights = model + 11;
   t->n_weights = len - 11;
+  t->arena_bytes = t->need == 0 ? 0 : tinyml_arena_bisect(allocated(t) - 1, t->arena_size, fits, t);
   memset(t->input, 0, sizeof t->input);
   memset(t->output, 0, sizeof t->output);
   t->invokes = 0;
@@ -79,7 +97,7 @@ static int t_tensor_count(void *ctx, int output) {
 static int t_tensor_info(void *ctx, int output, int index, tinyml_tensor_info *info, tinyml_error *err) {
   test_engine *t = (test_engine *)ctx;
   if (!t->loaded || index != 0) {
-    set_err(err, "bad-argument", "the test model has one input and one output");
+    set_err(err, TINYML_ST_BAD_ARGUMENT, "the test model has one input and one output");
     return -1;
   }
   memset(info, 0, sizeof *info);
@@ -96,47 +114,54 @@ static int t_tensor_info(void *ctx, int output, int index, tinyml_tensor_info *i
 static int t_set_input(void *ctx, int index, const uint8_t *data, size_t len, tinyml_error *err) {
   test_engine *t = (test_engine *)ctx;
   if (!t->loaded || index != 0 || len != t->in_bytes) {
-    set_err(err, "input-size", "the test model's input 0 has a different size");
+    set_err(err, TINYML_ST_INPUT_SIZE, "the test model's input 0 has a different size");
     return -1;
   }
-  memcpy(t->input, data, len);
+  if (data == NULL) {
+    memset(t->input, 0, len);
+  } else {
+    memcpy(t->input, data, len);
+  }
   return 0;
 }
 
 static int t_invoke(void *ctx, uint32_t *elapsed_us, tinyml_error *err) {
   test_engine *t = (test_engine *)ctx;
   if (!t->loaded) {
-    set_err(err, "no-model", "no model loaded");
+    set_err(err, TINYML_ST_NO_MODEL, "no model loaded");
     return -1;
   }
   uint32_t n = t->invokes++;
-  if ((t->flags & 2u) && n == 2) {
-    set_err(err, "invoke-failed", "Invoke() returned 1 (test model flag bit 1)");
+  if ((t->flags & FLAG_THIRD_INVOKE_FAILS) && n == 2) {
+    set_err(err, TINYML_ST_INVOKE_FAILED, "Invoke() returned 1 (test model flag bit 1)");
     return -1;
   }
   uint32_t acc = 0;
   for (uint32_t i = 0; i < t->in_bytes; i++) acc += (i + 1) * t->input[i];
   for (uint32_t j = 0; j < t->out_bytes; j++) t->output[j] = (uint8_t)(acc + t->weights[j % t->n_weights] + j);
+  if (t->flags & FLAG_CLOBBERS_INPUT) {
+    for (uint32_t i = 0; i < t->in_bytes; i++) t->input[i] = (uint8_t)(t->output[i % t->out_bytes] ^ 0xa5u);
+  }
   *elapsed_us = 1000u + 10u * t->out_bytes + n % 5u;
-  t->clock_us += *elapsed_us;
   return 0;
 }
 
 static const uint8_t *t_output(void *ctx, int index, size_t *len, tinyml_error *err) {
   test_engine *t = (test_engine *)ctx;
   if (!t->loaded || index != 0) {
-    set_err(err, "bad-argument", "the test model has one output");
+    set_err(err, TINYML_ST_BAD_ARGUMENT, "the test model has one output");
     return NULL;
   }
   *len = t->out_bytes;
   return t->output;
 }
 
-static int t_arena(void *ctx, size_t *used, size_t *size, tinyml_error *err) {
+static int t_arena(void *ctx, tinyml_arena_figures *f, tinyml_error *err) {
   test_engine *t = (test_engine *)ctx;
   (void)err;
-  *used = t->loaded ? t->need : 0;
-  *size = t->arena_size;
+  f->arena_bytes = t->loaded ? t->arena_bytes : 0;
+  f->allocated_bytes = t->loaded ? allocated(t) : 0;
+  f->size = t->arena_size;
   return 0;
 }
 
@@ -151,27 +176,27 @@ static int t_profile(void *ctx, tinyml_op_time *ops, int max_ops, int *n_ops, ti
   return 0;
 }
 
-static uint64_t t_now(void *ctx) { return ((test_engine *)ctx)->clock_us; }
-
-static void t_info(void *ctx, tinyml_info_emit emit, void *arg) {
+static int t_op_names(void *ctx, const char **names, int max) {
   (void)ctx;
-  emit(arg, "engine", "test");
+  if (max < 2) return 0;
+  names[0] = "TEST_MAC";
+  names[1] = "TEST_ADD";
+  return 2;
 }
 
-void test_engine_init(tinyml_engine *e, size_t arena_size) {
+void test_engine_init(tinyml_runtime *rt, size_t arena_size) {
   memset(&g_test, 0, sizeof g_test);
   g_test.arena_size = arena_size;
-  memset(e, 0, sizeof *e);
-  e->ctx = &g_test;
-  e->load = t_load;
-  e->unload = t_unload;
-  e->tensor_count = t_tensor_count;
-  e->tensor_info = t_tensor_info;
-  e->set_input = t_set_input;
-  e->invoke = t_invoke;
-  e->output_data = t_output;
-  e->arena = t_arena;
-  e->profile = t_profile;
-  e->now_us = t_now;
-  e->info = t_info;
+  memset(rt, 0, sizeof *rt);
+  rt->ctx = &g_test;
+  rt->load = t_load;
+  rt->unload = t_unload;
+  rt->tensor_count = t_tensor_count;
+  rt->tensor_info = t_tensor_info;
+  rt->set_input = t_set_input;
+  rt->invoke = t_invoke;
+  rt->output_data = t_output;
+  rt->arena = t_arena;
+  rt->profile = t_profile;
+  rt->op_names = t_op_names;
 }

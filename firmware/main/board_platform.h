@@ -18,6 +18,8 @@ void *board_alloc(size_t bytes, size_t *largest);
 void board_free(void *ptr);
 /* Largest block board_alloc could give now. */
 size_t board_largest_free(void);
+/* Largest block board_arena_alloc could give now (internal RAM, or PSRAM with the fallback). */
+size_t board_arena_largest_free(void);
 /* The tensor arena: internal RAM, or PSRAM as the fallback (CONFIG_TINYML_ARENA_PSRAM_FALLBACK).
  * *where is "internal" or "psram". */
 uint8_t *board_arena_alloc(size_t bytes, const char **where);

@@ -9,6 +9,7 @@
 #include <new>
 
 #include "board_platform.h"
+#include "tinyml_arena.h"
 #include "tensorflow/lite/micro/micro_interpreter.h"
 #include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
 #include "tensorflow/lite/micro/micro_profiler_interface.h"
@@ -61,13 +62,18 @@ struct Engine {
   OpTimer profiler;
   alignas(tflite::MicroInterpreter) uint8_t storage[sizeof(tflite::MicroInterpreter)];
   tflite::MicroInterpreter* interpreter = nullptr;
+  const tflite::Model* model = nullptr;
+  size_t arena_bytes = 0;      // bisected at load: the one arena figure
+  size_t allocated_bytes = 0;  // arena_used_bytes() after AllocateTensors
+  // Trial interpreters of the arena bisection (one at a time, never at the same time as `interpreter`).
+  alignas(tflite::MicroInterpreter) uint8_t trial_storage[sizeof(tflite::MicroInterpreter)];
 };
 
 Engine g_engine;
 
-void Fail(tinyml_error* err, const char* code, const char* fmt, ...) __attribute__((format(printf, 3, 4)));
-void Fail(tinyml_error* err, const char* code, const char* fmt, ...) {
-  std::snprintf(err->code, sizeof err->code, "%s", code);
+void Fail(tinyml_error* err, tinyml_status status, const char* fmt, ...) __attribute__((format(printf, 3, 4)));
+void Fail(tinyml_error* err, tinyml_status status, const char* fmt, ...) {
+  err->status = status;
   va_list ap;
   va_start(ap, fmt);
   std::vsnprintf(err->message, sizeof err->message, fmt, ap);
@@ -139,11 +145,11 @@ int CheckOps(const tflite::Model* model, tinyml_error* err) {
     if (op == tflite::BuiltinOperator_CUSTOM) {
       const char* name = code->custom_code() != nullptr ? code->custom_code()->c_str() : "(unnamed)";
       if (g_engine.resolver.FindOp(name) == nullptr) {
-        Fail(err, "unsupported-op", "custom op %s is not in the firmware's op resolver", name);
+        Fail(err, TINYML_ST_UNSUPPORTED_OP, "custom op %s is not in the firmware's op resolver", name);
         return -1;
       }
     } else if (g_engine.resolver.FindOp(op) == nullptr) {
-      Fail(err, "unsupported-op", "op %s (builtin %d) is not in the firmware's op resolver; add it in tflm_engine.cc",
+      Fail(err, TINYML_ST_UNSUPPORTED_OP, "op %s (builtin %d) is not in the firmware's op resolver; add it in tflm_engine.cc",
            tflite::EnumNameBuiltinOperator(op), static_cast<int>(op));
       return -1;
     }
@@ -151,57 +157,106 @@ int CheckOps(const tflite::Model* model, tinyml_error* err) {
   return 0;
 }
 
-// The arena was too small: build the model once more in the largest free block to learn what it needs.
-size_t ProbeArena(const tflite::Model* model) {
+// One trial of the arena bisection: the model in the first `size` bytes of `buf`. TFLM allocates everything in
+// AllocateTensors (kernels request their scratch buffers in Prepare), so the bisection runs AllocateTensors
+// only and the size it finds is checked once more with an Invoke (COORD contract 2: load + AllocateTensors +
+// one Invoke). Sizes tried are never below arena_used_bytes() of a successful allocation.
+struct Trial {
+  const tflite::Model* model;
+  uint8_t* buf;
+  bool invoke;
+};
+
+int TryArena(void* ctx, size_t size) {
+  const Trial* t = static_cast<const Trial*>(ctx);
+  auto* trial = new (g_engine.trial_storage) tflite::MicroInterpreter(t->model, g_engine.resolver, t->buf, size);
+  bool ok = trial->AllocateTensors() == kTfLiteOk && (!t->invoke || trial->Invoke() == kTfLiteOk);
+  trial->~MicroInterpreter();
+  return ok ? 0 : -1;
+}
+
+// The smallest working arena in (fails, fits] of buf, Invoke included.
+size_t Bisect(const tflite::Model* model, uint8_t* buf, size_t fails, size_t fits) {
+  Trial trial = {model, buf, false};
+  size_t need = tinyml_arena_bisect(fails, fits, TryArena, &trial);
+  trial.invoke = true;
+  if (need < fits && TryArena(&trial, need) != 0) need = tinyml_arena_bisect(need, fits, TryArena, &trial);
+  return need;
+}
+
+int Build(const tflite::Model* model) {
+  g_engine.interpreter = new (g_engine.storage)
+      tflite::MicroInterpreter(model, g_engine.resolver, g_engine.arena, g_engine.arena_size, nullptr, &g_engine.profiler);
+  if (g_engine.interpreter->AllocateTensors() == kTfLiteOk) return 0;
+  Destroy();
+  return -1;
+}
+
+// AllocateTensors failed in the arena: measure the true need in the largest free block (D4 of issue 13: what
+// arena_used_bytes() of a generous trial says leaves out AllocateTensors' temporaries).
+void ArenaTooSmall(const tflite::Model* model, tinyml_error* err) {
+  const unsigned have = static_cast<unsigned>(g_engine.arena_size);
   size_t largest = board_largest_free();
-  if (largest <= g_engine.arena_size + 64) return 0;
   size_t got = 0;
-  uint8_t* probe = static_cast<uint8_t*>(board_alloc(largest - 64, &got));
-  if (probe == nullptr) return 0;
-  size_t needed = 0;
-  {
-    tflite::MicroInterpreter trial(model, g_engine.resolver, probe, largest - 64);
-    if (trial.AllocateTensors() == kTfLiteOk) needed = trial.arena_used_bytes();
+  uint8_t* probe = largest > g_engine.arena_size + 64 ? static_cast<uint8_t*>(board_alloc(largest - 64, &got)) : nullptr;
+  if (probe == nullptr) {
+    Fail(err, TINYML_ST_ARENA_TOO_SMALL, "arena needs more than %u bytes (no larger free block to measure it in: %u "
+         "bytes); raise CONFIG_TINYML_ARENA_SIZE or add PSRAM", have, static_cast<unsigned>(largest));
+    return;
+  }
+  Trial generous = {model, probe, false};
+  if (TryArena(&generous, largest - 64) == 0) {
+    size_t need = Bisect(model, probe, g_engine.arena_size, largest - 64);
+    Fail(err, TINYML_ST_ARENA_TOO_SMALL, "arena needs at least %u bytes, have %u; raise CONFIG_TINYML_ARENA_SIZE",
+         static_cast<unsigned>(need), have);
+  } else {
+    Fail(err, TINYML_ST_ARENA_TOO_SMALL, "AllocateTensors() failed in the %u-byte arena and in a %u-byte trial "
+         "arena (the largest free block): the model needs more, or TFLite Micro rejected it (serial log)", have,
+         static_cast<unsigned>(largest - 64));
   }
   board_free(probe);
-  return needed;
 }
 
 int Load(void*, const uint8_t* data, size_t len, tinyml_error* err) {
   Destroy();
+  g_engine.model = nullptr;
   flatbuffers::Verifier verifier(data, len);
   if (len < 8 || !tflite::VerifyModelBuffer(verifier)) {
-    Fail(err, "bad-model", "%u bytes that are not a valid TFLite flatbuffer", static_cast<unsigned>(len));
+    Fail(err, TINYML_ST_BAD_MODEL, "%u bytes that are not a valid TFLite flatbuffer", static_cast<unsigned>(len));
     return -1;
   }
   const tflite::Model* model = tflite::GetModel(data);
   if (model->version() != TFLITE_SCHEMA_VERSION) {
-    Fail(err, "bad-model", "schema version %u, this TFLite Micro reads %d", static_cast<unsigned>(model->version()),
-         TFLITE_SCHEMA_VERSION);
+    Fail(err, TINYML_ST_BAD_MODEL, "schema version %u, this TFLite Micro reads %d",
+         static_cast<unsigned>(model->version()), TFLITE_SCHEMA_VERSION);
     return -1;
   }
   if (CheckOps(model, err) != 0) return -1;
-  g_engine.interpreter = new (g_engine.storage)
-      tflite::MicroInterpreter(model, g_engine.resolver, g_engine.arena, g_engine.arena_size, nullptr, &g_engine.profiler);
-  if (g_engine.interpreter->AllocateTensors() != kTfLiteOk) {
-    Destroy();
-    size_t needed = ProbeArena(model);
-    if (needed > g_engine.arena_size) {
-      Fail(err, "arena-too-small", "arena needs at least %u bytes, have %u; raise CONFIG_TINYML_ARENA_SIZE",
-           static_cast<unsigned>(needed), static_cast<unsigned>(g_engine.arena_size));
-    } else if (needed == 0) {
-      Fail(err, "arena-too-small", "arena needs more than %u bytes (it did not fit in the largest free block, %u "
-           "bytes, either); raise CONFIG_TINYML_ARENA_SIZE or add PSRAM", static_cast<unsigned>(g_engine.arena_size),
-           static_cast<unsigned>(board_largest_free()));
-    } else {
-      Fail(err, "bad-model", "AllocateTensors() failed (see the serial log for TFLite Micro's message)");
-    }
+  if (g_engine.arena == nullptr) {
+    Fail(err, TINYML_ST_ARENA_TOO_SMALL, "the firmware has no tensor arena; lower CONFIG_TINYML_ARENA_SIZE");
     return -1;
   }
+  if (Build(model) != 0) {
+    ArenaTooSmall(model, err);
+    return -1;
+  }
+  // The one arena figure, bisected in the arena itself between what the allocation kept and the arena size.
+  g_engine.allocated_bytes = g_engine.interpreter->arena_used_bytes();
+  Destroy();
+  size_t fails = g_engine.allocated_bytes > 0 ? g_engine.allocated_bytes - 1 : 0;
+  g_engine.arena_bytes = Bisect(model, g_engine.arena, fails, g_engine.arena_size);
+  if (Build(model) != 0) {  // it allocated a moment ago in the same arena
+    Fail(err, TINYML_ST_BAD_MODEL, "AllocateTensors() failed on the second allocation (serial log)");
+    return -1;
+  }
+  g_engine.model = model;
   return 0;
 }
 
-void Unload(void*) { Destroy(); }
+void Unload(void*) {
+  Destroy();
+  g_engine.model = nullptr;
+}
 
 int TensorCount(void*, int output) {
   if (g_engine.interpreter == nullptr) return 0;
@@ -224,7 +279,7 @@ const char* TypeName(TfLiteType type) {
 
 TfLiteTensor* Tensor(int output, int index, tinyml_error* err) {
   if (index < 0 || index >= TensorCount(nullptr, output)) {
-    Fail(err, "bad-argument", "the model has %d %s tensor(s)", TensorCount(nullptr, output),
+    Fail(err, TINYML_ST_BAD_ARGUMENT, "the model has %d %s tensor(s)", TensorCount(nullptr, output),
          output ? "output" : "input");
     return nullptr;
   }
@@ -248,24 +303,28 @@ int SetInput(void*, int index, const uint8_t* data, size_t len, tinyml_error* er
   TfLiteTensor* t = Tensor(0, index, err);
   if (t == nullptr) return -1;
   if (len != t->bytes) {
-    Fail(err, "input-size", "input tensor %d needs %u bytes, got %u", index, static_cast<unsigned>(t->bytes),
+    Fail(err, TINYML_ST_INPUT_SIZE, "input tensor %d needs %u bytes, got %u", index, static_cast<unsigned>(t->bytes),
          static_cast<unsigned>(len));
     return -1;
   }
-  std::memcpy(t->data.raw, data, len);
+  if (data == nullptr) {
+    std::memset(t->data.raw, 0, len);
+  } else {
+    std::memcpy(t->data.raw, data, len);
+  }
   return 0;
 }
 
 int Invoke(void*, uint32_t* elapsed_us, tinyml_error* err) {
   if (g_engine.interpreter == nullptr) {
-    Fail(err, "no-model", "no model is loaded");
+    Fail(err, TINYML_ST_NO_MODEL, "no model is loaded");
     return -1;
   }
   uint64_t start = board_now_us();
   TfLiteStatus status = g_engine.interpreter->Invoke();
   uint64_t end = board_now_us();
   if (status != kTfLiteOk) {
-    Fail(err, "invoke-failed", "Invoke() returned %d (see the serial log for TFLite Micro's message)",
+    Fail(err, TINYML_ST_INVOKE_FAILED, "Invoke() returned %d (see the serial log for TFLite Micro's message)",
          static_cast<int>(status));
     return -1;
   }
@@ -280,14 +339,26 @@ const uint8_t* OutputData(void*, int index, size_t* len, tinyml_error* err) {
   return t->data.uint8;
 }
 
-int Arena(void*, size_t* used, size_t* size, tinyml_error* err) {
+int Arena(void*, tinyml_arena_figures* f, tinyml_error* err) {
   if (g_engine.interpreter == nullptr) {
-    Fail(err, "no-model", "no model is loaded");
+    Fail(err, TINYML_ST_NO_MODEL, "no model is loaded");
     return -1;
   }
-  *used = g_engine.interpreter->arena_used_bytes();
-  *size = g_engine.arena_size;
+  f->arena_bytes = g_engine.arena_bytes;
+  f->allocated_bytes = g_engine.allocated_bytes;
+  f->size = g_engine.arena_size;
   return 0;
+}
+
+int OpNames(void*, const char** names, int max) {
+  const auto* codes = g_engine.model != nullptr ? g_engine.model->operator_codes() : nullptr;
+  int n = 0;
+  for (flatbuffers::uoffset_t i = 0; codes != nullptr && i < codes->size() && n < max; i++) {
+    const tflite::OperatorCode* code = codes->Get(i);
+    tflite::BuiltinOperator op = tflite::GetBuiltinCode(code);
+    names[n++] = op == tflite::BuiltinOperator_CUSTOM ? "CUSTOM" : tflite::EnumNameBuiltinOperator(op);
+  }
+  return n;
 }
 
 int Profile(void*, tinyml_op_time* ops, int max_ops, int* n_ops, tinyml_error* err) {
@@ -307,20 +378,22 @@ int Profile(void*, tinyml_op_time* ops, int max_ops, int* n_ops, tinyml_error* e
 
 }  // namespace
 
-extern "C" int tflm_engine_init(tinyml_engine* engine, size_t arena_size) {
+extern "C" int tflm_engine_init(tinyml_runtime* runtime, size_t arena_size) {
   RegisterOps(g_engine.resolver);
-  g_engine.arena = board_arena_alloc(arena_size, &g_engine.arena_where);
+  runtime->ctx = &g_engine;
+  runtime->load = Load;
+  runtime->unload = Unload;
+  runtime->tensor_count = TensorCount;
+  runtime->tensor_info = TensorInfo;
+  runtime->set_input = SetInput;
+  runtime->invoke = Invoke;
+  runtime->output_data = OutputData;
+  runtime->arena = Arena;
+  runtime->profile = Profile;
+  runtime->op_names = OpNames;
+  g_engine.arena = arena_size > 0 ? board_arena_alloc(arena_size, &g_engine.arena_where) : nullptr;
   if (g_engine.arena == nullptr) return -1;
   g_engine.arena_size = arena_size;
-  engine->load = Load;
-  engine->unload = Unload;
-  engine->tensor_count = TensorCount;
-  engine->tensor_info = TensorInfo;
-  engine->set_input = SetInput;
-  engine->invoke = Invoke;
-  engine->output_data = OutputData;
-  engine->arena = Arena;
-  engine->profile = Profile;
   return 0;
 }
 

@@ -1,5 +1,5 @@
 /* tinyml-load / tinyml-chunk: the upload state machine (announced length and CRC32, chunks with their own
- * CRC32 and offset, verify at the end, then load the model or set the input). */
+ * CRC32 and offset, verify at the end, then load the model or stage the input). */
 #include <stdio.h>
 #include <string.h>
 
@@ -7,12 +7,12 @@
 #include "tinyml_internal.h"
 
 static void abandon(tinyml_core *core) {
-  if (core->upload.buf) core->engine->release(core->engine->ctx, core->upload.buf);
+  tinyml_release(core, core->upload.buf);
   memset(&core->upload, 0, sizeof core->upload);
 }
 
 static void load(tinyml_core *core, tinyml_args *a) {
-  const tinyml_engine *e = core->engine;
+  const tinyml_runtime *rt = core->runtime;
   uint32_t length = 0, crc = 0, index = 0;
   int model = a->argc >= 2 && strcmp(a->argv[1], "model") == 0;
   int input = a->argc >= 2 && strcmp(a->argv[1], "input") == 0;
@@ -20,7 +20,7 @@ static void load(tinyml_core *core, tinyml_args *a) {
   if ((!model && !input) || a->argc < 4 || a->argc > (input ? 5 : 4) ||
       tinyml_parse_u32(a->argv[2], &length) != 0 || length == 0 || tinyml_parse_hex32(a->argv[3], &crc) != 0 ||
       (a->argc == 5 && tinyml_parse_u32(a->argv[4], &index) != 0)) {
-    tinyml_fail(core, 1, "bad-argument",
+    tinyml_fail(core, 1, TINYML_ST_BAD_ARGUMENT,
                 "use tinyml-load model LENGTH CRC32 or tinyml-load input LENGTH CRC32 [INDEX] "
                 "(LENGTH >= 1 decimal, CRC32 1-8 hex digits)");
     return;
@@ -32,29 +32,36 @@ static void load(tinyml_core *core, tinyml_args *a) {
     tinyml_error err;
     memset(&err, 0, sizeof err);
     if (!core->model_loaded) {
-      tinyml_fail(core, 1, "no-model", "no model is loaded; load one before its input");
+      tinyml_fail(core, 1, TINYML_ST_NO_MODEL, "no model is loaded; load one before its input");
       return;
     }
-    int count = e->tensor_count(e->ctx, 0);
+    int count = rt->tensor_count(rt->ctx, 0);
     if ((int)index >= count) {
-      tinyml_fail(core, 1, "bad-argument", "input index %lu: the model has %d input(s)", (unsigned long)index, count);
+      tinyml_fail(core, 1, TINYML_ST_BAD_ARGUMENT, "input index %lu: the model has %d input(s)", (unsigned long)index,
+                  count);
       return;
     }
-    if (e->tensor_info(e->ctx, 0, (int)index, &info, &err) != 0) {
-      tinyml_fail_engine(core, 1, &err, "");
+    if (index >= TINYML_MAX_INPUTS) {
+      tinyml_fail(core, 1, TINYML_ST_UNSUPPORTED, "input index %lu: this firmware stages inputs 0..%d only "
+                  "(TINYML_MAX_INPUTS)", (unsigned long)index, TINYML_MAX_INPUTS - 1);
+      return;
+    }
+    if (rt->tensor_info(rt->ctx, 0, (int)index, &info, &err) != 0) {
+      tinyml_fail_error(core, 1, &err, "");
       return;
     }
     if (info.bytes != length) {
-      tinyml_fail(core, 1, "input-size", "input tensor %lu needs %lu bytes, got %lu", (unsigned long)index,
+      tinyml_fail(core, 1, TINYML_ST_INPUT_SIZE, "input tensor %lu needs %lu bytes, got %lu", (unsigned long)index,
                   (unsigned long)info.bytes, (unsigned long)length);
       return;
     }
   }
   size_t available = 0;
-  uint8_t *buf = (uint8_t *)e->alloc(e->ctx, length, &available);
+  uint8_t *buf = (uint8_t *)tinyml_alloc(core, length, &available);
   if (buf == NULL) {
-    tinyml_fail(core, 1, model ? "model-too-big" : "input-size", "%s needs %lu bytes, have %lu (largest free block)",
-                model ? "model" : "input", (unsigned long)length, (unsigned long)available);
+    tinyml_fail(core, 1, model ? TINYML_ST_MODEL_TOO_BIG : TINYML_ST_NO_ROOM,
+                "%s needs %lu bytes, have %lu (largest free block)", model ? "model" : "input",
+                (unsigned long)length, (unsigned long)available);
     return;
   }
   core->upload.target = model ? TINYML_UP_MODEL : TINYML_UP_INPUT;
@@ -69,27 +76,25 @@ static void load(tinyml_core *core, tinyml_args *a) {
 
 /* The last byte arrived: verify the whole upload, then use it. */
 static void finish(tinyml_core *core) {
-  const tinyml_engine *e = core->engine;
   tinyml_upload up = core->upload;
   uint32_t crc = tinyml_crc32(0, up.buf, up.length);
   memset(&core->upload, 0, sizeof core->upload); /* the buffer now belongs to this function */
   if (crc != up.crc) {
-    e->release(e->ctx, up.buf);
-    tinyml_fail(core, 1, "crc-mismatch", "upload of %lu bytes has CRC32 %08lx, announced %08lx; discarded, start "
+    tinyml_release(core, up.buf);
+    tinyml_fail(core, 1, TINYML_ST_CRC_MISMATCH, "upload of %lu bytes has CRC32 %08lx, announced %08lx; discarded, start "
                 "again with tinyml-load", (unsigned long)up.length, (unsigned long)crc, (unsigned long)up.crc);
     return;
   }
   if (up.target == TINYML_UP_MODEL) {
     if (tinyml_load_model(core, up.buf, up.length, 0, 1) != 0 || tinyml_describe_model(core) != 0) return;
   } else {
-    tinyml_error err;
-    memset(&err, 0, sizeof err);
-    int rc = e->set_input(e->ctx, up.index, up.buf, up.length, &err);
-    e->release(e->ctx, up.buf);
-    if (rc != 0) {
-      tinyml_fail_engine(core, 1, &err, "");
-      return;
-    }
+    /* Kept, not copied once: every invoke gets these bytes again (its tensor may be overwritten by the
+     * tensors computed after it). */
+    tinyml_staged_input *staged = &core->inputs[up.index];
+    tinyml_release(core, staged->buf);
+    staged->buf = up.buf;
+    staged->len = up.length;
+    staged->crc = crc;
     tinyml_frame(&core->framer, core->io, 'm', "input-[index=%d,bytes=%lu,crc32=%08lx]", up.index,
                  (unsigned long)up.length, (unsigned long)crc);
   }
@@ -101,39 +106,39 @@ static void chunk(tinyml_core *core, tinyml_args *a) {
   uint32_t offset = 0, crc = 0;
   uint8_t bytes[TINYML_CHUNK_MAX];
   if (up->target == TINYML_UP_NONE) {
-    tinyml_fail(core, 1, "no-upload", "no upload in progress; announce one with tinyml-load model|input LENGTH CRC32");
+    tinyml_fail(core, 1, TINYML_ST_NO_UPLOAD, "no upload in progress; announce one with tinyml-load model|input LENGTH CRC32");
     return;
   }
   if (a->argc != 4 || tinyml_parse_u32(a->argv[1], &offset) != 0 || tinyml_parse_hex32(a->argv[3], &crc) != 0) {
-    tinyml_fail(core, 1, "bad-argument", "use tinyml-chunk OFFSET HEX CRC32 (decimal offset, CRC32 1-8 hex digits)");
+    tinyml_fail(core, 1, TINYML_ST_BAD_ARGUMENT, "use tinyml-chunk OFFSET HEX CRC32 (decimal offset, CRC32 1-8 hex digits)");
     return;
   }
   size_t digits = strlen(a->argv[2]), bad = 0;
   int rc = tinyml_hex_decode(a->argv[2], digits, bytes, &bad);
   if (rc == TINYML_HEX_BAD) {
-    tinyml_fail(core, 1, "bad-hex", "invalid hex digit '%c' at position %lu of the chunk", a->argv[2][bad],
+    tinyml_fail(core, 1, TINYML_ST_BAD_HEX, "invalid hex digit '%c' at position %lu of the chunk", a->argv[2][bad],
                 (unsigned long)bad);
     return;
   }
   if (rc == TINYML_HEX_ODD) {
-    tinyml_fail(core, 1, "odd-hex", "odd number of hex digits (%lu) in the chunk; two digits per byte",
+    tinyml_fail(core, 1, TINYML_ST_ODD_HEX, "odd number of hex digits (%lu) in the chunk; two digits per byte",
                 (unsigned long)digits);
     return;
   }
   uint32_t n = (uint32_t)(digits / 2);
   if (offset > up->received) {
-    tinyml_fail(core, 1, "bad-offset", "chunk offset %lu is past the %lu bytes received so far; send offset %lu",
+    tinyml_fail(core, 1, TINYML_ST_BAD_OFFSET, "chunk offset %lu is past the %lu bytes received so far; send offset %lu",
                 (unsigned long)offset, (unsigned long)up->received, (unsigned long)up->received);
     return;
   }
   if ((uint64_t)offset + n > up->length) {
-    tinyml_fail(core, 1, "past-end", "chunk of %lu bytes at offset %lu goes past the announced length %lu",
+    tinyml_fail(core, 1, TINYML_ST_PAST_END, "chunk of %lu bytes at offset %lu goes past the announced length %lu",
                 (unsigned long)n, (unsigned long)offset, (unsigned long)up->length);
     return;
   }
   uint32_t got = tinyml_crc32(0, bytes, n);
   if (got != crc) {
-    tinyml_fail(core, 1, "chunk-crc", "chunk at offset %lu has CRC32 %08lx, the command says %08lx; send it again",
+    tinyml_fail(core, 1, TINYML_ST_CHUNK_CRC, "chunk at offset %lu has CRC32 %08lx, the command says %08lx; send it again",
                 (unsigned long)offset, (unsigned long)got, (unsigned long)crc);
     return;
   }

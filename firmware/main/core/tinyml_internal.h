@@ -13,24 +13,38 @@ typedef struct tinyml_args {
 } tinyml_args;
 
 /* An error line: framed (e-#seq-[code: msg]*crc) for tinyml- commands, plain (e-[code: msg]) otherwise. */
-void tinyml_fail(tinyml_core *core, int framed, const char *code, const char *fmt, ...);
-void tinyml_fail_engine(tinyml_core *core, int framed, const tinyml_error *err, const char *prefix);
+void tinyml_fail(tinyml_core *core, int framed, tinyml_status status, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void tinyml_fail_error(tinyml_core *core, int framed, const tinyml_error *err, const char *prefix);
 
-/* Unload the model and free its buffer. */
+/* Memory of the platform. */
+void *tinyml_alloc(tinyml_core *core, size_t bytes, size_t *available);
+void tinyml_release(tinyml_core *core, void *ptr);
+
+/* Unload the model and free its buffer and its staged inputs. */
 void tinyml_unload_model(tinyml_core *core);
 /* Load a model (owned: buf was allocated by the core and is released on failure); returns 0 or -1 after
  * sending the error. */
 int tinyml_load_model(tinyml_core *core, uint8_t *buf, uint32_t len, int builtin, int framed);
 /* The framed model-[...], tensor-[...] and arena-[...] lines. Returns 0 or -1 after an error line. */
 int tinyml_describe_model(tinyml_core *core);
+/* The framed arena-[...] line of the loaded model. Returns 0 or -1 after an error line. */
+int tinyml_arena_line(tinyml_core *core);
 /* Dequantized value of element i of a tensor (raw value when not quantized). */
 double tinyml_dequantize(const tinyml_tensor_info *info, const uint8_t *data, uint32_t i);
 /* Element count of a tensor from its type and byte size. */
 uint32_t tinyml_element_count(const tinyml_tensor_info *info);
 /* "1x16" */
 void tinyml_format_dims(const tinyml_tensor_info *info, char *out, size_t cap);
-/* Run warmup untimed and runs timed invokes, keeping samples; returns 0 or -1 after an error. */
-int tinyml_run(tinyml_core *core, uint32_t runs, uint32_t warmup, int framed, uint64_t *lap0, uint64_t *lap1);
+/* Copy every staged input (the MLPerf db buffer for input 0 when use_db) into its tensor; zeros for an input
+ * never uploaded. Returns 0 or -1 after an error line. */
+int tinyml_stage_inputs(tinyml_core *core, int use_db, int framed);
+/* Run warmup untimed and runs timed invokes, inputs staged before each, keeping samples; returns 0 or -1
+ * after an error. */
+int tinyml_run(tinyml_core *core, uint32_t runs, uint32_t warmup, int use_db, int framed, uint64_t *lap0,
+               uint64_t *lap1);
+/* MLPerf Tiny's name of the loaded model ("kws01", "vww01", "ic01", "ad01") or NULL (PROTOCOL.md, profile%). */
+const char *tinyml_mlperf_model_name(tinyml_core *core);
 
 int tinyml_cmd_mlperf(tinyml_core *core, tinyml_args *args);   /* 1 when the command was claimed */
 int tinyml_cmd_tinyml(tinyml_core *core, tinyml_args *args);   /* 1 when the command was claimed */
