@@ -200,18 +200,25 @@ def tflm_compatibility(model_like) -> TFLMCompat:
     load_error = None
     try:
         if isolation.is_trusted(artifact):
-            from pytest_tinyml.runtime.tflm import DEFAULT_ARENA, new_interpreter, zero_inputs
+            from pytest_tinyml.runtime import cstdio
+            from pytest_tinyml.runtime.tflm import DEFAULT_ARENA, micro_error, new_interpreter, zero_inputs
 
             interpreter = new_interpreter(artifact.content, artifact.name, max(DEFAULT_ARENA, 10 * artifact.size))
-            for index, value in enumerate(zero_inputs(interpreter, artifact.content)):
-                interpreter.set_input(value, index)
-            interpreter.invoke()
+            with cstdio.capture() as captured:
+                try:
+                    for index, value in enumerate(zero_inputs(interpreter, artifact.content)):
+                        interpreter.set_input(value, index)
+                    interpreter.invoke()
+                    failure = None
+                except RuntimeError as exc:  # invoke() of a trusted model failed
+                    failure = exc
+            if failure is not None:
+                load_error = micro_error(f"TFLite Micro failed to invoke model {artifact.name!r}", failure,
+                                         captured.text)
         else:
             isolation.vet(artifact, "tflm")
     except (ModelLoadError, RuntimeCrash) as exc:
         load_error = str(exc)
-    except RuntimeError as exc:  # invoke() of a trusted model failed
-        load_error = f"TFLite Micro failed to invoke model {artifact.name!r}: {exc}"
     return TFLMCompat(compatible=not missing and load_error is None, missing_ops=missing, load_error=load_error)
 
 

@@ -344,11 +344,11 @@ def assert_tflm_compatible(model) -> dict:
         rows = [[op, "missing", _TFLM_HINTS.get(op, "replace the layer, or register a custom op in the firmware")]
                 for op in missing]
         if compat.load_error and not missing:
-            rows.append(["(load + invoke)", "failed", compat.load_error.splitlines()[0][:120]])
+            rows.append(["(load + invoke)", "failed", "see TFLite Micro's reason above"])
         _fail(
             f"{resolved.describe()} cannot run on TFLite Micro"
             + (f": its op resolver lacks {len(missing)} operator(s)" if missing else ": loading failed"),
-            [],
+            [f"  {line}" for line in (compat.load_error or "").splitlines() if not missing],
             ["operator", "TFLite Micro", "what to do"],
             rows,
             ["use TFLite builtin ops that TFLite Micro implements (Dense, Conv, DepthwiseConv, pooling, "

@@ -1,5 +1,5 @@
-"""Child-process side of :mod:`pytest_tinyml.runtime.isolation`: ``python -m pytest_tinyml.runtime._child
-REQUEST RESULT JOURNAL``.
+"""Child-process side of :mod:`pytest_tinyml.runtime.isolation`: ``pytest_tinyml.runtime._child
+REQUEST RESULT JOURNAL``, started by :func:`pytest_tinyml.child.run`.
 
 Reads a pickled ``{"task", "payload"}`` request, runs the task, and writes a pickled ``{"ok": value}`` or
 ``{"error": (type name, message)}``. If the runtime kills this process, RESULT is never written: the parent
@@ -81,6 +81,10 @@ def main(argv: list[str]) -> int:
     with open(request_path, "rb") as handle:
         request = pickle.load(handle)
     journal = os.open(journal_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    from pytest_tinyml.runtime import cstdio
+    from pytest_tinyml.runtime.isolation import CSTDIO_SPILL
+
+    cstdio.spill_to(os.path.join(os.path.dirname(os.path.abspath(result_path)), CSTDIO_SPILL))
 
     def log(line: str) -> None:
         os.write(journal, (line + "\n").encode())

@@ -22,6 +22,16 @@ import tempfile
 import threading
 
 _lock = threading.RLock()  # re-entrant: a captured call may capture again
+_spill: str | None = None
+_depth = 0
+
+
+def spill_to(path: str | None) -> None:
+    """Capture into the named file ``path`` (appending) instead of an anonymous one, so that what native code
+    printed before it killed the process survives it: a child process sets this, its parent reads the file.
+    """
+    global _spill
+    _spill = path
 
 
 def _flush_all() -> None:
@@ -44,7 +54,8 @@ class Captured:
 def capture(fds: tuple[int, ...] = (1, 2)):
     """Redirect file descriptors ``fds`` (default: stdout and stderr) into ``Captured.text`` for the block."""
     captured = Captured()
-    with _lock, tempfile.TemporaryFile() as sink:
+    with _lock, _sink() as sink:
+        start = sink.seek(0, os.SEEK_END)
         _flush_all()
         saved = [os.dup(fd) for fd in fds]
         try:
@@ -59,5 +70,18 @@ def capture(fds: tuple[int, ...] = (1, 2)):
         finally:
             for copy in saved:
                 os.close(copy)
-        sink.seek(0)
+        sink.seek(start)
         captured.text = sink.read().decode("utf-8", errors="replace")
+
+
+@contextlib.contextmanager
+def _sink():
+    global _depth
+    # Only the outermost capture spills: an inner one keeps its own text out of the outer one's.
+    handle = open(_spill, "a+b") if _spill and _depth == 0 else tempfile.TemporaryFile()
+    _depth += 1
+    try:
+        with handle:
+            yield handle
+    finally:
+        _depth -= 1

@@ -3,8 +3,9 @@
 The C++ runtimes trust their input: a corrupted flatbuffer can make TFLite Micro (which has no flatbuffer
 verifier) or a kernel read out of bounds and kill the process with SIGSEGV, and TFLite Micro's Python
 wrapper itself segfaults when the arena cannot even hold its allocator. A dead pytest run reports nothing,
-so any call that may crash runs here first: :func:`run_task` starts ``python -m
-pytest_tinyml.runtime._child`` with a request file, waits with a timeout, and turns
+so any call that may crash runs here first: :func:`run_task` starts ``pytest_tinyml.runtime._child``
+through :mod:`pytest_tinyml.child` (safe path, private directory, group kill) with a request file, waits
+with a timeout, and turns
 
 * a signal (SIGSEGV, SIGABRT, ...) or a hang into :class:`~pytest_tinyml.errors.RuntimeCrash`,
 * an error the child raised on purpose into the same error type in the parent,
@@ -37,19 +38,16 @@ Example:
 
 from __future__ import annotations
 
-import os
 import pickle
-import signal
-import subprocess
-import sys
-import tempfile
 import threading
-from pathlib import Path
 
+from pytest_tinyml import child
 from pytest_tinyml.errors import ArenaTooSmall, ModelLoadError, RuntimeCrash, TinyMLError
 
 DEFAULT_TIMEOUT = 120.0
 ENGINES = ("litert", "tflm")
+# The file in the child's private directory where captured C output is spilled (see runtime.cstdio).
+CSTDIO_SPILL = "native-output.txt"
 
 _lock = threading.Lock()
 _trusted: set[str] = set()
@@ -134,16 +132,6 @@ def vet(artifact, engine: str, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         _vetted[key] = None
 
 
-def signal_name(returncode: int) -> str:
-    """``-11`` -> ``'SIGSEGV'``; other codes -> ``'exit code N'``."""
-    if returncode < 0:
-        try:
-            return signal.Signals(-returncode).name
-        except ValueError:
-            return f"signal {-returncode}"
-    return f"exit code {returncode}"
-
-
 def run_task(
     task: str,
     payload: dict,
@@ -154,7 +142,7 @@ def run_task(
     timeout: float = DEFAULT_TIMEOUT,
     journal: list | None = None,
 ):
-    """Run ``task`` of :mod:`pytest_tinyml.runtime._child` in a fresh Python process; return its result.
+    """Run ``task`` of :mod:`pytest_tinyml.runtime._child` in a fresh child (:mod:`pytest_tinyml.child`).
 
     ``journal``, if given, receives the progress lines the child wrote before it finished or died (the
     arena bisection uses them to learn which probe crashed).
@@ -163,51 +151,35 @@ def run_task(
         >>> run_task("vet", {"content": b, "name": "m", "engine": "tflm"}, model_name="m",
         ...          engine="tflm", what="loading")  # doctest: +SKIP
     """
-    with tempfile.TemporaryDirectory(prefix="tinyml-child-") as tmp:
-        tmp_path = Path(tmp)
-        request, result, journal_path, log = (tmp_path / n for n in ("request", "result", "journal", "log"))
+    with child.private_dir("tinyml-runtime-") as workdir:
+        request, result, journal_path = (workdir / n for n in ("request", "result", "journal"))
         request.write_bytes(pickle.dumps({"task": task, "payload": payload}, protocol=pickle.HIGHEST_PROTOCOL))
-        package_root = str(Path(__file__).resolve().parents[2])
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        command = [sys.executable, "-m", "pytest_tinyml.runtime._child", str(request), str(result), str(journal_path)]
-        with open(log, "wb") as log_file:
-            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, env=env)
-            try:
-                returncode = process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-                returncode = None
+        done = child.run("pytest_tinyml.runtime._child", [request, result, journal_path], workdir=workdir,
+                         timeout=timeout)
         if journal is not None and journal_path.exists():
             journal.extend(journal_path.read_text(errors="replace").splitlines())
-        tail = _tail(log)
-        if returncode is None:
-            raise RuntimeCrash(
-                f"{engine} hung for more than {timeout:.0f} s while {what} model {model_name!r} in a child "
-                f"process (killed it).{tail}\nHint: the model may loop forever (corrupted control flow or "
-                "shapes); re-export it with pytest_tinyml.convert(), or raise the timeout."
-            )
-        if result.exists() and returncode == 0:
-            outcome = pickle.loads(result.read_bytes())
-            if "error" in outcome:
-                kind, message = outcome["error"]
-                raise _ERRORS.get(kind, TinyMLError)(message)
-            return outcome["ok"]
+        # What TFLite Micro printed inside a capture block that the crash interrupted is in the spill file.
+        native = child.read_text(workdir / CSTDIO_SPILL)
+        outcome = pickle.loads(result.read_bytes()) if done.returncode == 0 and result.exists() else None
+    if outcome is not None:
+        if "error" in outcome:
+            kind, message = outcome["error"]
+            raise _ERRORS.get(kind, TinyMLError)(message)
+        return outcome["ok"]
+    tail = child.tail_of(done.stderr + "\n" + native)
+    tail = f"\n--- child output (tail) ---\n{tail}" if tail else ""
+    if done.timed_out:
         raise RuntimeCrash(
-            f"{engine} crashed ({signal_name(returncode)}) while {what} model {model_name!r} in a child "
-            f"process; the pytest run is unharmed.{tail}\nHint: the flatbuffer is probably corrupted or "
-            "uses tensor data the runtime does not check; run pytest_tinyml.analyze.analyze() on it and "
-            "re-export it with pytest_tinyml.convert()."
+            f"{engine} hung for more than {timeout:.0f} s while {what} model {model_name!r} in a child "
+            f"process (killed it).{tail}\nHint: the model may loop forever (corrupted control flow or "
+            "shapes); re-export it with pytest_tinyml.convert(), or raise the timeout."
         )
-
-
-def _tail(log: Path, limit: int = 1500) -> str:
-    text = log.read_text(errors="replace").strip() if log.exists() else ""
-    if not text:
-        return ""
-    return "\n--- child output (tail) ---\n" + text[-limit:]
+    raise RuntimeCrash(
+        f"{engine} crashed ({done.how()}) while {what} model {model_name!r} in a child "
+        f"process; the pytest run is unharmed.{tail}\nHint: the flatbuffer is probably corrupted or "
+        "uses tensor data the runtime does not check; run pytest_tinyml.analyze.analyze() on it and "
+        "re-export it with pytest_tinyml.convert()."
+    )
 
 
 def _sha256_of(model) -> str:

@@ -45,6 +45,39 @@ def _runtime():
     return runtime
 
 
+def micro_reason(text: str, limit: int = 800) -> str:
+    """TFLite Micro's own words from its captured C output: the meaningful lines, joined, without the source
+    file names its logger puts in front (``tensorflow/lite/micro/kernels/conv_common.cc Hybrid ...``).
+
+    Example:
+        >>> micro_reason("tensorflow/lite/micro/kernels/conv_common.cc Hybrid models are not supported.\\n"
+        ...              "Node CONV_2D (number 0) failed to prepare with status 1\\n")
+        'Hybrid models are not supported. Node CONV_2D (number 0) failed to prepare with status 1'
+    """
+    lines = []
+    for line in text.splitlines():
+        line = _SOURCE_PREFIX.sub("", line.strip())
+        if line and "RecordingMicroAllocator" not in line and line not in lines:
+            lines.append(line)
+    reason = " ".join(lines)
+    return reason if len(reason) <= limit else reason[: limit - 3] + "..."
+
+
+_SOURCE_PREFIX = re.compile(r"^\S+\.(?:cc|cpp|c|h)(?::\d+)?:?\s+")
+
+
+def micro_error(what: str, failure: BaseException | None, text: str, hint: str = "") -> str:
+    """One TFLite Micro error message: what failed, TFLite Micro's reason (its stderr), the exception."""
+    reason = micro_reason(text)
+    exception = f"{type(failure).__name__}: {failure}" if failure is not None else ""
+    message = what
+    if reason:
+        message += f": TFLite Micro says: {reason}" + (f" ({exception})" if exception else "")
+    elif exception:
+        message += f": {exception} (TFLite Micro printed nothing)"
+    return message + (f"\nHint: {hint}" if hint else "")
+
+
 def new_interpreter(content: bytes, name: str, arena_size: int):
     """``Interpreter.from_bytes`` with the C output captured into the error message. No isolation: callers
     make sure the model is trusted or vetted and the arena is large enough.
@@ -58,12 +91,10 @@ def new_interpreter(content: bytes, name: str, arena_size: int):
         else:
             failure = None
     if failure is not None:
-        text = captured.text.strip()
-        raise ModelLoadError(
-            f"TFLite Micro refused model {name!r} (arena_size={arena_size}): {type(failure).__name__}: {failure}"
-            + (f"\n--- TFLite Micro output ---\n{text[-1500:]}" if text else "")
-            + "\nHint: check pytest_tinyml.analyze.analyze(model).tflm for ops TFLite Micro lacks."
-        )
+        raise ModelLoadError(micro_error(
+            f"TFLite Micro refused model {name!r} (arena_size={arena_size})", failure, captured.text,
+            "check pytest_tinyml.analyze.analyze(model).tflm for ops TFLite Micro lacks.",
+        ))
     return interpreter
 
 
@@ -153,9 +184,7 @@ class TFLMRunner(Runner):
             else:
                 failure = None
         if failure is not None:
-            raise ModelLoadError(
-                f"TFLite Micro failed to run model {name!r}: {failure}\n{captured.text.strip()[-1500:]}"
-            )
+            raise ModelLoadError(micro_error(f"TFLite Micro failed to run model {name!r}", failure, captured.text))
         return [stack_samples(bucket) if bucket else np.zeros((0,) + spec.shape[1:], spec.dtype)
                 for bucket, spec in zip(results, self.outputs, strict=True)]
 
@@ -342,10 +371,10 @@ def bisect_arena(content: bytes, name: str, known: dict, max_arena: int, log) ->
         largest = max(max_arena, largest)  # a big model: one more try with everything we allow
     if not works(largest):
         _, text = try_arena(content, name, largest)
-        raise ModelLoadError(
+        raise ModelLoadError(micro_error(
             f"TFLite Micro cannot run model {name!r} even with a {largest}-byte arena, so it is not an arena "
-            f"problem:\n{text.strip()[-1500:]}\nHint: check pytest_tinyml.analyze.analyze(model).tflm."
-        )
+            "problem", None, text, "check pytest_tinyml.analyze.analyze(model).tflm.",
+        ))
     low, high = 0, 1024
     while not works(high):
         low, high = high, min(high * 4, largest)
