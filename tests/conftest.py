@@ -22,3 +22,14 @@ def cnn_int8():
     import runtime_models as models
 
     return models.artifact(models.cnn_int8_bytes(), "cnn_int8")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _facts_of_this_session(tmp_path_factory):
+    """Vet verdicts, arena figures and op probes kept for this session only: a test of a crash path must see
+    the crash, not a verdict an earlier run kept in .tinyml_cache (pytest_tinyml.memo)."""
+    from pytest_tinyml import memo
+
+    previous = memo.set_root(tmp_path_factory.mktemp("facts"))
+    yield
+    memo.set_root(previous)

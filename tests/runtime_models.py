@@ -143,3 +143,20 @@ def residual_int8_bytes() -> bytes:
     x = keras.layers.Flatten()(x)
     outputs = keras.layers.Dense(10, activation="softmax")(x)
     return _convert(keras.Model(inputs, outputs), (16, 16, 3), int8=True)
+
+
+@functools.cache
+def hybrid_conv_bytes() -> bytes:
+    """Dynamic-range (hybrid) Conv2D(64, 3x3) on 8x8x4: int8 weights (2304 of them, above the converter's
+    1024-element threshold) with float activations. LiteRT runs it; TFLite Micro has no hybrid kernels."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(RNG_SEED)
+    model = keras.Sequential(
+        [keras.Input((8, 8, 4)), keras.layers.Conv2D(64, 3, activation="relu"), keras.layers.Flatten(),
+         keras.layers.Dense(3)]
+    )
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]  # no representative data: dynamic range
+    return converter.convert()

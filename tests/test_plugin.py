@@ -30,7 +30,7 @@ def test_help_text_is_pinned(pytester):
     group = text.split("tinyml: edge ML model testing:")[1].split("\n\n")[0]
     flags = re.findall(r"^  (--tinyml-[a-z-]+)", group, re.MULTILINE)
     assert flags == [
-        "--tinyml-board", "--tinyml-cache-dir", "--tinyml-history", "--tinyml-report",
+        "--tinyml-board", "--tinyml-cache-dir", "--tinyml-cache-retry", "--tinyml-history", "--tinyml-report",
         "--tinyml-skip-flash", "--tinyml-target", "--tinyml-baud", "--tinyml-timeout",
         "--tinyml-firmware-dir", "--tinyml-baseline", "--tinyml-save-baseline",
     ]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import ctypes
+import re
 
 import numpy as np
 import pytest
 import runtime_models as models
 
 from pytest_tinyml import runtime
-from pytest_tinyml.errors import ArenaTooSmall
+from pytest_tinyml.errors import ArenaTooSmall, ModelLoadError
 from pytest_tinyml.runtime import cstdio, tflm
 from pytest_tinyml.runtime.litert import LiteRTRunner
 from pytest_tinyml.runtime.tflm import HOST_LABEL, TFLMRunner
@@ -51,7 +52,7 @@ def test_tflm_float_model_matches_litert():
 
 @pytest.mark.slow
 def test_arena_bisection_gives_the_exact_minimum(mlp_int8, mlp_arena):
-    n = mlp_arena.min_bytes
+    n = mlp_arena.arena_bytes
     assert 256 < n < 64 * 1024
     assert tflm.arena_works(mlp_int8, n)
     assert not tflm.arena_works(mlp_int8, n - 1)
@@ -63,17 +64,18 @@ def test_arena_bisection_gives_the_exact_minimum(mlp_int8, mlp_arena):
 @pytest.mark.slow
 def test_arena_report_parses_the_recording_allocator(mlp_arena):
     assert mlp_arena.label == HOST_LABEL and "64-bit" in mlp_arena.label
-    assert mlp_arena.reported_total is not None and 0 < mlp_arena.reported_total <= mlp_arena.min_bytes
-    assert mlp_arena.head + mlp_arena.tail == mlp_arena.reported_total
+    allocated = mlp_arena.arena_allocated_bytes
+    assert allocated is not None and 0 < allocated < mlp_arena.arena_bytes  # two figures, two names
+    assert mlp_arena.allocated_head_bytes + mlp_arena.allocated_tail_bytes == allocated
     assert {"TfLiteEvalTensor data", "NodeAndRegistration struct"} <= set(mlp_arena.breakdown)
     assert all(a.used >= a.requested > 0 and a.count > 0 for a in mlp_arena.breakdown.values())
     assert mlp_arena.breakdown["NodeAndRegistration struct"].count == 3  # FC, FC, softmax
-    assert "minimum" in mlp_arena.summary()
+    assert f"{mlp_arena.arena_bytes} bytes" in mlp_arena.summary()
 
 
 @pytest.mark.slow
 def test_a_too_small_arena_is_refused_before_the_wrapper_can_crash(mlp_int8, mlp_arena):
-    with pytest.raises(ArenaTooSmall, match=rf"arena_size=300 .*'mlp_int8'.*at least {mlp_arena.min_bytes} bytes"):
+    with pytest.raises(ArenaTooSmall, match=rf"arena_size=300 .*'mlp_int8'.*at least {mlp_arena.arena_bytes} bytes"):
         TFLMRunner(mlp_int8, arena_size=300)
 
 
@@ -97,3 +99,43 @@ def test_capture_sees_c_level_writes_on_stdout_and_stderr():
         libc.write(2, b"from C write(2)\n", 16)
     assert "from C printf 42" in captured.text
     assert "from C write(2)" in captured.text
+
+
+# --- TFLite Micro's own reason is part of every TFLM error ------------------------------------------------
+
+HYBRID_REASON = r"Hybrid models are not supported on TFLite Micro\. Node CONV_2D \(number 0\) failed to prepare"
+
+
+def test_a_hybrid_model_is_refused_in_tflm_words_by_assert_tflm_compatible():
+    import pytest_tinyml as tinyml
+
+    hybrid = models.artifact(models.hybrid_conv_bytes(), "hybrid")
+    with pytest.raises(tinyml.errors.TinyMLAssertionError) as failure:
+        tinyml.assert_tflm_compatible(hybrid)
+    message = str(failure.value)
+    assert re.search(HYBRID_REASON, message), message
+    assert "'hybrid' (sha256" in message and "loading failed" in message
+
+
+def test_a_hybrid_model_is_refused_in_tflm_words_by_the_runner_and_analyze():
+    from pytest_tinyml import analyze
+
+    hybrid = models.artifact(models.hybrid_conv_bytes(), "hybrid_runner")
+    with pytest.raises(ModelLoadError, match=rf"TFLite Micro refused model .*TFLite Micro says: {HYBRID_REASON}"):
+        TFLMRunner(hybrid)
+    assert re.search(HYBRID_REASON, analyze.analyze(hybrid).tflm.summary())
+    # LiteRT has the hybrid kernels: the same bytes run there
+    assert runtime.predict(hybrid, models.inputs(2, (8, 8, 4))).shape == (2, 3)
+
+
+def test_micro_reason_keeps_tflm_words_and_drops_source_paths_and_allocator_lines():
+    text = (
+        "tensorflow/lite/micro/kernels/conv_common.cc Hybrid models are not supported on TFLite Micro.\n"
+        "Node CONV_2D (number 0) failed to prepare with status 1\n"
+        "[RecordingMicroAllocator] Arena allocation total 1680 bytes\n"
+    )
+    assert tflm.micro_reason(text) == (
+        "Hybrid models are not supported on TFLite Micro. Node CONV_2D (number 0) failed to prepare with status 1"
+    )
+    assert tflm.micro_reason("") == ""
+    assert "printed nothing" in tflm.micro_error("TFLite Micro refused model 'm'", RuntimeError("x"), "")

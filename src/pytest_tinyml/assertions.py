@@ -148,7 +148,7 @@ def assert_budget(model, *, flash_kb: float | None = None, arena_kb: float | Non
     if arena_kb is not None:
         from pytest_tinyml.runtime import tflm
 
-        arena = tflm.arena(artifact).min_bytes / 1024
+        arena = tflm.arena(artifact).arena_kb
         figures["arena_kb"] = arena
         over = arena > arena_kb
         rows.append(["arena (host 64-bit estimate)", _fmt(arena, "{:.1f} KB"), _fmt(arena_kb, "{:.1f} KB"),

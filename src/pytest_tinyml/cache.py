@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pytest_tinyml import errors
 from pytest_tinyml.errors import CacheError, CacheWarning, ConfigError
 
 FORMAT_VERSION = 1
@@ -45,6 +46,11 @@ def model_hash(model) -> str:
     from pytest_tinyml.identity import model_hash as _model_hash
 
     return _model_hash(model)
+
+
+def is_conversion_verdict(error: BaseException) -> bool:
+    """A conversion error worth keeping: the converter crashed on or refused these inputs (not a timeout)."""
+    return isinstance(error, errors.ConversionError) and not isinstance(error, errors.ConversionTimeout)
 
 
 class _Corrupt(Exception):
@@ -117,17 +123,27 @@ class TinyMLCache:
     """Disk cache of trained models and converted artifacts, keyed by content.
 
     ``hits``, ``misses`` and ``rebuilds`` count what this instance did (rebuilds: corrupt entries).
+    A conversion that failed (the converter crashed or refused these exact inputs) is kept as a failure and
+    fails fast with its original message the next time; ``retry_failures=True`` (pytest:
+    ``--tinyml-cache-retry``) tries such conversions again. The first cache created also becomes where the
+    facts of :mod:`pytest_tinyml.memo` (vet verdicts, arena figures, op probes) are kept, unless a root is
+    set already (the plugin sets ``--tinyml-cache-dir``).
 
     Example:
         >>> cache = TinyMLCache(tmp_path)
         >>> cache.memoize("demo", {"n": 3}, lambda: 9, save=..., load=...)     # doctest: +SKIP
     """
 
-    def __init__(self, root: str | os.PathLike) -> None:
+    def __init__(self, root: str | os.PathLike, *, retry_failures: bool = False) -> None:
+        from pytest_tinyml import memo
+
         self.root = Path(root)
+        self.retry_failures = retry_failures
         self.hits = 0
         self.misses = 0
         self.rebuilds = 0
+        self.failures_kept = 0  # failures raised again from the cache instead of being recomputed
+        memo.adopt(self.root)
 
     def __repr__(self) -> str:
         return f"TinyMLCache({str(self.root)!r}, hits={self.hits}, misses={self.misses})"
@@ -150,11 +166,15 @@ class TinyMLCache:
         *,
         save: Callable[[Any, Path], None],
         load: Callable[[Path], Any],
+        keep_failure: Callable[[BaseException], bool] | None = None,
     ) -> Any:
         """The cached value for ``key_parts``, or ``produce()`` saved for next time.
 
         ``save(value, directory)`` writes the value's files into an empty directory; ``load(directory)``
         reads them back. ``kind`` names the family of entries (``fit``, ``convert``, ``qat``, ...).
+        ``keep_failure(error)``: True for errors of ``produce()`` that are a deterministic verdict on these
+        inputs; such an error is kept (:meth:`failure_path`) and raised again without calling ``produce()``,
+        unless the cache was made with ``retry_failures=True``.
 
         Example:
             >>> cache.memoize("prune", {"model": model_hash(m), "sparsity": 0.5},
@@ -171,6 +191,8 @@ class TinyMLCache:
             pass
         except _Corrupt:
             pass  # re-checked and reported under the lock, where it is rebuilt
+        if keep_failure is not None:
+            self._raise_kept_failure(kind, key)
         from filelock import FileLock
 
         self._ensure_writable(entry.parent)
@@ -188,9 +210,54 @@ class TinyMLCache:
                 self.rebuilds += 1
             self.misses += 1
             started = time.monotonic()
-            value = produce()
+            try:
+                value = produce()
+            except Exception as error:
+                if keep_failure is not None and keep_failure(error):
+                    self._keep_failure(kind, key, key_parts, error)
+                raise
             self._write(entry, kind, key, key_parts, value, save, time.monotonic() - started)
         return value
+
+    # --- kept failures --------------------------------------------------------------------------------------
+    def failure_path(self, kind: str, key: str) -> Path:
+        """Where the kept failure of ``key`` lives: ``<root>/<kind>-failed/<key[:2]>/<key>.json``."""
+        return self.root / f"{kind}-failed" / key[:2] / f"{key}.json"
+
+    def _raise_kept_failure(self, kind: str, key: str) -> None:
+        path = self.failure_path(kind, key)
+        if self.retry_failures:
+            path.unlink(missing_ok=True)
+            return
+        try:
+            kept = json.loads(path.read_text())
+            error_type = getattr(errors, kept["type"], None)
+            message, created = str(kept["message"]), str(kept["created"])
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, KeyError, TypeError):  # a damaged record: compute again
+            path.unlink(missing_ok=True)
+            return
+        if not (isinstance(error_type, type) and issubclass(error_type, errors.TinyMLError)):
+            error_type = errors.TinyMLError
+        self.failures_kept += 1
+        raise error_type(
+            f"{message}\n(cached: these exact inputs failed the same way on {created}; delete {path} or run with "
+            "--tinyml-cache-retry (TinyMLCache(..., retry_failures=True)) to retry)"
+        )
+
+    def _keep_failure(self, kind: str, key: str, key_parts: dict, error: BaseException) -> None:
+        path = self.failure_path(kind, key)
+        record = {"type": type(error).__name__, "message": str(error), "key_parts": canonical(key_parts),
+                  "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
+            with os.fdopen(handle, "w") as out:
+                json.dump(record, out, indent=1, sort_keys=True)
+            os.replace(tmp, path)
+        except OSError:  # an unwritable cache costs the fast failure next time, not this error
+            pass
 
     def _load(self, entry: Path, load: Callable[[Path], Any]) -> Any:
         meta_path = entry / META
@@ -388,7 +455,10 @@ class TinyMLCache:
             meta = json.loads((directory / "artifact.json").read_text())
             return TFLiteArtifact.from_metadata((directory / "model.tflite").read_bytes(), meta)
 
-        artifact = self.memoize("convert", parts, produce, save=save, load=load)
+        # A converter crash or refusal on these exact inputs (model, recipe, parameters, representative
+        # samples, versions) happens again: kept, raised fast. A timeout is not a verdict (ConversionTimeout).
+        artifact = self.memoize("convert", parts, produce, save=save, load=load,
+                                keep_failure=is_conversion_verdict)
         if name and artifact.name != name:
             artifact = dataclasses.replace(artifact, name=name)
         return artifact

@@ -40,6 +40,9 @@ from pathlib import Path
 # TensorFlow's start-up chatter (C++ logs, oneDNN notice, CUDA probing) is noise in a captured stderr.
 QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "0", "CUDA_VISIBLE_DEVICES": "-1"}
 TAIL_LINES = 25
+# How many children this process started (run() and Worker starts): what "no child was needed" is tested with.
+started = 0
+_count_lock = threading.Lock()
 # Log lines that drown the useful part of a tail: TF's C++ log prefixes and absl's preamble.
 _NOISE = ("W0000", "I0000", "WARNING: All log messages")
 
@@ -188,6 +191,13 @@ class Finished:
         return tail_of(self.stderr, lines)
 
 
+def _popen(module: str, args, **kwargs) -> subprocess.Popen:
+    global started
+    with _count_lock:
+        started += 1
+    return subprocess.Popen(command(module, *map(str, args)), start_new_session=True, **kwargs)
+
+
 def kill_group(proc: subprocess.Popen) -> None:
     """SIGKILL the child's whole process group (it is its own session leader), then reap it."""
     try:
@@ -210,11 +220,11 @@ def run(module: str, args=(), *, workdir: Path, timeout: float, env: dict | None
         0
     """
     stderr_path = stderr_path or workdir / "stderr.txt"
-    started = time.monotonic()
+    began = time.monotonic()
     with open(stderr_path, "ab") as err, contextlib.ExitStack() as stack:
         out = err if stdout_path in (None, stderr_path) else stack.enter_context(open(stdout_path, "ab"))
-        proc = subprocess.Popen(command(module, *map(str, args)), stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=err, cwd=workdir, env=environment(env), start_new_session=True)
+        proc = _popen(module, args, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=workdir,
+                      env=environment(env))
         try:
             returncode = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -223,7 +233,7 @@ def run(module: str, args=(), *, workdir: Path, timeout: float, env: dict | None
         except BaseException:  # KeyboardInterrupt and friends: never leave a child running
             kill_group(proc)
             raise
-    return Finished(returncode, read_text(stderr_path), time.monotonic() - started, timeout)
+    return Finished(returncode, read_text(stderr_path), time.monotonic() - began, timeout)
 
 
 class Worker:
@@ -249,10 +259,8 @@ class Worker:
     def _start(self) -> subprocess.Popen:
         self.workdir = Path(tempfile.mkdtemp(prefix="tinyml-worker-"))
         with open(self.workdir / "stderr.txt", "ab") as err:
-            self.proc = subprocess.Popen(
-                command(self.module, *self.args), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
-                cwd=self.workdir, env=environment(self.env), start_new_session=True,
-            )
+            self.proc = _popen(self.module, self.args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
+                               cwd=self.workdir, env=environment(self.env))
         self.jobs, self.pid = 0, os.getpid()
         return self.proc
 

@@ -30,6 +30,10 @@ class ConversionError(TinyMLError):
     """TFLite conversion failed, crashed or hung (it runs in a child process)."""
 
 
+class ConversionTimeout(ConversionError):
+    """TFLite conversion hung past its timeout (killed). Not a verdict on the model: never cached."""
+
+
 class OptimizationError(TinyMLError):
     """An optimization recipe cannot be applied (unsupported layer, bad schedule, ...)."""
 
@@ -44,6 +48,10 @@ class ModelLoadError(TinyMLError):
 
 class RuntimeCrash(TinyMLError):
     """The inference runtime crashed (signal) or hung while running a model in a child process."""
+
+
+class RuntimeHang(RuntimeCrash):
+    """The inference runtime hung past its timeout in a child process (killed). Never cached."""
 
 
 class ArenaTooSmall(TinyMLError):

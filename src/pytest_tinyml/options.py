@@ -15,6 +15,7 @@ GROUP = "tinyml"
 
 BOARD = "tinyml_board"
 CACHE_DIR = "tinyml_cache_dir"
+CACHE_RETRY = "tinyml_cache_retry"
 HISTORY = "tinyml_history"
 REPORT = "tinyml_report"
 SKIP_FLASH = "tinyml_skip_flash"
@@ -134,6 +135,9 @@ _OPTIONS = [
      "Give it more than once for a board farm (one board per xdist worker).", {"action": "append", "type": parse_board}, parse_board),
     ("--tinyml-cache-dir", CACHE_DIR, "string", DEFAULT_CACHE_DIR,
      f"directory of the training and conversion cache (default: {DEFAULT_CACHE_DIR} in the rootdir).", {}, None),
+    ("--tinyml-cache-retry", CACHE_RETRY, "bool", False,
+     "retry conversions the cache kept as failed (by default a recipe that crashed or was refused on the "
+     "same inputs fails fast with its original message).", {"action": "store_true"}, None),
     ("--tinyml-history", HISTORY, "string", DEFAULT_HISTORY,
      f"directory of the latency history (default: {DEFAULT_HISTORY} in the rootdir).", {}, None),
     ("--tinyml-report", REPORT, "string", None, "write the tinyml summary as JSON to this path (e.g. tinyml-report.json).",

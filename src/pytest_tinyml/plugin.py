@@ -23,6 +23,7 @@ MARKERS = {
     "min_effect is the smallest median slowdown that fails (default 0.05 on a board, 0.10 on the host and the sim).",
 }
 _COLLECTOR = pytest.StashKey["tinyml_report.Collector"]()
+_PREVIOUS_FACTS_ROOT = pytest.StashKey[object]()
 
 
 def pytest_addoption(parser):
@@ -33,10 +34,20 @@ def pytest_configure(config):
     for name, description in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {description}")
     options.validate_ini(config)
+    from pytest_tinyml import memo  # stdlib only: vet verdicts, arena figures, op probes kept in the cache dir
+
+    config.stash[_PREVIOUS_FACTS_ROOT] = memo.set_root(options.resolve_path(config, options.CACHE_DIR))
     collector = tinyml_report.Collector()
     config.stash[_COLLECTOR] = collector
     config.pluginmanager.register(_SummaryPlugin(collector), "tinyml-summary")
     history_hooks.register(config)
+
+
+def pytest_unconfigure(config):
+    if _PREVIOUS_FACTS_ROOT in config.stash:  # pytester runs configure in-process: give the root back
+        from pytest_tinyml import memo
+
+        memo.set_root(config.stash[_PREVIOUS_FACTS_ROOT])
 
 
 def pytest_report_header(config):
@@ -99,7 +110,9 @@ def tinyml_cache(request):
     """Content-addressed cache of training and conversion: ``tinyml_cache.fit(...)``, ``.convert(...)``."""
     from pytest_tinyml.cache import TinyMLCache
 
-    return TinyMLCache(options.resolve_path(request.config, options.CACHE_DIR))
+    config = request.config
+    return TinyMLCache(options.resolve_path(config, options.CACHE_DIR),
+                       retry_failures=bool(options.get(config, options.CACHE_RETRY)))
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pytest_tinyml import child
 from pytest_tinyml.conversion._child import EXIT_EXCEPTION
-from pytest_tinyml.errors import ConversionError
+from pytest_tinyml.errors import ConversionError, ConversionTimeout
 
 STDERR_TAIL_LINES = 25
 RECURRENT = {"LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "ConvLSTM1D", "ConvLSTM2D", "LSTMCell", "GRUCell"}
@@ -41,7 +41,7 @@ def run_child(job_dir: Path, job: dict, *, timeout: float, label: str) -> dict:
         returncode = int(reply.line) if reply.line is not None else reply.returncode
         worker_stderr = reply.stderr  # what the worker printed outside a job (e.g. a failed start-up)
     if returncode is None:
-        raise ConversionError(
+        raise ConversionTimeout(
             _report(job_dir, job, label, f"hung: no result after {timeout:g} s (timeout), killed",
                     suggestion=_timeout_advice(job), extra=worker_stderr)
         )

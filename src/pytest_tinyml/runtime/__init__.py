@@ -180,10 +180,10 @@ def _predict_isolated(model_like, x, *, engine: str, raw: bool):
 
 
 def arena(model_like, **kwargs):
-    """Exact minimum TFLite Micro arena (host figure); see :func:`pytest_tinyml.runtime.tflm.arena`.
+    """The TFLite Micro arena (host figure); see :func:`pytest_tinyml.runtime.tflm.arena`.
 
     Example:
-        >>> arena(artifact).min_bytes                          # doctest: +SKIP
+        >>> arena(artifact).arena_bytes                         # doctest: +SKIP
         2448
     """
     from pytest_tinyml.runtime.tflm import arena as measure

@@ -41,11 +41,13 @@ from __future__ import annotations
 import pickle
 import threading
 
-from pytest_tinyml import child
-from pytest_tinyml.errors import ArenaTooSmall, ModelLoadError, RuntimeCrash, TinyMLError
+from pytest_tinyml import child, memo
+from pytest_tinyml.errors import ArenaTooSmall, ModelLoadError, RuntimeCrash, RuntimeHang, TinyMLError
 
 DEFAULT_TIMEOUT = 120.0
 ENGINES = ("litert", "tflm")
+# The runtime package whose version is part of a kept verdict, per engine.
+DISTRIBUTIONS = {"litert": "ai-edge-litert", "tflm": "tflite-micro"}
 # The file in the child's private directory where captured C output is spilled (see runtime.cstdio).
 CSTDIO_SPILL = "native-output.txt"
 
@@ -56,6 +58,7 @@ _vetted: dict[tuple[str, str], TinyMLError | None] = {}
 
 # Error types a child may send back by name.
 _ERRORS = {cls.__name__: cls for cls in (ModelLoadError, RuntimeCrash, ArenaTooSmall, TinyMLError)}
+VET_PROCEDURE = 1  # bump when what _child._vet does changes: kept verdicts of the old one no longer count
 
 
 def trust(model) -> None:
@@ -83,7 +86,7 @@ def is_trusted(model, engine: str | None = None) -> bool:
 
 
 def forget(model) -> None:
-    """Drop what this process knows about ``model`` (trusted, vetted): the next use vets it again.
+    """Drop what is known about ``model`` (trusted, vetted, kept verdicts): the next use vets it again.
 
     Example:
         >>> forget("0" * 64)
@@ -93,13 +96,21 @@ def forget(model) -> None:
         _trusted.discard(sha)
         for engine in ENGINES:
             _vetted.pop((sha, engine), None)
+    for engine in ENGINES:
+        memo.discard("vet", _verdict_parts(sha, engine))
+
+
+def _verdict_parts(sha256: str, engine: str) -> dict:
+    return {"sha256": sha256, "engine": engine, "procedure": VET_PROCEDURE,
+            "versions": memo.versions(DISTRIBUTIONS[engine])}
 
 
 def vet(artifact, engine: str, *, timeout: float = DEFAULT_TIMEOUT) -> None:
     """Load and invoke ``artifact`` once in a child unless it is trusted or already vetted for ``engine``.
 
     Raises the child's :class:`ModelLoadError`, or :class:`RuntimeCrash` if the child died or hung. The
-    outcome is memoized per sha256 and engine.
+    outcome is memoized per sha256 and engine, for the process and (except a hang) in the cache directory
+    (:mod:`pytest_tinyml.memo`), so the next run does not start a child for it again.
 
     Example:
         >>> vet(artifact, "litert")  # doctest: +SKIP
@@ -115,6 +126,21 @@ def vet(artifact, engine: str, *, timeout: float = DEFAULT_TIMEOUT) -> None:
             if error is not None:
                 raise error
             return
+    # A verdict depends only on the bytes and the runtime: kept in the cache directory (pytest_tinyml.memo).
+    parts = _verdict_parts(artifact.sha256, engine)
+    found, verdict = memo.lookup("vet", parts)
+    if found:
+        error = None
+        if not verdict["ok"]:
+            kind, message = verdict["error"]
+            error = _ERRORS.get(kind, TinyMLError)(
+                f"{message}\n(verdict kept from an earlier run in {memo.path_of('vet', parts)}; delete it to vet again)"
+            )
+        with _lock:
+            _vetted[key] = error
+        if error is not None:
+            raise error
+        return
     try:
         run_task(
             "vet",
@@ -127,9 +153,12 @@ def vet(artifact, engine: str, *, timeout: float = DEFAULT_TIMEOUT) -> None:
     except (ModelLoadError, RuntimeCrash) as error:
         with _lock:
             _vetted[key] = error
+        if not isinstance(error, RuntimeHang):  # a hang may be the machine's fault: try again next run
+            memo.store("vet", parts, {"ok": False, "error": [type(error).__name__, str(error)]})
         raise
     with _lock:
         _vetted[key] = None
+    memo.store("vet", parts, {"ok": True})
 
 
 def run_task(
@@ -169,7 +198,7 @@ def run_task(
     tail = child.tail_of(done.stderr + "\n" + native)
     tail = f"\n--- child output (tail) ---\n{tail}" if tail else ""
     if done.timed_out:
-        raise RuntimeCrash(
+        raise RuntimeHang(
             f"{engine} hung for more than {timeout:.0f} s while {what} model {model_name!r} in a child "
             f"process (killed it).{tail}\nHint: the model may loop forever (corrupted control flow or "
             "shapes); re-export it with pytest_tinyml.convert(), or raise the timeout."

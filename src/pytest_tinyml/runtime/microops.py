@@ -6,7 +6,8 @@ builds a one-operator probe model and loads it. If the resolver lacks the operat
 ``Didn't find op for builtin opcode 'X'`` (``Failed to get registration from op code X`` for custom ops)
 while it looks registrations up, before any kernel runs. Any other outcome (the kernel's ``Prepare``
 rejecting the empty probe, or even crashing on it) means the registration was found. Probes run in a child
-process (see :mod:`pytest_tinyml.runtime.isolation`) and are memoized for the process.
+process (see :mod:`pytest_tinyml.runtime.isolation`); each answer is kept per operator and tflite-micro
+version, for the process and in the cache directory (:mod:`pytest_tinyml.memo`).
 
 :func:`resolver_method` names the ``tflite::MicroMutableOpResolver`` method that registers an operator in
 firmware (``FULLY_CONNECTED`` -> ``AddFullyConnected``).
@@ -22,8 +23,11 @@ from __future__ import annotations
 
 import threading
 
+from pytest_tinyml import memo
 from pytest_tinyml.errors import ModelLoadError
 from pytest_tinyml.runtime import isolation
+
+PROBE_PROCEDURE = 1  # bump when probe_model()/probe_here() change: kept answers of the old probe no longer count
 
 # Methods of tflite::MicroMutableOpResolver (tensorflow/lite/micro/micro_mutable_op_resolver.h) whose names
 # do not follow from the operator name by the CamelCase rule of resolver_method().
@@ -151,6 +155,12 @@ def supported(ops) -> dict[str, bool]:
     ops = list(dict.fromkeys(ops))
     with _lock:
         todo = [op for op in ops if op not in _known]
+    for op in list(todo):  # answers kept by an earlier run (pytest_tinyml.memo): no child for them
+        found, ok = memo.lookup("tflm-op", _fact_parts(op))
+        if found:
+            with _lock:
+                _known[op] = bool(ok)
+            todo.remove(op)
     known: dict[str, bool] = {}
     for _attempt in range(len(todo) + 1):
         if not todo:
@@ -177,9 +187,16 @@ def supported(ops) -> dict[str, bool]:
             if pending is None:
                 raise
             known[pending] = True
+    for op in todo:
+        if op in known:
+            memo.store("tflm-op", _fact_parts(op), bool(known[op]))
     with _lock:
         _known.update(known)
         return {op: _known[op] for op in ops}
+
+
+def _fact_parts(op: str) -> dict:
+    return {"op": op, "procedure": PROBE_PROCEDURE, "versions": memo.versions("tflite-micro")}
 
 
 def registered_builtins() -> list[str]:

@@ -2,10 +2,13 @@
 
 * :class:`TFLMRunner` runs a model sample by sample (TFLite Micro has no batch resizing) and returns
   dequantized (:meth:`TFLMRunner.predict`) or raw (:meth:`TFLMRunner.predict_raw`) outputs.
-* :func:`arena` finds the exact minimum ``arena_size`` by bisection (the smallest N for which
-  ``Interpreter.from_bytes(model, arena_size=N)`` and one ``invoke()`` succeed) and parses the
-  RecordingMicroAllocator report that ``print_allocations()`` writes on the C stderr (captured at
-  file-descriptor level, :mod:`pytest_tinyml.runtime.cstdio`).
+* :func:`arena` is the one arena figure of pytest-tinyml (``assert_budget``, the sim and estimates ask it):
+  ``arena_bytes``, the smallest ``arena_size`` for which ``Interpreter.from_bytes(model, arena_size=N)``
+  (load + ``AllocateTensors``) and one ``invoke()`` succeed, found by bisection. It also reports
+  ``arena_allocated_bytes``, what the RecordingMicroAllocator says it allocated (``print_allocations()`` on
+  the C stderr, captured at file-descriptor level, :mod:`pytest_tinyml.runtime.cstdio`): a different,
+  smaller figure, never compared with a budget. Both are kept per model sha256 in the cache directory
+  (:mod:`pytest_tinyml.memo`): a model is bisected once, not once per test or per run.
 
 Host pointers are 64-bit, so the host arena is larger than the same model's arena on a 32-bit
 microcontroller (``TfLiteEvalTensor``, node structs and persistent buffers hold pointers): every figure is
@@ -13,7 +16,7 @@ labelled :data:`HOST_LABEL`. The board reports the device figure.
 
 Example:
     >>> report = arena(int8_artifact)  # doctest: +SKIP
-    >>> report.min_bytes, report.reported_total  # doctest: +SKIP
+    >>> report.arena_bytes, report.arena_allocated_bytes  # doctest: +SKIP
     (2448, 1680)
 """
 
@@ -22,7 +25,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from pytest_tinyml.errors import ArenaTooSmall, ModelLoadError, RuntimeCrash
+from pytest_tinyml import memo
+from pytest_tinyml.errors import ArenaTooSmall, ModelLoadError, RuntimeCrash, RuntimeHang
 from pytest_tinyml.runtime import cstdio, isolation
 from pytest_tinyml.runtime._runner import Runner
 
@@ -32,11 +36,8 @@ DEFAULT_ARENA = 16 * 1024 * 1024
 # The largest arena the bisection tries before it calls the model unloadable.
 MAX_ARENA = 512 * 1024 * 1024
 
-# sha256 -> measured minimum arena (host), filled by arena(); lets TFLMRunner reject a too-small arena
-# with a clear error instead of letting the wrapper segfault.
-_min_arena: dict[str, int] = {}
-# sha256 -> ArenaReport: the bisection is deterministic, measure each model once per process.
-_reports: dict[str, ArenaReport] = {}
+# Bump when the bisection's definition changes: arena figures kept by an older one no longer count.
+ARENA_PROCEDURE = 1
 
 
 def _runtime():
@@ -143,7 +144,7 @@ class TFLMRunner(Runner):
         name = self.artifact.name
         if arena_size is not None:
             # A too-small arena can segfault the wrapper, so compare with the measured minimum first.
-            needed = _min_arena.get(self.artifact.sha256) or arena(self.artifact).min_bytes
+            needed = arena(self.artifact).arena_bytes
             if arena_size < needed:
                 raise ArenaTooSmall(
                     f"arena_size={arena_size} is too small for model {name!r}: TFLite Micro needs at least "
@@ -200,28 +201,47 @@ class Allocation:
 
 @dataclass(frozen=True)
 class ArenaReport:
-    """Arena figures of one model on the host TFLite Micro runtime (see :data:`HOST_LABEL`)."""
+    """Arena figures of one model on the host TFLite Micro runtime (see :data:`HOST_LABEL`).
+
+    ``arena_bytes`` is the arena figure (smallest ``arena_size`` for which load + ``AllocateTensors`` + one
+    ``Invoke`` succeed); ``arena_allocated_bytes`` (= ``allocated_head_bytes + allocated_tail_bytes``) is what
+    the RecordingMicroAllocator reports at that size, and ``breakdown`` its lines.
+    """
 
     model: str
     sha256: str
-    min_bytes: int  # smallest arena_size for which load + invoke succeed
-    reported_total: int | None  # "Arena allocation total" of the RecordingMicroAllocator
-    head: int | None
-    tail: int | None
+    arena_bytes: int
+    arena_allocated_bytes: int | None
+    allocated_head_bytes: int | None
+    allocated_tail_bytes: int | None
     breakdown: dict[str, Allocation] = field(default_factory=dict)
     probes: int = 0
     crashed_probes: int = 0
     label: str = HOST_LABEL
 
     @property
-    def min_kb(self) -> float:
-        return self.min_bytes / 1024
+    def arena_kb(self) -> float:
+        return self.arena_bytes / 1024
 
     def summary(self) -> str:
-        lines = [f"arena of {self.model!r}: minimum {self.min_bytes} bytes, allocator total "
-                 f"{self.reported_total} bytes [{self.label}]"]
+        lines = [f"arena of {self.model!r}: {self.arena_bytes} bytes (smallest arena_size that loads and "
+                 f"invokes; the allocator reports {self.arena_allocated_bytes} bytes allocated) [{self.label}]"]
         lines += [f"  {k}: {v.used} bytes ({v.count} allocations)" for k, v in self.breakdown.items()]
         return "\n".join(lines)
+
+    def as_dict(self) -> dict:
+        """A JSON-able form (what the cache keeps), read back by :meth:`from_dict`."""
+        data = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "breakdown"}
+        data["breakdown"] = {k: [v.used, v.requested, v.count] for k, v in self.breakdown.items()}
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict, *, model: str | None = None) -> ArenaReport:
+        fields = dict(data)
+        fields["breakdown"] = {k: Allocation(*v) for k, v in data["breakdown"].items()}
+        if model is not None:
+            fields["model"] = model
+        return cls(**fields)
 
 
 _TOTAL = re.compile(r"Arena allocation (total|head|tail) (\d+) bytes")
@@ -252,21 +272,38 @@ def allocations_text(content: bytes, name: str, arena_size: int) -> str:
 
 
 def arena(model_like, *, timeout: float = isolation.DEFAULT_TIMEOUT) -> ArenaReport:
-    """Exact minimum TFLite Micro arena of a model on the host, by bisection in a child process.
+    """The TFLite Micro arena of a model on the host: ``arena_bytes`` by bisection in a child process.
 
     When a probe crashes the child (tiny arenas, or the wrapper's state after failed loads, can segfault
     it), that size is tried again alone in a fresh process (a crash there counts as a failure), and the
-    bisection goes on in a new child. Memoized per sha256 for the process (the search is deterministic).
+    bisection goes on in a new child. The search is deterministic: its result (or the model's load error) is
+    kept per sha256 and tflite-micro version, for the process and in the cache directory
+    (:mod:`pytest_tinyml.memo`).
 
     Example:
-        >>> arena(artifact).min_bytes  # doctest: +SKIP
+        >>> arena(artifact).arena_bytes  # doctest: +SKIP
         2448
     """
     from pytest_tinyml.runtime import load
 
     artifact = load(model_like)
-    if artifact.sha256 in _reports:
-        return _reports[artifact.sha256]
+    parts = {"sha256": artifact.sha256, "max_arena": MAX_ARENA, "procedure": ARENA_PROCEDURE,
+             "versions": memo.versions("tflite-micro")}
+    found, kept = memo.lookup("tflm-arena", parts)
+    if not found:
+        try:
+            kept = {"report": _bisect_in_children(artifact, timeout).as_dict()}
+        except ModelLoadError as error:  # the model cannot run with any arena: as deterministic as a figure
+            kept = {"error": str(error)}
+        except RuntimeHang:
+            raise  # a hang may be the machine's fault: nothing kept
+        memo.store("tflm-arena", parts, kept)
+    if "error" in kept:
+        raise ModelLoadError(kept["error"])
+    return ArenaReport.from_dict(kept["report"], model=artifact.name)
+
+
+def _bisect_in_children(artifact, timeout: float) -> ArenaReport:
     known: dict[int, bool] = {}
     crashed = 0
     for _attempt in range(12):
@@ -296,19 +333,17 @@ def arena(model_like, *, timeout: float = isolation.DEFAULT_TIMEOUT) -> ArenaRep
             crashed += 1
             continue
         parsed = parse_allocations(result["text"])
-        _min_arena[artifact.sha256] = result["min_bytes"]
-        report = _reports[artifact.sha256] = ArenaReport(
+        return ArenaReport(
             model=artifact.name,
             sha256=artifact.sha256,
-            min_bytes=result["min_bytes"],
-            reported_total=parsed["total"],
-            head=parsed["head"],
-            tail=parsed["tail"],
+            arena_bytes=result["arena_bytes"],
+            arena_allocated_bytes=parsed["total"],
+            allocated_head_bytes=parsed["head"],
+            allocated_tail_bytes=parsed["tail"],
             breakdown=parsed["breakdown"],
             probes=result["probes"] + len(known),
             crashed_probes=crashed,
         )
-        return report
     raise ModelLoadError(f"could not measure the arena of model {artifact.name!r}: the child crashed {crashed} times")
 
 
@@ -318,7 +353,7 @@ def arena_works(model_like, arena_size: int, *, timeout: float = isolation.DEFAU
 
     Example:
         >>> report = arena(artifact)                                  # doctest: +SKIP
-        >>> arena_works(artifact, report.min_bytes), arena_works(artifact, report.min_bytes - 1)  # doctest: +SKIP
+        >>> arena_works(artifact, report.arena_bytes), arena_works(artifact, report.arena_bytes - 1)  # doctest: +SKIP
         (True, False)
     """
     from pytest_tinyml.runtime import load
@@ -352,7 +387,7 @@ def _crashed_probe(journal: list[str], known: dict[int, bool]) -> int | None:
 
 
 def bisect_arena(content: bytes, name: str, known: dict, max_arena: int, log) -> dict:
-    """Child side of :func:`arena`: returns ``{"min_bytes", "text", "probes"}``; ``log`` writes journal lines."""
+    """Child side of :func:`arena`: returns ``{"arena_bytes", "text", "probes"}``; ``log`` writes journal lines."""
     probes = 0
 
     def works(size: int) -> bool:
@@ -386,4 +421,4 @@ def bisect_arena(content: bytes, name: str, known: dict, max_arena: int, log) ->
             high = middle
         else:
             low = middle
-    return {"min_bytes": high, "text": allocations_text(content, name, high), "probes": probes}
+    return {"arena_bytes": high, "text": allocations_text(content, name, high), "probes": probes}
