@@ -143,3 +143,72 @@ class ScriptedFirmware:
                 out += line + "\r\n"
             return (out + "m-ready\r\n").encode()
         return f"e-[unknown-command: Unknown command: {verb}]\r\nm-ready\r\n".encode()
+
+
+def _pty_serial(device: str):
+    """A pty has no modem lines: the RFC 2217 server below ignores DTR/RTS requests and reports them low."""
+    import serial
+
+    class PtySerial(serial.Serial):
+        cts = dsr = ri = cd = False
+
+        def _update_dtr_state(self):
+            pass
+
+        def _update_rts_state(self):
+            pass
+
+        def _update_break_state(self):
+            pass
+
+    return PtySerial(device, 115200, timeout=0.05)
+
+
+def rfc2217_server(device: str):
+    """pyserial's RFC 2217 port manager serving ``device`` on a local TCP port, for one connection."""
+    import socket
+    import threading
+
+    import serial.rfc2217
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    ser = _pty_serial(device)
+    stop = threading.Event()
+
+    def serve():
+        conn, _ = listener.accept()
+        conn.settimeout(0.05)
+        manager = serial.rfc2217.PortManager(ser, _SocketWriter(conn))
+        while not stop.is_set():
+            data = ser.read(ser.in_waiting or 1)
+            if data:
+                conn.sendall(b"".join(manager.escape(data)))
+            try:
+                incoming = conn.recv(4096)
+            except TimeoutError:
+                continue
+            if not incoming:
+                break
+            ser.write(b"".join(manager.filter(incoming)))
+        conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+
+    def close():
+        stop.set()
+        thread.join(timeout=5)
+        ser.close()
+        listener.close()
+
+    return listener.getsockname()[1], close
+
+
+class _SocketWriter:
+    def __init__(self, conn):
+        self.conn = conn
+
+    def write(self, data):
+        self.conn.sendall(data)

@@ -6,7 +6,7 @@ import pytest
 from board_pty_peer import PtyPeer, ScriptedFirmware
 
 from pytest_tinyml.board import flash
-from pytest_tinyml.board.board import open_board
+from pytest_tinyml.board.connect import open_board
 from pytest_tinyml.errors import FirmwareError
 from pytest_tinyml.options import parse_board
 

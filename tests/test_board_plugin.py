@@ -20,7 +20,7 @@ MODEL = pathlib.Path(__file__).parent / "model.tflite"
 @pytest.mark.parametrize("i", range({n}))
 def test_on_board(tinyml_board, i):
     result = tinyml_board.benchmark(MODEL.read_bytes(), inputs=np.full((2, 64), float(i)), runs=5, warmup=1)
-    assert result.where == "host-sim" and result.outputs.shape == (2, 10)
+    assert result.where == "sim" and result.outputs.shape == (2, 10)
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
     out = pathlib.Path(os.environ["BOARD_LOG_DIR"]) / f"{{worker}}-{{i}}"
     out.write_text(tinyml_board.name + " " + str(os.getpid()) + " " + str(tinyml_board.process.process.pid))
@@ -63,7 +63,7 @@ def test_board_tests_run_on_the_sim_report_and_respect_kind(project):
                                            "no:cacheprovider", timeout=300)
     result.assert_outcomes(passed=3, skipped=1)
     result.stdout.fnmatch_lines(["tinyml boards: sim", "*tinyml summary*", "*latency us*where*",
-                                 "test_on_board?0?*host-sim*passed", "*SKIPPED*wrong board kind for the test's "
+                                 "test_on_board?0?*sim*passed", "*SKIPPED*wrong board kind for the test's "
                                  "budgets: the test is for esp32s3, board sim is host-sim*"])
     runs = [p.read_text().split() for p in log_dir.iterdir()]
     assert len(runs) == 2

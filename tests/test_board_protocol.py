@@ -7,12 +7,13 @@ from board_pty_peer import PtyPeer, ScriptedFirmware, framed
 
 from pytest_tinyml.board import protocol, transport
 from pytest_tinyml.board.board import Board
+from pytest_tinyml.board.client import BenchClient
 from pytest_tinyml.errors import BoardReset, BoardTimeout, ConfigError, ProtocolError
 
 
 def _board(peer, timeout=2.0) -> Board:
     link = transport.open_port(peer.port, 921600)
-    return Board(protocol.Client(link, port=peer.port, timeout=timeout, baud=921600), name=peer.port)
+    return Board(BenchClient(link, port=peer.port, timeout=timeout, baud=921600), name=peer.port)
 
 
 def test_framing_matches_the_spec_examples():
@@ -91,17 +92,37 @@ def test_reset_mid_reply_discards_it_and_names_the_reason():
     assert "panic" in text
 
 
-def test_wrong_baud_says_check_baud():
+def test_garbage_on_a_pty_is_not_blamed_on_baud():
     garbage = bytes([0x00, 0xF8, 0x80, 0xFF, 0xE0, 0x1C] * 60)
 
     with PtyPeer(ScriptedFirmware(on={"": lambda fw, c: garbage})) as peer, _board(peer) as board:
-        with pytest.raises(ProtocolError, match=r"not text.*Check --tinyml-baud \(now 921600\)"):
+        assert board.client.kind == "pty"
+        with pytest.raises(ProtocolError, match=r"not text: this port is a pty, which has no baud rate") as info:
             board.connect()
+    assert "--tinyml-baud" not in info.value.args[0]
 
 
-def test_wrong_baud_with_few_bytes_is_caught_at_the_timeout():
+def test_garbage_on_a_serial_link_says_check_baud():
+    """Over RFC 2217 the far end is a UART with a real baud rate: there junk means a baud mismatch."""
+    from board_pty_peer import rfc2217_server
+
+    garbage = bytes([0x00, 0xF8, 0x80, 0xFF, 0xE0, 0x1C] * 60)
+    with PtyPeer(ScriptedFirmware(on={"": lambda fw, c: garbage})) as peer:
+        port, close = rfc2217_server(peer.port)
+        try:
+            url = f"rfc2217://127.0.0.1:{port}"
+            with Board(BenchClient(transport.open_port(url, 921600), port=url, timeout=2, baud=921600),
+                       name=url) as board:
+                assert board.client.kind == "serial"
+                with pytest.raises(ProtocolError, match=r"not text.*Check --tinyml-baud \(now 921600\)"):
+                    board.connect()
+        finally:
+            close()
+
+
+def test_few_junk_bytes_are_caught_at_the_timeout():
     with PtyPeer(ScriptedFirmware(on={"": lambda fw, c: b"\xf8\x00\x80\xfe"})) as peer, _board(peer, 0.4) as board:
-        with pytest.raises(ProtocolError, match="Check --tinyml-baud"):
+        with pytest.raises(ProtocolError, match="sends bytes that are not text: this port is a pty"):
             board.connect()
 
 
@@ -137,7 +158,6 @@ def test_pure_mlperf_tiny_firmware_is_timed_from_its_laps():
         return b"e-[Unknown command]\r\nm-ready\r\n"
 
     with PtyPeer(ScriptedFirmware(on={"tinyml-version": mlperf, "infer": mlperf})) as peer, _board(peer) as board:
-        board.recording = False
         board.connect()
         assert board.mlperf_only and board.info["protocol"] == "mlperf-tiny"
         result = board.benchmark(None, runs=10, warmup=2)

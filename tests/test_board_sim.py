@@ -25,7 +25,6 @@ def board_cache(tmp_path_factory):
 def sim(board_cache, text="sim", **kwargs):
     kwargs.setdefault("timeout", 10.0)
     board = open_sim(parse_board(text), cache_dir=board_cache, **kwargs)
-    board.recording = False  # library-level tests: no report rows, no latency history in the repo
     return board
 
 
@@ -49,7 +48,7 @@ def _tflm(x: np.ndarray) -> np.ndarray:
 
 def test_sim_says_it_is_a_host_sim(board):
     info = board.info
-    assert info["where"] == "host-sim" and info["chip"] == "host-sim"
+    assert info["where"] == "sim" and info["chip"] == "host-sim" and board.identity.where == "sim"
     assert info["engine"].startswith("external:") and info["arena-note"] == "host-64-bit-estimate"
     assert info["protocol"].startswith("1.")
 
@@ -57,7 +56,7 @@ def test_sim_says_it_is_a_host_sim(board):
 def test_benchmark_matches_tflite_micro_bit_for_bit(board):
     x = np.random.default_rng(0).uniform(0, 16, (3, 64)).astype(np.float32)
     result = board.benchmark(MODEL, inputs=x, runs=12, warmup=2)
-    assert result.where == "host-sim" and result.runs == 12 and result.latency_us.n == 12
+    assert result.where == "sim" and result.runs == 12 and result.latency_us.n == 12
     assert 0 < result.latency_us.min <= result.latency_us.median <= result.latency_us.max
     assert result.arena_used_bytes and result.arena_used_bytes > 0
     assert result.model_sha256 == __import__("hashlib").sha256(MODEL).hexdigest()
@@ -130,7 +129,7 @@ def test_stale_sim_fails_under_skip_flash_and_is_restarted_otherwise(board_cache
     with pytest.raises(FirmwareError, match="is stale: it reports build hash deadbeef0000"):
         sim(board_cache, stale_build="deadbeef0000", skip_flash=True)
     with sim(board_cache, stale_build="deadbeef0000") as fresh:
-        assert fresh.info["build"] != "deadbeef0000"
+        assert fresh.identity.firmware_hash != "deadbeef0000"
 
 
 def test_silent_sim_times_out_with_the_serial_log(board_cache):
@@ -176,14 +175,14 @@ def test_samples_ops_and_outputs_parse_exactly(board_cache):
         state = test_board.load_model(model)
         assert state.arena_used == 2048 and state.inputs[0].shape == (1, 16) and state.outputs[0].dtype == "int8"
         assert state.outputs[0].scale == pytest.approx(1 / 256) and state.outputs[0].zero_point == -128
-        test_board._upload("input", bytes(range(16)), 0)
-        test_board._infer(3, 0)
-        assert test_board._samples(3) == [1040, 1041, 1042]  # 1000 + 10*O + (n mod 5)
-        quant, raw = test_board._output(0)
+        test_board.client.upload("input", bytes(range(16)), 0)
+        test_board.client.infer(3, 0)
+        assert test_board.client.samples(3) == [1040, 1041, 1042]  # 1000 + 10*O + (n mod 5)
+        quant, raw = test_board.client.output(0)
         weights = list(range(1, 9))
         expected = bytes((sum((i + 1) * i for i in range(16)) + weights[j % 8] + j) % 256 for j in range(4))
         assert raw == expected and quant.shape == (1, 4)
-        ops = test_board._ops()
+        ops, reason = test_board.client.ops()
         assert [(op.index, op.name) for op in ops] == [(0, "TEST_MAC"), (1, "TEST_ADD")]
         assert ops[1].us == 200
 

@@ -17,10 +17,10 @@ def test_user_file_on_device_test_passes_on_the_sim(pytester, tmp_path):
         "-p", "no:cacheprovider", timeout=900,
     )
     result.assert_outcomes(passed=4)  # the whole file, its on-device test on the sim included
-    result.stdout.fnmatch_lines(["tinyml boards: sim", "*tinyml summary*", "test_on_device*host-sim*passed"])
+    result.stdout.fnmatch_lines(["tinyml boards: sim", "*tinyml summary*", "test_on_device*sim*passed"])
     rows = {row["test"].split("::")[-1]: row for row in json.loads(report_path.read_text())["tests"]}
     row = rows["test_on_device"]
-    assert row["where"] == "host-sim" and 0 < row["latency_median_us"] < 5_000 and row["arena_kb"] > 0
+    assert row["where"] == "sim" and 0 < row["latency_median_us"] < 5_000 and row["arena_kb"] > 0
 
 
 def test_user_file_on_device_test_skips_without_a_board(pytester):

@@ -82,6 +82,10 @@ class BoardReset(BoardError):
     """The board reset or panicked during a run; the partial result was discarded."""
 
 
+class BoardDisconnected(BoardError):
+    """The serial port closed or vanished under us (board unplugged, sim process gone); ``.log`` holds its tail."""
+
+
 class ProtocolError(BoardError):
     """The board answered with something the protocol does not allow, or an error line (``e-[...]``)."""
 

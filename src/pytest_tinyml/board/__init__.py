@@ -1,5 +1,11 @@
 """Boards: the host side of the serial protocol, transports and leases, build and flash, ``Board``, the sim.
 
+By role: ``transport`` (ports, leases), ``framing`` + ``protocol`` (lines, deadlines, re-asks), ``client``
+(the commands as public verbs), ``identity`` (``BoardIdentity``), ``board`` + ``benchmark`` (one open
+board and its benchmark flow), ``connect`` (open a device or the sim, flash when stale), ``flash``,
+``sim`` + ``simboard`` + ``sim_engine`` (the host simulator's process and its TFLite Micro engine),
+``result`` (``BoardResult``), ``fixture`` (the ``tinyml_board`` fixture's leases and result callback).
+
 Nothing heavy is imported here; ``from pytest_tinyml.board import Board`` loads the modules it needs.
 
 Outside pytest:
@@ -8,7 +14,7 @@ Outside pytest:
     >>> from pytest_tinyml.options import parse_board
     >>> with open_board(parse_board("sim")) as board:                      # doctest: +SKIP
     ...     print(board.benchmark("mlp_int8.tflite", runs=50).summary())
-    host-sim (host-sim): median 12 us over 50 runs (p90 12, max 13), arena 3472 B
+    host-sim (sim): median 12 us over 50 runs (p90 12, max 13), arena 3472 B
 """
 
 from __future__ import annotations
@@ -16,10 +22,12 @@ from __future__ import annotations
 import importlib
 
 _LAZY = {
+    "BenchClient": "pytest_tinyml.board.client",
     "Board": "pytest_tinyml.board.board",
+    "BoardIdentity": "pytest_tinyml.board.identity",
     "BoardResult": "pytest_tinyml.board.result",
     "OpTiming": "pytest_tinyml.board.result",
-    "open_board": "pytest_tinyml.board.board",
+    "open_board": "pytest_tinyml.board.connect",
 }
 __all__ = sorted(_LAZY)
 

@@ -1,10 +1,10 @@
-"""The steps of ``Board.benchmark``: resolve the model, quantize inputs, run per sample, time, dequantize."""
+"""The steps of ``Board.benchmark``: resolve the model, quantize inputs, run per sample, time, dequantize.
+
+Talks to the board only through the public verbs of :class:`~pytest_tinyml.board.client.BenchClient`.
+"""
 
 from __future__ import annotations
 
-import re
-
-from pytest_tinyml.board.protocol import brackets
 from pytest_tinyml.board.result import BoardResult
 from pytest_tinyml.errors import BoardError, BoardReset, ConfigError, ProtocolError
 from pytest_tinyml.latency import LatencyStats
@@ -47,36 +47,37 @@ def _as_samples(inputs, quant, n_bytes: int):
     return out
 
 
-def run(board, model, inputs, runs: int, warmup: int) -> BoardResult:
-    """Body of ``Board.benchmark`` (see there)."""
+def run(board, model, inputs, runs: int, warmup: int):
+    """Body of ``Board.benchmark`` (see there): returns ``(BoardResult, artifact or None)``."""
     import numpy as np
 
     if board.mlperf_only:
-        return _run_mlperf(board, model, inputs, runs, warmup)
+        return _run_mlperf(board, model, inputs, runs, warmup), None
     artifact = _artifact(model)
+    client = board.client
     if board.needs_sync:  # a late reply to a command that timed out must not be taken for the next one's
-        board.client.sync()
+        client.sync()
         board.forget_state()
         board.needs_sync = False
     try:
         state = board.load_model(None if artifact is None else artifact.content)
         if not state.inputs or not state.outputs:
             raise ProtocolError(f"{board.name} describes no input or output tensor for the model",
-                                port=board.name, log=board.client.log)
+                                port=board.name, log=client.log)
         board_in = state.inputs[0]
         in_quant = artifact.inputs[0] if artifact is not None and artifact.inputs else board_in
         n_bytes = int(np.prod(board_in.shape)) * np.dtype(board_in.dtype).itemsize
         samples = _as_samples(inputs, in_quant, n_bytes)
         raw, out_quant = [], None
         for sample in samples:
-            board._upload("input", sample, 0)
-            board._infer(1, 0)
-            out_quant, data = board._output(0)
+            client.upload("input", sample, 0)
+            client.infer(1, 0)
+            out_quant, data = client.output(0)
             values = np.frombuffer(data, dtype=np.dtype(out_quant.dtype))
             shape = tuple(out_quant.shape[1:]) if len(out_quant.shape) > 1 else (values.size,)
             raw.append(values.reshape(shape) if int(np.prod(shape)) == values.size else values)
         times = _timed_runs(board, runs, warmup)
-        ops = board._ops()
+        ops, ops_reason = client.ops()
     except BoardReset:
         board.forget_state()
         raise
@@ -89,14 +90,13 @@ def run(board, model, inputs, runs: int, warmup: int) -> BoardResult:
     outputs = out_quant.dequantize(raw_outputs)
     info = dict(board.info)
     info.update(recipe=getattr(artifact, "recipe", "builtin"), model=getattr(artifact, "name", "builtin"))
-    if info["where"] == "host-sim":
+    if board.where == "sim":
         info["arena_note"] = "host TFLite Micro arena (64-bit pointers): an estimate of the device arena"
     result = BoardResult(
         latency_us=LatencyStats.from_samples(times), arena_used_bytes=state.arena_used, info=info,
         model_sha256=state.sha256 or None, runs=runs, warmup=warmup, outputs=outputs, raw_outputs=raw_outputs,
-        output_quant=out_quant, ops=ops, log=board.client.log[-4000:])
-    board.record(result, artifact)
-    return result
+        output_quant=out_quant, ops=ops, log=client.log[-4000:], identity=board.identity, ops_reason=ops_reason)
+    return result, artifact
 
 
 def _timed_runs(board, runs: int, warmup: int) -> list[int]:
@@ -108,12 +108,9 @@ def _timed_runs(board, runs: int, warmup: int) -> list[int]:
     times: list[int] = []
     while len(times) < runs:
         n = min(batch, runs - len(times))
-        board._infer(n, warmup if not times else 0)
-        times += board._samples(n)
+        board.client.infer(n, warmup if not times else 0)
+        times += board.client.samples(n)
     return times
-
-
-_LAP = re.compile(r"^m-lap-us-(\d+)$")
 
 
 def _run_mlperf(board, model, inputs, runs: int, warmup: int) -> BoardResult:
@@ -125,25 +122,10 @@ def _run_mlperf(board, model, inputs, runs: int, warmup: int) -> BoardResult:
                           "benchmark(None, ...) to time its built-in model, or flash the tinyml-bench firmware")
     client = board.client
     if inputs is not None:
-        data = np.ascontiguousarray(np.asarray(inputs)).tobytes()
-        client.send(f"db load {len(data)}")
-        client._collect("db load")
-        for offset in range(0, len(data), 32):
-            client.send("db " + data[offset: offset + 32].hex())
-            client._collect("db")
-    client.send(f"infer {runs} {warmup}")
-    lines, _ = client._collect(f"infer {runs} {warmup}")
-    laps = [int(m.group(1)) for m in map(_LAP.match, lines) if m]
-    results = [ln for ln in lines if ln.startswith("m-results-[")]
-    errors = [ln for ln in lines if ln.startswith("e-[")]
-    if errors or len(laps) < 2:
-        raise ProtocolError(f"{board.name} answered `infer {runs} {warmup}%` with {errors or lines[-3:]}",
-                            port=board.name, log=client.log)
-    per_run = (laps[-1] - laps[0]) / runs
-    outputs = None
-    if results:
-        outputs = np.array([[float(v) for v in brackets(results[-1])[0].split(",") if v]], dtype=np.float32)
-    result = BoardResult(LatencyStats.from_samples([per_run]), None, dict(board.info), None, runs, warmup,
-                         outputs=outputs, log=client.log[-4000:])
-    board.record(result, None)
-    return result
+        client.mlperf_load(np.ascontiguousarray(np.asarray(inputs)).tobytes())
+    run = client.mlperf_infer(runs, warmup)
+    per_run = (run.laps[-1] - run.laps[0]) / runs
+    outputs = None if run.results is None else np.array([run.results], dtype=np.float32)
+    return BoardResult(LatencyStats.from_samples([per_run]), None, dict(board.info), None, runs, warmup,
+                       outputs=outputs, log=client.log[-4000:], identity=board.identity,
+                       ops_reason="an MLPerf Tiny firmware reports no per-op times")

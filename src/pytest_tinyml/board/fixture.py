@@ -23,8 +23,8 @@ class BoardSession:
 
     Example:
         >>> session = BoardSession(config)  # doctest: +SKIP
-        >>> session.board().info["where"]  # doctest: +SKIP
-        'host-sim'
+        >>> session.board().identity.where  # doctest: +SKIP
+        'sim'
     """
 
     def __init__(self, config, *, lease_wait: float = _LEASE_WAIT_S) -> None:
@@ -48,7 +48,7 @@ class BoardSession:
         return self._board
 
     def _open(self):
-        from pytest_tinyml.board.board import open_board
+        from pytest_tinyml.board.connect import open_board
 
         specs = {spec.text: spec for spec in options.boards(self.config)}
         scopes = {text: transport.run_scope() if spec.is_sim else "machine" for text, spec in specs.items()}
@@ -63,6 +63,7 @@ class BoardSession:
             firmware_dir=options.get(self.config, options.FIRMWARE_DIR),
             cache_dir=options.resolve_path(self.config, options.CACHE_DIR),
             target=options.get(self.config, options.TARGET),
+            on_result=record_result,
         )
 
     def hand_over_if_wanted(self) -> None:
@@ -79,6 +80,23 @@ class BoardSession:
         finally:
             if self.lease is not None:
                 self.lease.release()
+
+
+def record_result(result, artifact) -> None:
+    """``Board.on_result`` of the fixture's boards: figures to the running test's report row, latency samples
+    to the history, with ``context["board"]`` = the board's ``BoardIdentity.as_dict()``.
+
+    Example:
+        >>> board.on_result = record_result  # doctest: +SKIP
+    """
+    from pytest_tinyml import history, report
+
+    report.record(latency_median_us=result.latency_us.median, arena_kb=result.arena_kb, where=result.where)
+    identity = result.identity.as_dict() if result.identity is not None else {"where": result.where}
+    context = {"board": identity, "info": dict(result.info), "model_sha256": result.model_sha256,
+               "recipe": getattr(artifact, "recipe", None), "model": getattr(artifact, "name", None),
+               "runs": result.runs, "warmup": result.warmup}
+    history.observe(kind="board", samples_us=list(result.latency_us.samples), context=context)
 
 
 _SESSION = pytest.StashKey[BoardSession]()
@@ -105,7 +123,7 @@ def board_for_test(request):
     marker = request.node.get_closest_marker("tinyml_board")
     wanted = marker.kwargs.get("kind") if marker is not None else None
     if wanted:
-        have = board.info.get("chip") or "unknown"
+        have = (board.identity.chip if board.identity is not None else None) or "unknown"
         allowed = (wanted,) if isinstance(wanted, str) else tuple(wanted)
         if have not in allowed:
             pytest.skip(WRONG_KIND.format(want=" or ".join(allowed), board=board.name, have=have))

@@ -31,15 +31,17 @@ class BoardResult:
     """Figures from one on-board (or host-sim) benchmark.
 
     ``outputs`` is a float numpy array whose first axis is the input sample, dequantized with the model's
-    output scale and zero point; ``raw_outputs`` holds the integers the board sent. ``info["where"]`` is
-    ``"device"`` for a real board and ``"host-sim"`` for the simulator.
+    output scale and zero point; ``raw_outputs`` holds the integers the board sent. ``where`` is
+    ``"device"`` for a real board and ``"sim"`` for the simulator; ``identity`` says which board it was.
+    ``ops`` holds per-operator times when the board can profile; otherwise it is empty and ``ops_reason``
+    says why (the sim: the Python TFLite Micro interpreter has no per-op profiler).
 
     Example:
         >>> from pytest_tinyml.latency import LatencyStats
         >>> r = BoardResult(latency_us=LatencyStats.from_samples([90, 100, 110]), arena_used_bytes=3440,
-        ...                 info={"where": "host-sim"}, model_sha256="ab" * 32, runs=3, warmup=1)
+        ...                 info={"where": "sim"}, model_sha256="ab" * 32, runs=3, warmup=1)
         >>> r.where, r.latency_us.median, r.arena_kb
-        ('host-sim', 100.0, 3.359375)
+        ('sim', 100.0, 3.359375)
     """
 
     latency_us: LatencyStats
@@ -53,10 +55,14 @@ class BoardResult:
     output_quant: Any = None  # TensorQuant (name, shape, dtype, scale, zero_point) or None
     ops: tuple[OpTiming, ...] = ()
     log: str = field(default="", repr=False)
+    identity: Any = None  # BoardIdentity of the board that measured, built at connect
+    ops_reason: str | None = None  # why ``ops`` is empty, when the board cannot time operators (the sim)
 
     @property
     def where(self) -> str:
-        """``"device"`` or ``"host-sim"``."""
+        """``"device"`` (a real board) or ``"sim"`` (the host simulator)."""
+        if self.identity is not None:
+            return self.identity.where
         return str(self.info.get("where", "device"))
 
     @property

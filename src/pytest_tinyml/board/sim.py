@@ -43,8 +43,10 @@ def build_hash(firmware_dir: Path) -> str:
     return flash.source_hash(firmware_dir, files, extra=" ".join(CFLAGS))
 
 
-def build_host(firmware_dir: Path, cache_dir: Path) -> tuple[Path, str]:
+def build_host(firmware_dir: Path, cache_dir: Path, *, rebuild: bool = False) -> tuple[Path, str]:
     """Compile ``tinyml-host`` unless a build of the same sources is cached; return (binary, build id).
+
+    ``rebuild``: drop the cached binary first (it failed to start: truncated, or built for another system).
 
     Example:
         >>> binary, build_id = build_host(locate_firmware_dir(), Path(".tinyml_cache"))  # doctest: +SKIP
@@ -55,6 +57,9 @@ def build_host(firmware_dir: Path, cache_dir: Path) -> tuple[Path, str]:
     out_dir = Path(cache_dir) / "sim"
     out_dir.mkdir(parents=True, exist_ok=True)
     binary = out_dir / f"tinyml-host-{digest[:16]}"
+    if rebuild:
+        with FileLock(str(binary) + ".lock"):
+            binary.unlink(missing_ok=True)
     if binary.is_file():
         return binary, digest[:12]
     compiler = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")

@@ -1,4 +1,9 @@
-"""Open a ``sim`` board: build and start ``tinyml-host`` (see :mod:`pytest_tinyml.board.sim`) and connect."""
+"""Open a ``sim`` board: build and start ``tinyml-host`` (see :mod:`pytest_tinyml.board.sim`) and connect.
+
+A cached ``tinyml-host`` that cannot start or fails its start-up handshake (a truncated or foreign binary in
+the cache) is rebuilt once from the sources; a fresh build that fails the same way is reported with the
+sim's stderr.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,14 @@ from pathlib import Path
 
 from pytest_tinyml.board import flash, sim
 from pytest_tinyml.board.board import Board
-from pytest_tinyml.board.protocol import Client
+from pytest_tinyml.board.client import BenchClient
 from pytest_tinyml.board.transport import open_port
-from pytest_tinyml.errors import BoardError
+from pytest_tinyml.errors import BoardDisconnected, BoardError, BoardTimeout, FirmwareError
 
 SIM_BAUD = 921600  # a pty ignores it; kept equal to the firmware's so messages read the same
+# The sim's own start-up (tinyml-host up, engine hello, banner, m-ready) takes well under a second; a broken
+# binary fails it at once. This bounds the handshake whatever --tinyml-timeout is.
+_HANDSHAKE_S = 20.0
 
 
 def open_sim(spec, *, timeout: float = 30.0, skip_flash: bool = False, firmware_dir: str | None = None,
@@ -37,8 +45,9 @@ def open_sim(spec, *, timeout: float = 30.0, skip_flash: bool = False, firmware_
         except BaseException:
             process.stop()
             raise
-        client = Client(link, port=f"{spec.text} ({process.port})", timeout=timeout, baud=SIM_BAUD)
-        board = Board(client, name=spec.text, closer=process.stop)
+        client = BenchClient(link, port=f"{spec.text} ({process.port})", timeout=min(timeout, _HANDSHAKE_S),
+                             baud=SIM_BAUD)
+        board = Board(client, name=spec.text, closer=process.stop, where="sim")
         board.process = process
         try:
             board.connect()
@@ -51,11 +60,26 @@ def open_sim(spec, *, timeout: float = 30.0, skip_flash: bool = False, firmware_
         except BaseException:
             board.close()
             raise
+        client.timeout = float(timeout)
         return board
 
-    board = launch(stale_build or build_id)
+    def launch_or_rebuild(build: str) -> Board:
+        nonlocal binary
+        try:
+            return launch(build)
+        except (FirmwareError, BoardDisconnected, BoardTimeout) as first:
+            # A cached binary that cannot start or hangs up before m-ready: rebuild it once from the sources.
+            binary, _ = sim.build_host(fw_dir, Path(cache_dir), rebuild=True)
+            try:
+                return launch(build)
+            except BoardError as again:
+                again.args = (f"{again.args[0]}\n(the sim was rebuilt from {fw_dir} after its cached binary "
+                              f"failed to start: {first.args[0].splitlines()[0]})",)
+                raise
+
+    board = launch_or_rebuild(stale_build or build_id)
     try:
-        stale = flash.check_current(board.info.get("build"), build_id, port=board.client.port,
+        stale = flash.check_current(board.identity.firmware_hash, build_id, port=board.client.port,
                                     skip_flash=skip_flash, log=board.client.log)
     except BaseException:
         board.close()
