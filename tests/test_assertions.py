@@ -159,7 +159,7 @@ def test_parity_error_steps_between_int8_and_a_device_result(int8_model, digits,
     runner = TFLMRunner(int8_model)
     raw = np.asarray(runner.predict_raw(x))
     quant = int8_model.outputs[0]
-    result = BoardResult(latency_us=LatencyStats.from_samples([100.0, 110.0]), arena_used_bytes=None,
+    result = BoardResult(latency_us=LatencyStats.from_samples([100.0, 110.0]), arena_bytes=None,
                          info={"where": "host-sim", "chip": "sim"}, model_sha256=int8_model.sha256, runs=2,
                          warmup=0, outputs=quant.dequantize(raw), raw_outputs=raw, output_quant=quant)
     figures = tinyml.assert_parity(int8_model, result, x, max_error_steps=1)

@@ -58,7 +58,7 @@ def test_benchmark_matches_tflite_micro_bit_for_bit(board):
     result = board.benchmark(MODEL, inputs=x, runs=12, warmup=2)
     assert result.where == "sim" and result.runs == 12 and result.latency_us.n == 12
     assert 0 < result.latency_us.min <= result.latency_us.median <= result.latency_us.max
-    assert result.arena_used_bytes and result.arena_used_bytes > 0
+    assert result.arena_bytes and result.arena_bytes > 0
     assert result.model_sha256 == __import__("hashlib").sha256(MODEL).hexdigest()
     assert result.raw_outputs.shape == (3, 10) and result.outputs.shape == (3, 10)
     scale, zero = result.output_quant.scale, result.output_quant.zero_point
@@ -173,7 +173,7 @@ def test_samples_ops_and_outputs_parse_exactly(board_cache):
     model = b"TST1" + bytes([16, 4]) + (2048).to_bytes(4, "little") + b"\x00" + bytes(range(1, 9))
     with sim(board_cache, extra=["--engine", "test", "--no-builtin"]) as test_board:
         state = test_board.load_model(model)
-        assert state.arena_used == 2048 and state.inputs[0].shape == (1, 16) and state.outputs[0].dtype == "int8"
+        assert state.arena_bytes == 2048 and state.inputs[0].shape == (1, 16) and state.outputs[0].dtype == "int8"
         assert state.outputs[0].scale == pytest.approx(1 / 256) and state.outputs[0].zero_point == -128
         test_board.client.upload("input", bytes(range(16)), 0)
         test_board.client.infer(3, 0)

@@ -93,7 +93,7 @@ def run(board, model, inputs, runs: int, warmup: int):
     if board.where == "sim":
         info["arena_note"] = "host TFLite Micro arena (64-bit pointers): an estimate of the device arena"
     result = BoardResult(
-        latency_us=LatencyStats.from_samples(times), arena_used_bytes=state.arena_used, info=info,
+        latency_us=LatencyStats.from_samples(times), arena_bytes=state.arena_bytes, info=info,
         model_sha256=state.sha256 or None, runs=runs, warmup=warmup, outputs=outputs, raw_outputs=raw_outputs,
         output_quant=out_quant, ops=ops, log=client.log[-4000:], identity=board.identity, ops_reason=ops_reason)
     return result, artifact

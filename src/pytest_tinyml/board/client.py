@@ -35,7 +35,8 @@ class LoadedModel:
     sha256: str
     inputs: list = field(default_factory=list)  # TensorQuant per input tensor, as the board describes it
     outputs: list = field(default_factory=list)
-    arena_used: int | None = None
+    arena_bytes: int | None = None  # the one arena figure (smallest arena for which load + invoke succeed)
+    arena_allocated_bytes: int | None = None  # TFLM's arena_used_bytes(): never compared with a budget
     arena_size: int | None = None
 
 
@@ -73,7 +74,11 @@ def parse_model(reply) -> LoadedModel:
             side.append(tensor_quant(groups[0], groups[1], groups[2]))
         elif body.startswith("arena-"):
             info = fields(groups[0])
-            state.arena_used, state.arena_size = int(info["used"]), int(info["size"])
+            # protocol 1.0 calls arena_bytes `used`
+            state.arena_bytes = int(info.get("arena_bytes", info.get("used", 0))) or None
+            allocated = info.get("arena_allocated_bytes")
+            state.arena_allocated_bytes = int(allocated) if allocated else None
+            state.arena_size = int(info["size"]) if "size" in info else None
     return state
 
 

@@ -38,14 +38,14 @@ class BoardResult:
 
     Example:
         >>> from pytest_tinyml.latency import LatencyStats
-        >>> r = BoardResult(latency_us=LatencyStats.from_samples([90, 100, 110]), arena_used_bytes=3440,
+        >>> r = BoardResult(latency_us=LatencyStats.from_samples([90, 100, 110]), arena_bytes=3440,
         ...                 info={"where": "sim"}, model_sha256="ab" * 32, runs=3, warmup=1)
         >>> r.where, r.latency_us.median, r.arena_kb
         ('sim', 100.0, 3.359375)
     """
 
     latency_us: LatencyStats
-    arena_used_bytes: int | None
+    arena_bytes: int | None  # the one arena figure: smallest arena for which load + invoke succeed
     info: dict[str, Any]
     model_sha256: str | None
     runs: int
@@ -67,7 +67,7 @@ class BoardResult:
 
     @property
     def arena_kb(self) -> float | None:
-        return None if self.arena_used_bytes is None else self.arena_used_bytes / 1024
+        return None if self.arena_bytes is None else self.arena_bytes / 1024
 
     def summary(self) -> str:
         """One line for logs and failure messages.
@@ -80,7 +80,7 @@ class BoardResult:
         """
         chip = self.info.get("chip", "board")
         lat = self.latency_us
-        arena = "?" if self.arena_used_bytes is None else f"{self.arena_used_bytes} B"
+        arena = "?" if self.arena_bytes is None else f"{self.arena_bytes} B"
         return (
             f"{chip} ({self.where}): median {lat.median:.0f} us over {lat.n} runs "
             f"(p90 {lat.p90:.0f}, max {lat.max:.0f}), arena {arena}"
