@@ -35,6 +35,9 @@ _LAZY = {
     "assert_budget": ("pytest_tinyml.assertions", "assert_budget"),
     "assert_parity": ("pytest_tinyml.assertions", "assert_parity"),
     "assert_tflm_compatible": ("pytest_tinyml.assertions", "assert_tflm_compatible"),
+    "assert_esp_nn_fast_path": ("pytest_tinyml.espnn", "assert_esp_nn_fast_path"),
+    "diagnose": ("pytest_tinyml.diagnosis", "diagnose"),
+    "esp_nn_paths": ("pytest_tinyml.espnn", "esp_nn_paths"),
     "record": ("pytest_tinyml.report", "record"),
 }
 __all__ = sorted(_LAZY) + ["__version__"]

@@ -87,7 +87,8 @@ def assert_accuracy_drop(reference, candidate, x, y, *, max_drop: float = 0.01, 
     ref_out = _model_io.outputs_of(ref, inputs, "reference")
     name, label, score = _task_metric(metric, inputs, ref_out)
     ref_score = score(labels, ref_out, inputs)
-    cand_score = score(labels, _model_io.outputs_of(cand, inputs, "candidate"), inputs)
+    cand_out = _model_io.outputs_of(cand, inputs, "candidate")
+    cand_score = score(labels, cand_out, inputs)
     drop = ref_score - cand_score
     figures = {"metric": name, f"reference_{name}": ref_score, name: cand_score, "drop": drop,
                "samples": len(inputs)}
@@ -95,19 +96,23 @@ def assert_accuracy_drop(reference, candidate, x, y, *, max_drop: float = 0.01, 
                   drop=drop, where=cand.where)
     # A hair of tolerance: accuracies are ratios of counts and 0.01 may not be exact in binary.
     if drop > max_drop + 1e-12:
+        from pytest_tinyml import diagnosis
+
+        lead, diagnosed, causes = diagnosis.failure_lines(reference, candidate, inputs)
         context = [f"  reference: {ref.describe()}", f"  candidate: {cand.describe()}"]
         if name == "accuracy":
             context.append(f"  on {len(inputs)} samples: about {int(round(drop * len(inputs)))} more misclassified")
+            context += diagnosis.per_class_lines(labels, ref_out, cand_out)
         elif name == "roc_auc":
             context.append(f"  on {len(inputs)} samples; anomaly score = reconstruction error (mean squared)")
         else:
             context.append(f"  on {len(inputs)} samples")
         _fail(
-            f"{label} dropped by {drop * 100:.2f} points, more than the allowed {max_drop * 100:.2f}",
-            context,
+            "\n".join([*lead, f"{label} dropped by {drop * 100:.2f} points, more than the allowed {max_drop * 100:.2f}"]),
+            context + diagnosed,
             ["metric", "reference", "candidate", "difference", "budget"],
             [[label, _fmt(ref_score), _fmt(cand_score), _fmt(-drop, "{:+.4f}"), f"drop <= {max_drop:.4f}"]],
-            _quantized_hints(cand),
+            causes + _quantized_hints(cand),
         )
     return figures
 
@@ -305,13 +310,18 @@ def assert_parity(
         context.append(f"  the board ran model sha256 {board_sha[:8]}, the reference is {ref.artifact.sha256[:8]}")
         hints.append("the board ran a different model than the reference: benchmark the same artifact you "
                      "compare against")
+    from pytest_tinyml import diagnosis
+
+    lead, diagnosed, causes = diagnosis.failure_lines(reference, candidate, inputs)
+    context += diagnosed
+    hints = causes + hints
     if cand.kind == "device" and ref.kind == "tflite":
         hints.append("the board's kernels differ from TFLite's: 1 LSB is rounding; more means a kernel or "
                      "version mismatch (optimized kernels such as ESP-NN), or a different model on the board")
     else:
         hints.extend(_quantized_hints(cand))
     _fail(
-        "parity failed: " + ", ".join(_PARITY_BUDGETS[name][1] for name in failed) + " out of budget",
+        "\n".join([*lead, "parity failed: " + ", ".join(_PARITY_BUDGETS[name][1] for name in failed) + " out of budget"]),
         context,
         ["metric", "measured", "budget", "difference", "result"],
         rows,
