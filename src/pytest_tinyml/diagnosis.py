@@ -18,8 +18,9 @@ wrong? In this order:
 
 **Mapping rule (float layer -> tflite tensor).** The converter names each op's output tensor after the Keras
 ops it fused, ``<model>/<layer>_<n>/<op>`` joined by ``;`` (e.g. ``functional_1/dense_1/MatMul;...Relu``). A
-layer maps to the last op output (graph order) whose name has a path component equal to the layer's name,
-optionally followed by ``_<digits>``, and whose shape (without batch) equals the layer's output shape. The
+layer maps to the last op output (graph order) whose name has a path component that is the layer's name plus
+``_<n>`` (Keras 3's scope) or, failing that, the bare name (tf_keras), and whose shape (without batch) equals
+the layer's output shape. The
 model's outputs map to the graph's output tensors by position (the converter names those after the
 signature). Limits: a layer fused into the next op's output (BatchNorm before ReLU, an activation folded into
 Dense) maps to nothing, and so does an identity at inference (Dropout); a layer whose name is a component of
@@ -213,31 +214,31 @@ def _tensor_error(layer: str, name: str, f: np.ndarray, q: np.ndarray, spec) -> 
 _SUFFIX = re.compile(r"_\d+$")
 
 
-def _names_layer(tensor_name: str, layer_name: str) -> bool:
-    for piece in tensor_name.split(";"):
-        for part in piece.split("/"):
-            if part == layer_name or (_SUFFIX.sub("", part) == layer_name and part != layer_name and
-                                      part.startswith(layer_name + "_")):
-                return True
-    return False
-
-
 def map_layers(layers: list, ops: list, outputs: list) -> dict:
     """``{layer name: tensor index}`` by the rule in the module docstring.
 
     ``layers``: ``[(name, output shape without batch)]`` in model order; ``ops``: ``[(tensor index, name,
     shape without batch)]`` of op outputs in graph order; ``outputs``: ``[(layer name, tensor index)]`` for the
-    model outputs.
+    model outputs. A name component ``dense_1`` is first read as Keras 3's scope of layer ``dense`` (the layer
+    name plus ``_<n>``), then as layer ``dense_1`` itself (tf_keras keeps names bare); the first reading
+    whose layer has the tensor's shape wins.
 
     Example:
-        >>> map_layers([("dense", (16,))], [(5, "functional_1/dense_1/MatMul;functional_1/dense_1/Relu", (16,))], [])
-        {'dense': 5}
+        >>> map_layers([("dense", (32,)), ("dense_1", (16,))],
+        ...            [(4, "sequential_1/dense_1/MatMul;sequential_1/dense_1/Relu", (32,)),
+        ...             (5, "sequential_1/dense_1_2/MatMul;sequential_1/dense_1_2/Relu", (16,))], [])
+        {'dense': 4, 'dense_1': 5}
     """
+    shapes = {name: tuple(shape) for name, shape in layers}
     mapping = {}
-    for name, shape in layers:
-        found = [index for index, tensor, tshape in ops if tshape == tuple(shape) and _names_layer(tensor, name)]
-        if found:
-            mapping[name] = found[-1]
+    for index, tensor, shape in ops:
+        for piece in tensor.split(";"):
+            for part in piece.split("/"):
+                stripped = _SUFFIX.sub("", part)
+                for name in ((stripped, part) if stripped != part else (part,)):
+                    if shapes.get(name) == tuple(shape):
+                        mapping[name] = index
+                        break
     for name, index in outputs:
         mapping[name] = index
     # A tensor named by several layers holds the last one's output (the others were fused into it).
@@ -245,7 +246,7 @@ def map_layers(layers: list, ops: list, outputs: list) -> dict:
     for name, _ in layers:
         if name in mapping:
             owner[mapping[name]] = name
-    return {name: index for name, index in mapping.items() if owner.get(index) == name}
+    return {name: mapping[name] for name, _ in layers if name in mapping and owner.get(mapping[name]) == name}
 
 
 class _Graph:
@@ -517,8 +518,8 @@ def per_class_lines(labels, ref_out, cand_out, *, top: int = 5) -> list:
     Example:
         >>> import numpy as np
         >>> lines = per_class_lines([0, 1, 1], np.eye(2)[[0, 1, 1]], np.eye(2)[[0, 0, 1]])
-        >>> lines[0]
-        '  per class (the 2 that moved most):'
+        >>> lines[0], lines[-1]
+        ('  per class (the 1 that moved most):', '  newly confused: 1 -> 0 (1x)')
     """
     from pytest_tinyml._failure import table
 
