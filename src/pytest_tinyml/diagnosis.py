@@ -249,12 +249,22 @@ def map_layers(layers: list, ops: list, outputs: list) -> dict:
     return {name: mapping[name] for name, _ in layers if name in mapping and owner.get(mapping[name]) == name}
 
 
+def _quant_of(details: dict):
+    """The one tensor-quantization type for a LiteRT tensor's details (activations are per-tensor)."""
+    from pytest_tinyml.tflite.quant import TensorQuant
+
+    params = details.get("quantization_parameters") or {}
+    scales, zeros = list(params.get("scales", [])), list(params.get("zero_points", []))
+    return TensorQuant(str(details.get("name", "")), tuple(int(d) for d in details["shape"]),
+                       np.dtype(details["dtype"]).name, float(scales[0]) if len(scales) == 1 else 0.0,
+                       int(zeros[0]) if len(zeros) == 1 else 0)
+
+
 class _Graph:
     """The quantized graph on the host, every tensor kept: LiteRT reference kernels or TFLite Micro."""
 
     def __init__(self, artifact, engine: str):
         from pytest_tinyml.runtime import isolation
-        from pytest_tinyml.runtime.quant import TensorSpec
 
         self.artifact, self.engine = artifact, engine
         isolation.vet(artifact, "litert" if engine == "litert" else "tflm")
@@ -265,7 +275,7 @@ class _Graph:
                                 experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
         self.lite.allocate_tensors()
         details = {d["index"]: d for d in self.lite.get_tensor_details()}
-        self.specs = {i: TensorSpec.from_details(d) for i, d in details.items()}
+        self.specs = {i: _quant_of(d) for i, d in details.items()}
         self.input_index = self.lite.get_input_details()[0]["index"]
         self.output_indices = [d["index"] for d in self.lite.get_output_details()]
         self.ops = []
@@ -464,7 +474,7 @@ def diagnose(reference, candidate, x, *, engine: str = "litert", max_samples: in
         spec = graph.specs[graph.input_index]
         from pytest_tinyml.runtime.quant import fit_batch
 
-        every = fit_batch(every, spec, quantized.name)
+        every = fit_batch(every, spec, quantized.name)  # needs only .name and .shape
         inputs = every[: len(inputs)]
         result.lead, input_row = _input_findings(every, spec)
         if input_row is not None:
@@ -524,8 +534,8 @@ def per_class_lines(labels, ref_out, cand_out, *, top: int = 5) -> list:
     from pytest_tinyml._failure import table
 
     y = np.asarray(labels).reshape(-1).astype(np.int64)
-    ref_top = metrics._predicted_classes(np.asarray(ref_out), "reference")
-    cand_top = metrics._predicted_classes(np.asarray(cand_out), "candidate")
+    ref_top = metrics.predicted_classes(np.asarray(ref_out), "reference")
+    cand_top = metrics.predicted_classes(np.asarray(cand_out), "candidate")
     classes = np.unique(y)
     stats = []
     for c in classes:

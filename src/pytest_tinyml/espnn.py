@@ -161,14 +161,14 @@ class _Op:
 
 def _graph_ops(artifact) -> list:
     """The first subgraph's ops with tensor shapes, dtypes, scale counts and the options the rules need."""
-    from pytest_tinyml.runtime import flatbuffer
+    from pytest_tinyml.tflite import schema
 
-    fb = flatbuffer.schema()
-    model = flatbuffer.read_model(artifact.content, name=artifact.name)
-    op_names = flatbuffer.enum_names(fb.BuiltinOperator)
-    dtype_names = {v: k.lower() for v, k in flatbuffer.enum_names(fb.TensorType).items()}
+    fb = schema.schema()
+    model = schema.read_model(artifact.content, name=artifact.name)
+    op_names = schema.enum_names(fb.BuiltinOperator)
+    dtype_names = schema.dtype_names()
     ops = []
-    with flatbuffer.guarded(artifact.name, "the operators"):
+    with schema.guarded(artifact.name, "the operators"):
         codes = []
         for i in range(model.OperatorCodesLength()):
             code = model.OperatorCodes(i)

@@ -1,0 +1,192 @@
+"""tinyml.diagnose and the diagnosis in assert_parity / assert_accuracy_drop failures, on real int8 models.
+
+Two broken models are built from one small MLP trained on digits: one whose middle Dense layer has a single
+output channel ~300x larger than the others (the next layer's weights for it divided by 300, so the float
+model is unchanged and the per-tensor int8 scale crushes the other channels), and one calibrated on 0..255
+and fed 0..1. Each has a healthy twin that must not be diagnosed the same way.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+
+import runtime_models
+from pytest_tinyml.diagnosis import diagnose, map_layers, per_class_lines
+from pytest_tinyml.errors import ConfigError, TinyMLAssertionError
+
+slow = pytest.mark.slow  # trains a small MLP and converts it (a few seconds)
+
+
+def _int8(model, calibration):
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([calibration[i : i + 1]] for i in range(len(calibration)))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    return converter.convert()
+
+
+@functools.cache
+def _digits():
+    import pytest_tinyml as tinyml
+
+    return tinyml.datasets.load("digits")
+
+
+@functools.cache
+def _trained():
+    import keras
+
+    ds = _digits()
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((64,)),
+        keras.layers.Dense(32, activation="relu", name="hidden"),
+        keras.layers.Dense(16, activation="relu", name="middle"),
+        keras.layers.Dense(10, activation="softmax", name="head"),
+    ])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(ds.x_train, ds.y_train, epochs=30, verbose=0)
+    return model
+
+
+@pytest.fixture(scope="module")
+def healthy():
+    model = _trained()
+    return model, runtime_models.artifact(_int8(model, _digits().x_train[:200]), "healthy")
+
+
+@pytest.fixture(scope="module")
+def outlier():
+    import keras
+
+    model = keras.models.clone_model(_trained())
+    model.set_weights(_trained().get_weights())
+    w, b = model.get_layer("middle").get_weights()
+    w[:, 0] *= 300.0
+    b[0] *= 300.0
+    model.get_layer("middle").set_weights([w, b])
+    w, b = model.get_layer("head").get_weights()
+    w[0, :] /= 300.0  # the float model computes the same function
+    model.get_layer("head").set_weights([w, b])
+    return model, runtime_models.artifact(_int8(model, _digits().x_train[:200]), "outlier")
+
+
+@pytest.fixture(scope="module")
+def miscalibrated():
+    model = _trained()
+    return model, runtime_models.artifact(_int8(model, _digits().x_train[:200] * 255.0), "calibrated_0_255")
+
+
+@slow
+def test_outlier_channel_is_the_first_divergent_layer(outlier):
+    import pytest_tinyml as tinyml
+
+    model, artifact = outlier
+    x = _digits().x_test
+    with pytest.raises(TinyMLAssertionError) as failure:
+        tinyml.assert_parity(model, artifact, x, min_top1_agreement=0.95)
+    text = str(failure.value)
+    assert "first divergent layer: 'middle'" in text
+    row = next(line for line in text.splitlines() if line.strip().startswith(">>"))
+    assert row.split()[1] == "middle"
+    assert "crushed by an outlier channel: in 'middle' channel 0 spans" in text
+    # The diagnosis comes before the generic hints.
+    assert text.index("outlier channel") < text.index("more calibration samples")
+
+
+@slow
+def test_healthy_model_has_no_divergent_layer(healthy):
+    model, artifact = healthy
+    d = diagnose(model, artifact, _digits().x_test)
+    assert d.first_divergent is None and d.lead == [] and d.hints == []
+    assert [e.layer for e in d.layers] == ["input", "hidden", "middle", "head"]
+    assert all(e.score > 25 for e in d.layers), d.text()
+
+
+@slow
+def test_miscalibrated_model_fails_with_the_input_range_first(miscalibrated):
+    import pytest_tinyml as tinyml
+
+    model, artifact = miscalibrated
+    with pytest.raises(TinyMLAssertionError) as failure:
+        tinyml.assert_parity(model, artifact, _digits().x_test, min_top1_agreement=0.95)
+    first = str(failure.value).splitlines()[0]
+    assert first.startswith("x uses 2 of 256 input levels: the model was calibrated on values in 0..255, x is in 0..1")
+
+
+@slow
+def test_input_line_leads_the_accuracy_failure_too(miscalibrated):
+    import pytest_tinyml as tinyml
+
+    model, artifact = miscalibrated
+    ds = _digits()
+    with pytest.raises(TinyMLAssertionError) as failure:
+        tinyml.assert_accuracy_drop(model, artifact, ds.x_test, ds.y_test, max_drop=0.02)
+    lines = str(failure.value).splitlines()
+    assert lines[0].startswith("x uses 2 of 256 input levels")
+    assert lines[1].startswith("accuracy dropped by")
+    assert any(line.strip().startswith("per class (the 5 that moved most)") for line in lines)
+
+
+@slow
+def test_x_scaled_like_the_calibration_data_has_no_input_line(miscalibrated):
+    model, artifact = miscalibrated
+    d = diagnose(model, artifact, _digits().x_test * 255.0)
+    assert d.lead == []
+    assert d.layers[0].levels > 10
+
+
+@slow
+def test_x_beyond_the_calibrated_range_is_reported_clipped(healthy):
+    model, artifact = healthy
+    d = diagnose(model, artifact, _digits().x_test * 4.0)
+    assert any("is clipped at qmin/qmax" in line for line in d.lead), d.lead
+
+
+@slow
+def test_tflm_engine_agrees_on_the_divergent_layer(outlier):
+    model, artifact = outlier
+    d = diagnose(model, artifact, _digits().x_test[:32], engine="tflm")
+    assert d.first_divergent == "middle"
+    assert "TFLite Micro" in d.text()
+
+
+@slow
+def test_bad_engine_is_a_config_error(healthy):
+    model, artifact = healthy
+    with pytest.raises(ConfigError, match="engine must be"):
+        diagnose(model, artifact, _digits().x_test, engine="xnnpack")
+
+
+def test_layer_mapping_rule():
+    """Keras 3 scopes ("dense" -> "dense_1"), bare tf_keras names, fused layers and outputs by position."""
+    layers = [("dense", (32,)), ("dense_1", (16,)), ("bn", (16,)), ("relu", (16,)), ("drop", (16,)), ("head", (10,))]
+    ops = [
+        (4, "sequential_1/dense_1/MatMul;sequential_1/dense_1/Relu", (32,)),
+        (5, "sequential_1/dense_1_2/MatMul", (16,)),
+        (6, "sequential_1/relu_1/Relu;sequential_1/bn_1/batchnorm/mul_1", (16,)),
+        (7, "sequential_1/head_1/MatMul1", (10,)),
+        (8, "StatefulPartitionedCall_1:0", (10,)),
+    ]
+    assert map_layers(layers, ops, [("head", 8)]) == {"dense": 4, "dense_1": 5, "relu": 6, "head": 8}
+    bare = [(1, "sequential/dense/MatMul", (32,)), (2, "sequential/dense_1/MatMul", (16,))]
+    assert map_layers(layers[:2], bare, []) == {"dense": 1, "dense_1": 2}
+    # A shape that does not agree is no counterpart, whatever the name says.
+    assert map_layers([("dense", (8,))], ops[:1], []) == {}
+
+
+def test_per_class_lines_show_the_classes_that_moved():
+    y = np.array([0, 0, 1, 1, 2, 2])
+    ref = np.eye(3)[[0, 0, 1, 1, 2, 2]]
+    cand = np.eye(3)[[0, 0, 2, 2, 2, 2]]
+    lines = per_class_lines(y, ref, cand)
+    assert lines[0] == "  per class (the 1 that moved most):"
+    assert lines[3].split() == ["1", "2", "1.000", "0.000", "-1.000"]
+    assert lines[-1] == "  newly confused: 1 -> 2 (2x)"
