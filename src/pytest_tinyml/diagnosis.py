@@ -249,17 +249,6 @@ def map_layers(layers: list, ops: list, outputs: list) -> dict:
     return {name: mapping[name] for name, _ in layers if name in mapping and owner.get(mapping[name]) == name}
 
 
-def _quant_of(details: dict):
-    """The one tensor-quantization type for a LiteRT tensor's details (activations are per-tensor)."""
-    from pytest_tinyml.tflite.quant import TensorQuant
-
-    params = details.get("quantization_parameters") or {}
-    scales, zeros = list(params.get("scales", [])), list(params.get("zero_points", []))
-    return TensorQuant(str(details.get("name", "")), tuple(int(d) for d in details["shape"]),
-                       np.dtype(details["dtype"]).name, float(scales[0]) if len(scales) == 1 else 0.0,
-                       int(zeros[0]) if len(zeros) == 1 else 0)
-
-
 class _Graph:
     """The quantized graph on the host, every tensor kept: LiteRT reference kernels or TFLite Micro."""
 
@@ -275,7 +264,9 @@ class _Graph:
                                 experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
         self.lite.allocate_tensors()
         details = {d["index"]: d for d in self.lite.get_tensor_details()}
-        self.specs = {i: _quant_of(d) for i, d in details.items()}
+        from pytest_tinyml.tflite.quant import TensorQuant
+
+        self.specs = {i: TensorQuant.from_details(d) for i, d in details.items()}
         self.input_index = self.lite.get_input_details()[0]["index"]
         self.output_indices = [d["index"] for d in self.lite.get_output_details()]
         self.ops = []
@@ -472,9 +463,9 @@ def diagnose(reference, candidate, x, *, engine: str = "litert", max_samples: in
     graph = _Graph(quantized.artifact, engine) if quantized is not None else None
     if graph is not None:
         spec = graph.specs[graph.input_index]
-        from pytest_tinyml.runtime.quant import fit_batch
+        from pytest_tinyml.runtime.batching import fit_batch
 
-        every = fit_batch(every, spec, quantized.name)  # needs only .name and .shape
+        every = fit_batch(every, spec, quantized.name)
         inputs = every[: len(inputs)]
         result.lead, input_row = _input_findings(every, spec)
         if input_row is not None:
