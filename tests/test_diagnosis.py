@@ -190,3 +190,39 @@ def test_per_class_lines_show_the_classes_that_moved():
     assert lines[0] == "  per class (the 1 that moved most):"
     assert lines[3].split() == ["1", "2", "1.000", "0.000", "-1.000"]
     assert lines[-1] == "  newly confused: 1 -> 2 (2x)"
+
+
+def _board_result(artifact, raw):
+    """A board result carrying TFLite Micro's own integers (as the sim returns them)."""
+    from pytest_tinyml.board.result import BoardResult
+    from pytest_tinyml.latency import LatencyStats
+
+    quant = artifact.outputs[0]
+    return BoardResult(latency_us=LatencyStats.from_samples([100.0, 110.0]), arena_bytes=None,
+                       info={"where": "sim", "chip": "sim"}, model_sha256=artifact.sha256, runs=2, warmup=0,
+                       outputs=quant.dequantize(raw), raw_outputs=raw, output_quant=quant)
+
+
+def test_board_candidate_is_compared_on_the_outputs_and_says_so(mlp_int8):
+    from pytest_tinyml.runtime.tflm import TFLMRunner
+
+    x = runtime_models.inputs(8)
+    raw = np.asarray(TFLMRunner(mlp_int8).predict_raw(x))
+    same = diagnose(mlp_int8, _board_result(mlp_int8, raw), x)
+    assert any("outputs are bit-identical" in note for note in same.notes), same.notes
+    assert any("no command to read intermediate tensors" in note for note in same.notes)
+    off = raw.copy()
+    off[2, 4] = off[2, 4] + 3 if off[2, 4] < 120 else off[2, 4] - 3
+    drifted = diagnose(mlp_int8, _board_result(mlp_int8, off), x)
+    assert any("differ by up to 3 LSB on 1.2% of the values" in note for note in drifted.notes), drifted.notes
+    assert drifted.layers[0].layer == "input" and drifted.lead == []
+
+
+@slow
+def test_rounding_hint_on_a_residual_add_and_not_on_an_mlp(mlp_int8):
+    """LiteRT's optimized kernels round the residual ADD differently from the reference kernels (TFLite Micro's)."""
+    residual = runtime_models.artifact(runtime_models.residual_int8_bytes(), "residual")
+    x = runtime_models.inputs(32, shape=(16, 16, 3))
+    hints = diagnose(residual, residual, x).hints
+    assert any(h.startswith("reference-vs-optimized rounding") and "ADD in the graph" in h for h in hints), hints
+    assert diagnose(mlp_int8, mlp_int8, runtime_models.inputs(32)).hints == []
