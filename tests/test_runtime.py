@@ -86,6 +86,36 @@ def test_flatbuffer_check_accepts_real_models(mlp_int8, cnn_int8):
     assert schema.io_counts(cnn_int8.content) == (1, 1)
 
 
+def test_the_header_is_checked_once_on_a_journey_through_load_runners_and_analysis(mlp_int8, monkeypatch):
+    """One read of the bytes per artifact: load, both host runners, analyze and the op resolver reuse it."""
+    from pytest_tinyml.analyze import analyze, op_resolver_snippet
+    from pytest_tinyml.runtime.tflm import TFLMRunner
+    from pytest_tinyml.tflite.artifact import TFLiteArtifact
+
+    real_check, checked = schema.check, []
+
+    def counting_check(content, *, name="<bytes>"):
+        checked.append(name)
+        return real_check(content, name=name)
+
+    monkeypatch.setattr(schema, "check", counting_check)
+    artifact = TFLiteArtifact.from_bytes(mlp_int8.content, name="journey")
+    x = models.inputs(3, (64,), seed=5)
+    loaded = runtime.load(artifact)
+    LiteRTRunner(loaded).predict(x)
+    TFLMRunner(loaded).predict(x)
+    analyze(loaded, tflm=False)
+    op_resolver_snippet(loaded)
+    assert checked == ["journey"]
+
+
+def test_a_directly_built_artifact_with_bad_bytes_is_still_refused_on_load():
+    from pytest_tinyml.tflite.artifact import TFLiteArtifact
+
+    with pytest.raises(ModelLoadError, match="'direct'.*identifier"):
+        runtime.load(TFLiteArtifact(content=b"\0" * 64, name="direct"))
+
+
 # --- LiteRT: batching and quantization ------------------------------------------------------------------
 
 

@@ -170,7 +170,7 @@ def read_ops(model_like) -> tuple[list[OpInfo], FlashBreakdown]:
     from pytest_tinyml.tflite import schema
 
     artifact = load(model_like)
-    graph = schema.read_graph(artifact.content, name=artifact.name)
+    graph = schema.read_graph(artifact.content, name=artifact.name, model=artifact.model)
     sizes = graph.buffer_sizes
     ops = [
         OpInfo(o.index, o.subgraph, o.op, o.custom, o.inputs, o.outputs, _macs(o.op, o.inputs, o.outputs, o.options),
@@ -206,7 +206,7 @@ def tflm_compatibility(model_like) -> TFLMCompat:
             interpreter = new_interpreter(artifact.content, artifact.name, max(DEFAULT_ARENA, 10 * artifact.size))
             with cstdio.capture() as captured:
                 try:
-                    for index, value in enumerate(zero_inputs(interpreter, artifact.content)):
+                    for index, value in enumerate(zero_inputs(interpreter, len(artifact.inputs))):
                         interpreter.set_input(value, index)
                     interpreter.invoke()
                     failure = None

@@ -106,7 +106,7 @@ def op_resolver_snippet(model_like, *, function: str = "RegisterModelOps", type_
         if not _IDENTIFIER.match(value):
             raise ConfigError(f"{label}={value!r} is not a C++ identifier")
     artifact = load(model_like)
-    names = op_names(artifact.content, name=artifact.name)
+    names = op_names(artifact.content, name=artifact.name, model=artifact.model)
     methods = {name: resolver_method(name) for name in names}
     lacking = [name for name, method in methods.items() if method is None]
     if lacking:

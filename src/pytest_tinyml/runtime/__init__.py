@@ -2,7 +2,8 @@
 
 * :func:`load` turns anything that names a model (a ``TFLiteArtifact``, flatbuffer ``bytes``, a path to a
   ``.tflite`` file, a Keras model) into a checked ``TFLiteArtifact``. Files are read in Python: the C++
-  loaders only ever see bytes that passed :func:`pytest_tinyml.tflite.checks.check`.
+  loaders only ever see bytes that passed :func:`pytest_tinyml.tflite.checks.check` (once per artifact: reading
+  ``TFLiteArtifact.model`` is the check).
 * :func:`predict` returns dequantized float outputs from either engine.
 * :class:`~pytest_tinyml.runtime.litert.LiteRTRunner`, :class:`~pytest_tinyml.runtime.tflm.TFLMRunner` and
   :func:`~pytest_tinyml.runtime.tflm.arena` are the building blocks.
@@ -21,7 +22,7 @@ from __future__ import annotations
 import os
 from collections import OrderedDict
 
-from pytest_tinyml.errors import ConfigError, ModelLoadError
+from pytest_tinyml.errors import ConfigError
 from pytest_tinyml.runtime import isolation
 from pytest_tinyml.tflite import checks
 
@@ -69,7 +70,7 @@ def load(model_like, *, name: str | None = None):
     """
     artifact = _load(model_like, name)
     if artifact.sha256 not in _checked:
-        checks.check_tensors(artifact.content, name=artifact.name)
+        checks.check_tensors(artifact.content, name=artifact.name, model=artifact.model)
         _checked.add(artifact.sha256)
     return artifact
 
@@ -77,29 +78,17 @@ def load(model_like, *, name: str | None = None):
 def _load(model_like, name: str | None):
     artifact_class = _artifact_class()
     if isinstance(model_like, artifact_class):
-        checks.check(model_like.content, name=model_like.name)
-        return model_like
+        return model_like  # its header was checked when it was read (TFLiteArtifact.model)
     if isinstance(model_like, (bytes, bytearray, memoryview)):
         content = bytes(model_like)
-        label = name or "<bytes>"
-        checks.check(content, name=label)
+        label = name
         if name is None:
             import hashlib
 
             label = f"bytes-{hashlib.sha256(content).hexdigest()[:12]}"
-        return artifact_class.from_bytes(content, name=label)
+        return artifact_class.from_bytes(content, name=label, label=name or "<bytes>")
     if isinstance(model_like, (str, os.PathLike)):
-        path = os.fspath(model_like)
-        try:
-            with open(path, "rb") as handle:
-                content = handle.read()
-        except OSError as exc:
-            raise ModelLoadError(
-                f"cannot read TFLite model file {path!r}: {exc.strerror or exc}; check the path "
-                "(relative paths are from the current directory)"
-            ) from None
-        checks.check(content, name=path)
-        return artifact_class.from_bytes(content, name=name or os.path.splitext(os.path.basename(path))[0])
+        return artifact_class.from_path(model_like, name=name)
     if _is_keras_model(model_like):
         from pytest_tinyml.conversion import convert
 

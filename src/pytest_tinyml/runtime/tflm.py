@@ -99,12 +99,13 @@ def new_interpreter(content: bytes, name: str, arena_size: int):
     return interpreter
 
 
-def zero_inputs(interpreter, content: bytes) -> list:
+def zero_inputs(interpreter, inputs: int | bytes) -> list:
+    """Zeros for every input of ``interpreter``; ``inputs``: their number, or the model bytes to count them in."""
     import numpy as np
 
     from pytest_tinyml.tflite.schema import io_counts
 
-    count = io_counts(content)[0]
+    count = inputs if isinstance(inputs, int) else io_counts(inputs)[0]
     details = [interpreter.get_input_details(index) for index in range(count)]
     return [np.zeros(d["shape"], dtype=d["dtype"]) for d in details]
 

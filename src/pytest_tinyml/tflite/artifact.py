@@ -72,6 +72,27 @@ class TFLiteArtifact:
             f"inputs=[{io}], sha256={self.sha256[:12]}...)"
         )
 
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_model"}  # the table view is rebuilt on demand
+
+    @property
+    def model(self):
+        """The flatbuffer's root ``Model`` table (:func:`pytest_tinyml.tflite.schema.read_model`), read once.
+
+        Reading it is where the ``TFL3`` header is checked: once per artifact, however many modules look.
+
+        Example:
+            >>> art.model.SubgraphsLength()          # doctest: +SKIP
+            1
+        """
+        model = self.__dict__.get("_model")
+        if model is None:
+            from pytest_tinyml.tflite.schema import read_model
+
+            model = read_model(self.content, name=self.name)
+            object.__setattr__(self, "_model", model)
+        return model
+
     # --- figures --------------------------------------------------------------------------------------------
     @property
     def size(self) -> int:
@@ -133,20 +154,23 @@ class TFLiteArtifact:
         source_hash: str = "",
         versions: dict | None = None,
         sha256: str = "",
+        label: str | None = None,
     ) -> TFLiteArtifact:
         """An artifact from flatbuffer bytes; I/O quantization is read from the bytes.
 
         Raises ``ModelLoadError`` when the bytes are not a TFLite flatbuffer (too short, no ``TFL3``
-        identifier, unreadable tables) or do not match ``sha256`` when one is given.
+        identifier, unreadable tables) or do not match ``sha256`` when one is given; ``label`` (e.g. the file
+        path) names the bytes in that error instead of ``name``.
 
         Example:
             >>> TFLiteArtifact.from_bytes(open("m.tflite", "rb").read(), name="m").outputs   # doctest: +SKIP
         """
         content = bytes(content)
-        from pytest_tinyml.tflite.schema import read_io
+        from pytest_tinyml.tflite.schema import read_io, read_model
 
-        inputs, outputs = read_io(content, name=name)
-        return cls(
+        model = read_model(content, name=label or name)
+        inputs, outputs = read_io(content, name=label or name, model=model)
+        artifact = cls(
             content=content,
             name=name,
             recipe=recipe,
@@ -157,6 +181,8 @@ class TFLiteArtifact:
             outputs=outputs,
             sha256=sha256,
         )
+        object.__setattr__(artifact, "_model", model)
+        return artifact
 
     @classmethod
     def from_path(cls, path: str | os.PathLike, *, name: str | None = None, recipe: str = "unknown"):
@@ -170,9 +196,10 @@ class TFLiteArtifact:
             content = path.read_bytes()
         except OSError as exc:
             raise ModelLoadError(
-                f"cannot read TFLite model {str(path)!r}: {exc.strerror or exc}; check the path"
-            ) from exc
-        return cls.from_bytes(content, name=name or path.stem, recipe=recipe)
+                f"cannot read TFLite model file {str(path)!r}: {exc.strerror or exc}; check the path "
+                "(relative paths are from the current directory)"
+            ) from None
+        return cls.from_bytes(content, name=name or path.stem, recipe=recipe, label=str(path))
 
     @classmethod
     def from_metadata(cls, content: bytes, meta: dict) -> TFLiteArtifact:

@@ -27,7 +27,7 @@ _ITEM_SIZE = {
 _MAX_ELEMENTS = 2**31 - 1
 
 
-def check_tensors(content: bytes, *, name: str = "<bytes>") -> None:
+def check_tensors(content: bytes, *, name: str = "<bytes>", model=None) -> None:
     """Check what the C++ runtimes take on trust: every index (opcode, tensor, buffer) in range, shapes
     non-negative, and each constant tensor's data exactly as large as its shape and type say.
 
@@ -38,7 +38,8 @@ def check_tensors(content: bytes, *, name: str = "<bytes>") -> None:
     Example:
         >>> check_tensors(artifact.content, name=artifact.name)  # doctest: +SKIP
     """
-    model = read_model(content, name=name)
+    if model is None:  # an already read root table (TFLiteArtifact.model) skips reading it again
+        model = read_model(content, name=name)
     fb = schema()
     type_names = enum_names(fb.TensorType)
     with guarded(name, "the tensors"):

@@ -330,11 +330,11 @@ def read_graph(content: bytes, *, name: str = "<bytes>", model=None) -> Graph:
     return Graph(operators=operators, buffer_sizes=buffer_sizes, metadata_buffers=metadata_buffers)
 
 
-def op_names(content: bytes, *, name: str = "<bytes>") -> list[str]:
+def op_names(content: bytes, *, name: str = "<bytes>", model=None) -> list[str]:
     """The model's operator names in first-use order, each once.
 
     Example:
         >>> op_names(artifact.content)      # doctest: +SKIP
         ['FULLY_CONNECTED', 'SOFTMAX']
     """
-    return list(dict.fromkeys(op.op for op in read_graph(content, name=name).operators))
+    return list(dict.fromkeys(op.op for op in read_graph(content, name=name, model=model).operators))
