@@ -109,12 +109,14 @@ def test_bad_ini_value_fails_before_collection(pytester):
 
 
 VALUE_PROBE = """
+import os
 from pytest_tinyml import options
 def test_probe(request):
-    boards = [b.text for b in options.boards(request.config)]
-    print("BOARDS=" + ",".join(boards))
-    print("CACHE=" + options.get(request.config, options.CACHE_DIR))
-    print("BAUD=" + str(options.get(request.config, options.BAUD)))
+    resolved = options.of(request.config)
+    assert os.path.isabs(resolved.cache_dir) and resolved.cache_dir.startswith(str(request.config.rootpath))
+    print("BOARDS=" + ",".join(b.text for b in resolved.boards))
+    print("CACHE=" + os.path.basename(resolved.cache_dir))
+    print("BAUD=" + str(resolved.baud))
 """
 
 
@@ -137,6 +139,60 @@ def test_board_given_twice_is_a_farm(pytester):
     pytester.makepyfile(VALUE_PROBE)
     result = pytester.runpytest("-s", "--tinyml-board=sim", "--tinyml-board=sim:seed=1", "--tinyml-board=sim")
     result.stdout.fnmatch_lines(["*BOARDS=sim,sim:seed=1"])
+
+
+def test_options_are_resolved_once_into_a_frozen_object_in_the_stash(pytester):
+    """After configure, no fixture or hook parses a tinyml option again: reading one from pytest fails here."""
+    pytester.makeconftest(
+        """
+        import pytest
+
+        @pytest.hookimpl(trylast=True)
+        def pytest_configure(config):
+            getini, getoption = config.getini, config.getoption
+
+            def no_tinyml(read):
+                def guarded(name, *args, **kwargs):
+                    if str(name).lstrip("-").replace("-", "_").startswith("tinyml_"):
+                        raise AssertionError(f"option {name} parsed again after configure")
+                    return read(name, *args, **kwargs)
+                return guarded
+
+            config.getini, config.getoption = no_tinyml(getini), no_tinyml(getoption)
+        """
+    )
+    pytester.makepyfile(
+        """
+        import dataclasses
+        import pytest
+        from pytest_tinyml import options
+        from pytest_tinyml.report import record
+
+        def test_cache_fixture(tinyml_cache, request):
+            resolved = options.of(request.config)
+            assert resolved is options.of(request.config)
+            assert isinstance(resolved, options.TinyMLOptions) and resolved.baud == 115200
+            assert str(tinyml_cache.root) == resolved.cache_dir
+            with pytest.raises(dataclasses.FrozenInstanceError):
+                resolved.baud = 1
+            record(model="m", flash_kb=1.0)
+
+        @pytest.mark.tinyml_board
+        def test_board(tinyml_board):
+            pass
+        """
+    )
+    result = pytester.runpytest("--tinyml-baud=115200", "--tinyml-report=out.json")
+    result.assert_outcomes(passed=1, skipped=1)
+    assert (pytester.path / "out.json").exists()
+
+
+def test_every_option_has_a_typed_field():
+    import dataclasses
+
+    dests = {dest for _, dest, _ in options.option_table()}
+    assert set(options._FIELDS) == dests
+    assert set(options._FIELDS.values()) == {f.name for f in dataclasses.fields(options.TinyMLOptions)}
 
 
 def test_board_tests_skip_without_a_board(pytester):

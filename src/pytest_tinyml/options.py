@@ -181,8 +181,8 @@ def _ini_value(config, dest, parse):
         raise pytest.UsageError(f"ini option {dest}: {exc}") from None
 
 
-def get(config, dest: str):
-    """The value of an option: command line, else ini, else default."""
+def _parse(config, dest: str):
+    """One option from pytest's parsed command line, else its ini key, else the default."""
     value = config.getoption(dest, default=None)
     if value not in (None, []):
         return value
@@ -193,25 +193,106 @@ def get(config, dest: str):
     raise KeyError(dest)
 
 
-def validate_ini(config) -> None:
-    """Parse every ini value once at configure time so a bad one fails before collection."""
-    for _, dest, _, _, _, _, parse in _OPTIONS:
-        if parse is not None:
-            _ini_value(config, dest, parse)
+def _absolute(config, value) -> str:
+    value = os.path.expanduser(str(value))
+    return value if os.path.isabs(value) else os.path.join(str(config.rootpath), value)
+
+
+@dataclass(frozen=True)
+class TinyMLOptions:
+    """Every tinyml option, resolved once at configure time (command line > ini > default) and kept in
+    ``config.stash``: fixtures and hooks read this object and never parse an option again.
+
+    ``cache_dir`` and ``history_dir`` are absolute (relative values are from the rootdir); ``boards`` are in
+    the order given, without duplicates.
+
+    Example:
+        >>> TinyMLOptions(boards=(parse_board("sim"),)).boards[0].is_sim
+        True
+    """
+
+    boards: tuple[BoardSpec, ...] = ()
+    cache_dir: str = DEFAULT_CACHE_DIR
+    cache_retry: bool = False
+    history_dir: str = DEFAULT_HISTORY
+    report: str | None = None
+    skip_flash: bool = False
+    target: str | None = None
+    baud: int = 921600
+    timeout: float = 30.0
+    firmware_dir: str | None = None
+    baseline: str | None = None
+    save_baseline: str | None = None
+
+    @classmethod
+    def from_config(cls, config) -> TinyMLOptions:
+        """Parse every option of ``config`` (a bad ini value is a ``pytest.UsageError`` naming the key)."""
+        unique: dict[str, BoardSpec] = {}
+        for spec in _parse(config, BOARD) or []:
+            unique.setdefault(spec.text, spec)
+        return cls(
+            boards=tuple(unique.values()),
+            cache_dir=_absolute(config, _parse(config, CACHE_DIR)),
+            cache_retry=bool(_parse(config, CACHE_RETRY)),
+            history_dir=_absolute(config, _parse(config, HISTORY)),
+            report=_parse(config, REPORT),
+            skip_flash=bool(_parse(config, SKIP_FLASH)),
+            target=_parse(config, TARGET),
+            baud=int(_parse(config, BAUD)),
+            timeout=float(_parse(config, TIMEOUT)),
+            firmware_dir=_parse(config, FIRMWARE_DIR),
+            baseline=_parse(config, BASELINE),
+            save_baseline=_parse(config, SAVE_BASELINE),
+        )
+
+
+# option dest -> TinyMLOptions field
+_FIELDS = {BOARD: "boards", CACHE_DIR: "cache_dir", CACHE_RETRY: "cache_retry", HISTORY: "history_dir", REPORT: "report",
+           SKIP_FLASH: "skip_flash", TARGET: "target", BAUD: "baud", TIMEOUT: "timeout",
+           FIRMWARE_DIR: "firmware_dir", BASELINE: "baseline", SAVE_BASELINE: "save_baseline"}
+_KEY = None
+
+
+def _stash_key():
+    global _KEY
+    if _KEY is None:
+        import pytest
+
+        _KEY = pytest.StashKey[TinyMLOptions]()
+    return _KEY
+
+
+def resolve(config) -> TinyMLOptions:
+    """Parse the options once (the plugin does it in ``pytest_configure``) and keep them in ``config.stash``."""
+    resolved = TinyMLOptions.from_config(config)
+    config.stash[_stash_key()] = resolved
+    return resolved
+
+
+def of(config) -> TinyMLOptions:
+    """The resolved options of a pytest ``config`` (resolved now if the plugin has not done it yet).
+
+    Example:
+        >>> of(request.config).cache_dir          # doctest: +SKIP
+        '/home/me/project/.tinyml_cache'
+    """
+    resolved = config.stash.get(_stash_key(), None)
+    return resolved if resolved is not None else resolve(config)
+
+
+def get(config, dest: str):
+    """One resolved option by its dest name (``options.get(config, options.BAUD)``); reads :func:`of`."""
+    return getattr(of(config), _FIELDS[dest])
 
 
 def boards(config) -> list[BoardSpec]:
     """The boards given by --tinyml-board (or ini tinyml_board), in order, without duplicates."""
-    seen: dict[str, BoardSpec] = {}
-    for spec in get(config, BOARD) or []:
-        seen.setdefault(spec.text, spec)
-    return list(seen.values())
+    return list(of(config).boards)
 
 
 def resolve_path(config, dest: str) -> str:
-    """A path option made absolute against the rootdir."""
-    value = os.path.expanduser(str(get(config, dest)))
-    return value if os.path.isabs(value) else os.path.join(str(config.rootpath), value)
+    """A path option made absolute against the rootdir (``cache_dir`` and ``history_dir`` already are)."""
+    return _absolute(config, get(config, dest))
 
 
 def option_table() -> list[tuple[str, str, str]]:

@@ -33,10 +33,10 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     for name, description in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {description}")
-    options.validate_ini(config)
+    resolved = options.resolve(config)  # every option parsed once (a bad ini value fails here, before collection)
     from pytest_tinyml import memo  # stdlib only: vet verdicts, arena figures, op probes kept in the cache dir
 
-    config.stash[_PREVIOUS_FACTS_ROOT] = memo.set_root(options.resolve_path(config, options.CACHE_DIR))
+    config.stash[_PREVIOUS_FACTS_ROOT] = memo.set_root(resolved.cache_dir)
     collector = tinyml_report.Collector()
     config.stash[_COLLECTOR] = collector
     config.pluginmanager.register(_SummaryPlugin(collector), "tinyml-summary")
@@ -51,7 +51,7 @@ def pytest_unconfigure(config):
 
 
 def pytest_report_header(config):
-    boards = options.boards(config)
+    boards = options.of(config).boards
     if boards:
         return "tinyml boards: " + ", ".join(b.text for b in boards)
     return None
@@ -59,7 +59,7 @@ def pytest_report_header(config):
 
 def pytest_collection_modifyitems(config, items):
     # A skip marker (rather than pytest.skip in setup) so the report points at the test, not at this file.
-    if options.boards(config):
+    if options.of(config).boards:
         return
     skip = pytest.mark.skip(reason=NO_BOARD_REASON)
     for item in items:
@@ -99,7 +99,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
 
 def pytest_sessionfinish(session, exitstatus):
     config = session.config
-    path = options.get(config, options.REPORT)
+    path = options.of(config).report
     collector = config.stash.get(_COLLECTOR, None)
     if path and collector is not None and not hasattr(config, "workerinput"):
         collector.write_json(str(path))
@@ -110,16 +110,14 @@ def tinyml_cache(request):
     """Content-addressed cache of training and conversion: ``tinyml_cache.fit(...)``, ``.convert(...)``."""
     from pytest_tinyml.cache import TinyMLCache
 
-    config = request.config
-    return TinyMLCache(options.resolve_path(config, options.CACHE_DIR),
-                       retry_failures=bool(options.get(config, options.CACHE_RETRY)))
+    resolved = options.of(request.config)
+    return TinyMLCache(resolved.cache_dir, retry_failures=resolved.cache_retry)
 
 
 @pytest.fixture
 def tinyml_board(request):
     """The board this worker leased (``--tinyml-board``); skips the test when none was given."""
-    specs = options.boards(request.config)
-    if not specs:
+    if not options.of(request.config).boards:
         pytest.skip(NO_BOARD_REASON)
     from pytest_tinyml.board.fixture import board_for_test
 

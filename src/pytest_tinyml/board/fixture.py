@@ -50,19 +50,20 @@ class BoardSession:
     def _open(self):
         from pytest_tinyml.board.connect import open_board
 
-        specs = {spec.text: spec for spec in options.boards(self.config)}
+        resolved = options.of(self.config)
+        specs = {spec.text: spec for spec in resolved.boards}
         scopes = {text: transport.run_scope() if spec.is_sim else "machine" for text, spec in specs.items()}
         self.lease = transport.acquire(list(specs), preferred=transport.worker_index(), scopes=scopes,
                                        timeout=self.lease_wait)
         spec = specs[self.lease.board]
         return open_board(
             spec,
-            baud=int(options.get(self.config, options.BAUD)),
-            timeout=float(options.get(self.config, options.TIMEOUT)),
-            skip_flash=bool(options.get(self.config, options.SKIP_FLASH)),
-            firmware_dir=options.get(self.config, options.FIRMWARE_DIR),
-            cache_dir=options.resolve_path(self.config, options.CACHE_DIR),
-            target=options.get(self.config, options.TARGET),
+            baud=resolved.baud,
+            timeout=resolved.timeout,
+            skip_flash=resolved.skip_flash,
+            firmware_dir=resolved.firmware_dir,
+            cache_dir=resolved.cache_dir,
+            target=resolved.target,
             on_result=record_result,
         )
 

@@ -77,9 +77,10 @@ class HistoryPlugin:
 
     def __init__(self, config) -> None:
         self.config = config
-        self.save_name = options.get(config, options.SAVE_BASELINE)
-        self.baseline_name = options.get(config, options.BASELINE)
-        self.root = options.resolve_path(config, options.HISTORY)
+        resolved = options.of(config)
+        self.save_name = resolved.save_baseline
+        self.baseline_name = resolved.baseline
+        self.root = resolved.history_dir
         self.rows: list[dict] = []  # controller: one per comparison, for the terminal and the metrics file
         self.outputs: list[str] = []  # files written at session end, named in the terminal section
         self._store: HistoryStore | None = None
@@ -207,7 +208,7 @@ class HistoryPlugin:
         if embedded:
             write_metrics(str(embedded), text, append=True)
             self.outputs.append(f"OpenMetrics appended to --metric-path {embedded}")
-        report_path = options.get(self.config, options.REPORT)
+        report_path = options.of(self.config).report
         if report_path:  # a reporting run (the reference job): draw the trend next to the JSON report
             self.outputs.append(self._plot(os.path.splitext(str(report_path))[0] + "-latency-trend.png"))
 
