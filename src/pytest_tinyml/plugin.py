@@ -33,9 +33,10 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     for name, description in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {description}")
-    resolved = options.resolve(config)  # every option parsed once (a bad ini value fails here, before collection)
-    from pytest_tinyml import memo  # stdlib only: vet verdicts, arena figures, op probes kept in the cache dir
+    # stdlib only: vet verdicts, arena figures, op probes kept in the cache dir
+    from pytest_tinyml import memo
 
+    resolved = options.resolve(config)  # every option parsed once (a bad ini value fails here, before collection)
     config.stash[_PREVIOUS_FACTS_ROOT] = memo.set_root(resolved.cache_dir)
     collector = tinyml_report.Collector()
     config.stash[_COLLECTOR] = collector
