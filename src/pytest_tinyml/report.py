@@ -105,8 +105,13 @@ def current_item():
     return _current_item.get()
 
 
-def _plain(value):
-    """JSON-safe plain value (numpy scalars become Python numbers, NaN becomes None)."""
+def plain(value):
+    """JSON-safe plain value (numpy scalars become Python numbers, NaN becomes None).
+
+    Example:
+        >>> plain({"a": float("nan"), 3: (1, 2.5)})
+        {'a': None, '3': [1, 2.5]}
+    """
     if hasattr(value, "item") and callable(value.item):
         try:
             value = value.item()
@@ -117,9 +122,9 @@ def _plain(value):
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain(v) for k, v in value.items()}
     return str(value)
 
 
@@ -135,7 +140,7 @@ def record(**figures) -> None:
     for name, value in figures.items():
         key = PREFIX + name
         item.user_properties[:] = [(k, v) for k, v in item.user_properties if k != key]
-        item.user_properties.append((key, _plain(value)))
+        item.user_properties.append((key, plain(value)))
 
 
 class Collector:

@@ -19,18 +19,21 @@ KEYWORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go
 GESTURES = ("idle", "shake", "circle", "punch")
 
 
-def _sizes(name: str, n_train: object, n_test: object, minimum: int = 2) -> tuple[int, int]:
+def check_sizes(name: str, n_train: object, n_test: object, minimum: int = 2) -> tuple[int, int]:
+    """``(n_train, n_test)`` as ints; ``DatasetError`` naming the dataset unless both are integers >= ``minimum``."""
     for arg, value in (("n_train", n_train), ("n_test", n_test)):
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise DatasetError(f"dataset {name!r}: {arg} must be an integer >= {minimum}, got {value!r}")
     return int(n_train), int(n_test)
 
 
-def _balanced_labels(rng: np.random.Generator, n: int, num_classes: int) -> np.ndarray:
+def balanced_labels(rng: np.random.Generator, n: int, num_classes: int) -> np.ndarray:
+    """``n`` labels, each class equally often (up to one), in a seeded random order."""
     return rng.permutation(np.arange(n) % num_classes).astype(np.int32)
 
 
-def _split(name, x, y, n_train, input_shape, num_classes, task, description) -> Dataset:
+def split_dataset(name, x, y, n_train, input_shape, num_classes, task, description) -> Dataset:
+    """A synthetic ``Dataset``: the first ``n_train`` samples train, the rest test."""
     return Dataset(
         name=name,
         x_train=x[:n_train],
@@ -95,14 +98,14 @@ def keywords_seq(n_train: int = 600, n_test: int = 240, seed: int = 0, *, noise:
 
 
 def _keywords(name, n_train, n_test, seed, noise, input_shape) -> Dataset:
-    n_train, n_test = _sizes(name, n_train, n_test)
+    n_train, n_test = check_sizes(name, n_train, n_test)
     frames, coefficients = 49, 10
     words = len(KEYWORDS) - 2
     template_rng = np.random.default_rng(_TEMPLATE_SEED)
     templates = [_blobs(template_rng, 3, frames, coefficients) for _ in range(words)]
     rng = np.random.default_rng(seed)
     n = n_train + n_test
-    y = _balanced_labels(rng, n, len(KEYWORDS))
+    y = balanced_labels(rng, n, len(KEYWORDS))
     x = np.empty((n, frames, coefficients))
     for i, label in enumerate(y):
         if label < words:
@@ -118,7 +121,7 @@ def _keywords(name, n_train, n_test, seed, noise, input_shape) -> Dataset:
         f"pattern per word for {', '.join(KEYWORDS[:words])}, plus _silence_ (noise) and _unknown_ (random "
         "patterns); random time shift, gain and noise."
     )
-    return _split(
+    return split_dataset(
         name,
         x.reshape((n, *input_shape)).astype(np.float32),
         y,
@@ -137,12 +140,12 @@ def gestures(n_train: int = 400, n_test: int = 160, seed: int = 0, *, time_steps
         >>> gestures(n_train=8, n_test=4).input_shape
         (50, 3)
     """
-    n_train, n_test = _sizes("gestures", n_train, n_test)
+    n_train, n_test = check_sizes("gestures", n_train, n_test)
     if isinstance(time_steps, bool) or not isinstance(time_steps, int) or time_steps < 16:
         raise DatasetError(f"dataset 'gestures': time_steps must be an integer >= 16, got {time_steps!r}")
     rng = np.random.default_rng(seed)
     n = n_train + n_test
-    y = _balanced_labels(rng, n, len(GESTURES))
+    y = balanced_labels(rng, n, len(GESTURES))
     t = np.arange(time_steps) / 25.0
     x = np.empty((n, time_steps, 3))
     for i, label in enumerate(y):
@@ -164,7 +167,7 @@ def gestures(n_train: int = 400, n_test: int = 160, seed: int = 0, *, time_steps
         f"SYNTHETIC IMU gestures (not recorded): {time_steps} steps of 3-axis acceleration at 25 Hz, classes "
         f"{', '.join(GESTURES)}; random phase, frequency, amplitude, tilt and noise."
     )
-    return _split(
+    return split_dataset(
         "gestures",
         x.astype(np.float32),
         y,
@@ -203,7 +206,7 @@ def anomaly(
         >>> sorted(set(ds.y_test.tolist()))
         [0, 1]
     """
-    n_train, n_test = _sizes("anomaly", n_train, n_test)
+    n_train, n_test = check_sizes("anomaly", n_train, n_test)
     if isinstance(anomaly_fraction, bool) or not 0.0 < float(anomaly_fraction) < 1.0:
         raise DatasetError(f"dataset 'anomaly': anomaly_fraction must be in (0, 1), got {anomaly_fraction!r}")
     frames, bins, base = 5, 128, 9.0

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from pytest_tinyml.datasets.dataset import Dataset
-from pytest_tinyml.datasets.synthetic import _balanced_labels, _sizes, _split
+from pytest_tinyml.datasets.synthetic import balanced_labels, check_sizes, split_dataset
 
 
 def _random_colours(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -25,10 +25,10 @@ def images32(n_train: int = 500, n_test: int = 200, seed: int = 0) -> Dataset:
         >>> images32(n_train=20, n_test=10).x_train.shape
         (20, 32, 32, 3)
     """
-    n_train, n_test = _sizes("images32", n_train, n_test)
+    n_train, n_test = check_sizes("images32", n_train, n_test)
     rng = np.random.default_rng(seed)
     n = n_train + n_test
-    y = _balanced_labels(rng, n, 10)
+    y = balanced_labels(rng, n, 10)
     yy, xx = np.mgrid[0:32, 0:32] / 32.0
     angle = np.deg2rad((y % 5) * 36.0 + rng.uniform(-6, 6, n))
     cycles = np.where(y < 5, rng.uniform(1.5, 2.5, n), rng.uniform(4.5, 6.0, n))
@@ -42,7 +42,7 @@ def images32(n_train: int = 500, n_test: int = 200, seed: int = 0) -> Dataset:
         "SYNTHETIC 32x32 RGB images (not CIFAR-10): sinusoidal gratings, class = orientation (5) x spatial "
         "frequency (2); random phase, colours and noise."
     )
-    return _split(
+    return split_dataset(
         "images32", x.astype(np.float32), y, n_train, (32, 32, 3), 10, "classification", description
     )
 
@@ -61,10 +61,10 @@ def vww96(n_train: int = 200, n_test: int = 60, seed: int = 0) -> Dataset:
         >>> vww96(n_train=4, n_test=2).input_shape
         (96, 96, 3)
     """
-    n_train, n_test = _sizes("vww96", n_train, n_test)
+    n_train, n_test = check_sizes("vww96", n_train, n_test)
     rng = np.random.default_rng(seed)
     n = n_train + n_test
-    y = _balanced_labels(rng, n, 2)
+    y = balanced_labels(rng, n, 2)
     yy, xx = np.mgrid[0:96, 0:96].astype(np.float64)
     x = np.empty((n, 96, 96, 3))
     for i, label in enumerate(y):
@@ -94,4 +94,4 @@ def vww96(n_train: int = 200, n_test: int = 60, seed: int = 0) -> Dataset:
         "SYNTHETIC 96x96 RGB scenes (not COCO / Visual Wake Words): light gradient background with distractor "
         "rectangles and dark discs; class 1 adds a dark head-and-body silhouette."
     )
-    return _split("vww96", x.astype(np.float32), y, n_train, (96, 96, 3), 2, "classification", description)
+    return split_dataset("vww96", x.astype(np.float32), y, n_train, (96, 96, 3), 2, "classification", description)

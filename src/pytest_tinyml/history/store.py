@@ -220,7 +220,7 @@ class Record:
 
 
 def _plain(value):
-    from pytest_tinyml.report import _plain as plain  # one JSON-safe conversion for the whole package
+    from pytest_tinyml.report import plain  # one JSON-safe conversion for the whole package
 
     return plain(value)
 

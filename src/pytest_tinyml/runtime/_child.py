@@ -66,7 +66,7 @@ def _predict(payload: dict, log):
     from pytest_tinyml.runtime import isolation
 
     isolation.trust(payload["content"])  # this process exists to take the risk
-    from pytest_tinyml.runtime import load
+    from pytest_tinyml.runtime.loader import load
 
     runner = Runner(load(payload["content"], name=payload["name"]))
     method = runner.predict_raw if payload.get("raw") else runner.predict

@@ -83,7 +83,7 @@ class LiteRTRunner(Runner):
 
     def __init__(self, artifact, *, batch_size: int = DEFAULT_BATCH, num_threads: int | None = None,
                  reference_kernels: bool = False) -> None:
-        from pytest_tinyml.runtime import load
+        from pytest_tinyml.runtime.loader import load
         from pytest_tinyml.tflite.quant import TensorQuant
 
         self.artifact = load(artifact)

@@ -125,9 +125,9 @@ def probe_model(op: str) -> bytes:
 def probe_here(ops: list[str], known: dict, log) -> dict[str, bool]:
     """Child side of :func:`supported`: probe each op in this process, journaling progress."""
     from pytest_tinyml.runtime import cstdio
-    from pytest_tinyml.runtime.tflm import _runtime
+    from pytest_tinyml.runtime.tflm import micro_runtime
 
-    runtime = _runtime()
+    runtime = micro_runtime()
     results = dict(known)
     for op in ops:
         if op in results:

@@ -40,7 +40,8 @@ MAX_ARENA = 512 * 1024 * 1024
 ARENA_PROCEDURE = 1
 
 
-def _runtime():
+def micro_runtime():
+    """The ``tflite_micro`` Python runtime module (imported on first use)."""
     from tflite_micro.python.tflite_micro import runtime
 
     return runtime
@@ -83,7 +84,7 @@ def new_interpreter(content: bytes, name: str, arena_size: int):
     """``Interpreter.from_bytes`` with the C output captured into the error message. No isolation: callers
     make sure the model is trusted or vetted and the arena is large enough.
     """
-    runtime = _runtime()
+    runtime = micro_runtime()
     with cstdio.capture() as captured:
         try:
             interpreter = runtime.Interpreter.from_bytes(bytes(content), arena_size=int(arena_size))
@@ -116,7 +117,7 @@ def try_arena(content: bytes, name: str, arena_size: int) -> tuple[bool, str]:
     """
     with cstdio.capture() as captured:
         try:
-            interpreter = _runtime().Interpreter.from_bytes(bytes(content), arena_size=int(arena_size))
+            interpreter = micro_runtime().Interpreter.from_bytes(bytes(content), arena_size=int(arena_size))
             for index, value in enumerate(zero_inputs(interpreter, content)):
                 interpreter.set_input(value, index)
             interpreter.invoke()
@@ -138,7 +139,7 @@ class TFLMRunner(Runner):
     engine = "tflm"
 
     def __init__(self, artifact, arena_size: int | None = None) -> None:
-        from pytest_tinyml.runtime import load
+        from pytest_tinyml.runtime.loader import load
         from pytest_tinyml.tflite.quant import TensorQuant
 
         self.artifact = load(artifact)
@@ -285,7 +286,7 @@ def arena(model_like, *, timeout: float = isolation.DEFAULT_TIMEOUT) -> ArenaRep
         >>> arena(artifact).arena_bytes  # doctest: +SKIP
         2448
     """
-    from pytest_tinyml.runtime import load
+    from pytest_tinyml.runtime.loader import load
 
     artifact = load(model_like)
     parts = {"sha256": artifact.sha256, "max_arena": MAX_ARENA, "procedure": ARENA_PROCEDURE,
@@ -357,7 +358,7 @@ def arena_works(model_like, arena_size: int, *, timeout: float = isolation.DEFAU
         >>> arena_works(artifact, report.arena_bytes), arena_works(artifact, report.arena_bytes - 1)  # doctest: +SKIP
         (True, False)
     """
-    from pytest_tinyml.runtime import load
+    from pytest_tinyml.runtime.loader import load
 
     artifact = load(model_like)
     try:
