@@ -226,3 +226,18 @@ def test_rounding_hint_on_a_residual_add_and_not_on_an_mlp(mlp_int8):
     hints = diagnose(residual, residual, x).hints
     assert any(h.startswith("reference-vs-optimized rounding") and "ADD in the graph" in h for h in hints), hints
     assert diagnose(mlp_int8, mlp_int8, runtime_models.inputs(32)).hints == []
+
+
+def test_board_diagnosis_names_the_esp_nn_bug_its_shape_hits(mlp_int8):
+    """mlp_int8's last FULLY_CONNECTED is per-channel with 10 outputs: esp-nn#34 on esp32s3, not on esp32p4."""
+    import dataclasses
+
+    from pytest_tinyml.runtime.tflm import TFLMRunner
+
+    x = runtime_models.inputs(4)
+    result = _board_result(mlp_int8, np.asarray(TFLMRunner(mlp_int8).predict_raw(x)))
+    s3 = diagnose(mlp_int8, dataclasses.replace(result, info={"where": "device", "chip": "esp32s3"}), x)
+    assert any("FULLY_CONNECTED (per-channel int8, 10 outputs) on esp32s3 hits esp-nn#34" in h for h in s3.hints)
+    p4 = diagnose(mlp_int8, dataclasses.replace(result, info={"where": "device", "chip": "esp32p4"}), x)
+    assert not any("esp-nn#34" in h for h in p4.hints) and any("ESP-NN runs" in h for h in p4.hints)
+    assert not any("ESP-NN" in h for h in diagnose(mlp_int8, result, x).hints)  # the sim is no Espressif chip

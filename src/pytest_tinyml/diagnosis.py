@@ -472,6 +472,8 @@ def diagnose(reference, candidate, x, *, engine: str = "litert", max_samples: in
             result.layers.append(input_row)
     if device:
         result.notes.append(_device_note(ref, cand, inputs))
+        if ref.kind == "tflite":
+            result.hints += _esp_nn_hints(ref.artifact, cand.obj)
     elif ref.kind == "keras" and graph is not None:
         rows, notes = _per_layer(ref.obj, graph, inputs)
         result.layers += rows
@@ -479,7 +481,7 @@ def diagnose(reference, candidate, x, *, engine: str = "litert", max_samples: in
     elif graph is not None:
         result.notes.append("per-layer comparison needs the float Keras model as the reference")
     result.first_divergent = _first_divergent(result.layers)
-    result.hints = _hints(result.layers, result.first_divergent, graph if not device else None, inputs)
+    result.hints = _hints(result.layers, result.first_divergent, graph if not device else None, inputs) + result.hints
     return result
 
 
@@ -498,6 +500,30 @@ def _device_note(ref, cand, inputs) -> str:
     diff = np.abs(np.asarray(host, np.int64).reshape(-1) - np.asarray(board, np.int64).reshape(-1))
     return text + (f"; outputs differ by up to {int(diff.max())} LSB on {diff.astype(bool).mean():.1%} of the values"
                    if diff.max() else "; outputs are bit-identical")
+
+
+def _board_chip(result) -> str | None:
+    identity = getattr(result, "identity", None)
+    chip = getattr(identity, "chip", None) or (getattr(result, "info", None) or {}).get("chip")
+    return str(chip).lower().replace("-", "") if chip else None
+
+
+def _esp_nn_hints(artifact, result) -> list:
+    """On an Espressif chip: ops whose shape hits a known ESP-NN bug, matched by the ESP-NN lint."""
+    from pytest_tinyml import espnn
+
+    chip = _board_chip(result)
+    if chip not in espnn.CHIPS:
+        return []
+    plan = espnn.esp_nn_paths(artifact, chip)
+    hints = [f"op #{o.index} {o.op} ({o.reason}) on {chip} hits {', '.join(o.bugs)}: "
+             + "; ".join(espnn.KNOWN_BUGS[b] for b in o.bugs) for o in plan.bugs]
+    optimized = sorted({o.op for o in plan.ops if o.path == espnn.OPTIMIZED})
+    if optimized:
+        hints.append(f"on {chip} ESP-NN runs {', '.join(optimized)}; its kernels match the reference bit for bit "
+                     "unless the firmware sets CONFIG_NN_SKIP_NUDGE (then +-1 LSB); "
+                     f"tinyml.esp_nn_paths(model, {chip!r}).summary() lists every op's kernel")
+    return hints
 
 
 def failure_lines(reference, candidate, x) -> tuple[list, list, list]:
