@@ -241,3 +241,17 @@ def test_board_diagnosis_names_the_esp_nn_bug_its_shape_hits(mlp_int8):
     p4 = diagnose(mlp_int8, dataclasses.replace(result, info={"where": "device", "chip": "esp32p4"}), x)
     assert not any("esp-nn#34" in h for h in p4.hints) and any("ESP-NN runs" in h for h in p4.hints)
     assert not any("ESP-NN" in h for h in diagnose(mlp_int8, result, x).hints)  # the sim is no Espressif chip
+
+
+def test_board_diagnosis_says_when_the_firmware_links_another_esp_nn(mlp_int8):
+    import dataclasses
+
+    from pytest_tinyml.board.identity import BoardIdentity
+    from pytest_tinyml.runtime.tflm import TFLMRunner
+
+    x = runtime_models.inputs(2)
+    result = _board_result(mlp_int8, np.asarray(TFLMRunner(mlp_int8).predict_raw(x)))
+    for version, differs in (("1.1.2", True), ("1.2.3", False)):
+        identity = BoardIdentity(chip="esp32s3", esp_nn_version=version, where="device")
+        hints = diagnose(mlp_int8, dataclasses.replace(result, identity=identity), x).hints
+        assert any(f"links esp-nn {version}; the lint's rules were read from esp-nn 1.2.3" in h for h in hints) is differs

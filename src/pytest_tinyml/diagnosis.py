@@ -518,6 +518,11 @@ def _esp_nn_hints(artifact, result) -> list:
     plan = espnn.esp_nn_paths(artifact, chip)
     hints = [f"op #{o.index} {o.op} ({o.reason}) on {chip} hits {', '.join(o.bugs)}: "
              + "; ".join(espnn.KNOWN_BUGS[b] for b in o.bugs) for o in plan.bugs]
+    built = getattr(getattr(result, "identity", None), "esp_nn_version", None)
+    read = espnn.SOURCES["esp-nn"]["version"].split()[0]
+    if built and str(built).lstrip("v").split("~")[0] != read:
+        hints.append(f"the board's firmware links esp-nn {built}; the lint's rules were read from esp-nn {read}: "
+                     "kernel choices and bugs may differ")
     optimized = sorted({o.op for o in plan.ops if o.path == espnn.OPTIMIZED})
     if optimized:
         hints.append(f"on {chip} ESP-NN runs {', '.join(optimized)}; its kernels match the reference bit for bit "
