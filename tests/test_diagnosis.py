@@ -255,3 +255,35 @@ def test_board_diagnosis_says_when_the_firmware_links_another_esp_nn(mlp_int8):
         identity = BoardIdentity(chip="esp32s3", esp_nn_version=version, where="device")
         hints = diagnose(mlp_int8, dataclasses.replace(result, identity=identity), x).hints
         assert any(f"links esp-nn {version}; the lint's rules were read from esp-nn 1.2.3" in h for h in hints) is differs
+
+
+def test_saturation_hint_needs_clipping_upstream_of_the_divergent_layer():
+    from pytest_tinyml.diagnosis import LayerError, _first_divergent, _hints
+
+    def rows(clipped):
+        return [LayerError("input", "x", snr_db=45.0, levels=200, clipped=0.0),
+                LayerError("hidden", "t1", snr_db=40.0, channel_snr_db=38.0, levels=250, clipped=clipped),
+                LayerError("middle", "t2", snr_db=12.0, channel_snr_db=11.0, levels=90, clipped=0.0),
+                LayerError("head", "t3", snr_db=10.0, channel_snr_db=9.0, levels=60, clipped=0.2)]
+
+    saturated = rows(0.05)
+    first = _first_divergent(saturated)
+    assert first == "middle"
+    hints = _hints(saturated, first, None, None)
+    assert hints == [hints[0]] and hints[0].startswith("saturated calibration (TF#52854): 5.0% of 'hidden'")
+    # Clipping only downstream of the divergent layer (the head) or under 1% is not the cause.
+    assert _hints(rows(0.005), "middle", None, None) == []
+    assert _first_divergent(rows(0.0)[:2]) is None
+
+
+def test_memory_cap_compares_fewer_samples_and_says_so(monkeypatch, mlp_int8):
+    import keras
+
+    from pytest_tinyml import diagnosis
+
+    keras.utils.set_random_seed(runtime_models.RNG_SEED)
+    model = runtime_models._mlp()
+    monkeypatch.setattr(diagnosis, "MAX_ACTIVATION_VALUES", 10 * (32 + 10))
+    d = diagnose(model, mlp_int8, runtime_models.inputs(40))
+    assert d.samples == 10
+    assert any("per layer on the first 10 of 40 samples" in note for note in d.notes)

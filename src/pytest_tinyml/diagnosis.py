@@ -58,6 +58,9 @@ FEW_LEVELS = 32
 # Channel ranges this many times the median channel's: an outlier that sets the per-tensor scale.
 OUTLIER_RATIO = 30.0
 MAX_SAMPLES = 64
+# Float activations of every layer are held at once: at most this many values (~160 MB of float64 in the
+# comparison) however large the model, by comparing fewer samples.
+MAX_ACTIVATION_VALUES = 20_000_000
 
 
 @dataclass(frozen=True)
@@ -324,9 +327,16 @@ def _float_activations(model, layers: list, x: np.ndarray) -> list:
     return [np.asarray(o) for o in (outputs if isinstance(outputs, (list, tuple)) else [outputs])]
 
 
-def _per_layer(model, graph: _Graph, x: np.ndarray) -> tuple[list, list]:
-    """LayerError rows (graph order) for the Keras layers, and notes on what could not be compared."""
+def _per_layer(model, graph: _Graph, x: np.ndarray) -> tuple[list, list, int]:
+    """LayerError rows (graph order) for the Keras layers, notes on what could not be compared, and how many
+    samples were compared."""
     layers = _keras_layers(model)
+    notes = []
+    per_sample = sum(int(np.prod(shape)) for _, shape in layers) or 1
+    if len(x) * per_sample > MAX_ACTIVATION_VALUES:
+        keep = max(1, MAX_ACTIVATION_VALUES // per_sample)
+        notes.append(f"per layer on the first {keep} of {len(x)} samples (the activations of all layers are held at once)")
+        x = x[:keep]
     output_layers = []
     for i, tensor in enumerate(model.outputs[: len(graph.output_indices)]):
         owner = next((layer.name for layer, _ in layers if layer.output is tensor), None)
@@ -362,7 +372,7 @@ def _per_layer(model, graph: _Graph, x: np.ndarray) -> tuple[list, list]:
         else:
             result.append(mapped[k][1])
             k += 1
-    return result, []
+    return result, notes, len(x)
 
 
 def _first_divergent(rows: list) -> str | None:
@@ -475,7 +485,7 @@ def diagnose(reference, candidate, x, *, engine: str = "litert", max_samples: in
         if ref.kind == "tflite":
             result.hints += _esp_nn_hints(ref.artifact, cand.obj)
     elif ref.kind == "keras" and graph is not None:
-        rows, notes = _per_layer(ref.obj, graph, inputs)
+        rows, notes, result.samples = _per_layer(ref.obj, graph, inputs)
         result.layers += rows
         result.notes += notes
     elif graph is not None:
