@@ -2,7 +2,8 @@
 """Set up the project's virtual environment and run its jobs. Needs only Python 3.10+ with venv and pip.
 
     python3 dev.py reference   # install everything, then run the reference suite (the main job)
-    python3 dev.py test        # install everything, then run the project's tests
+    python3 dev.py test        # install everything, then run the project's tests (the full suite, as CI)
+    python3 dev.py test --fast # the edit loop: the same without the tests marked slow (-m "not slow")
     python3 dev.py lint        # ruff
 
 Extra arguments after the job name go to pytest. The venv lives in .venv; it is reinstalled only when
@@ -44,20 +45,33 @@ def setup() -> None:
     STAMP.write_text(wanted)
 
 
-def main(argv: list[str]) -> int:
-    job = argv[0] if argv else "test"
-    rest = argv[1:]
+FAST = "--fast"  # `dev.py test --fast`: the edit loop, without the tests marked slow
+JOBS = ("reference", "test", "lint")
+# The reference suite as the main job runs it (benchmarks/main_job.py times exactly this).
+REFERENCE_ARGS = ["reference_models", "--tinyml-report=tinyml-report.json"]
+
+
+def command(job: str, rest: list[str], python: str = str(PYTHON)) -> list[str] | None:
+    """The command line of ``job`` with the extra arguments ``rest``; None for an unknown job."""
+    if job == "test" and FAST in rest:
+        rest = ["-m", "not slow", *(arg for arg in rest if arg != FAST)]
     jobs = {
-        "reference": [str(PYTHON), "-m", "pytest", "reference_models", "--tinyml-report=tinyml-report.json", *rest],
-        "test": [str(PYTHON), "-m", "pytest", "-n", "2", *rest],
+        "reference": [python, "-m", "pytest", *REFERENCE_ARGS, *rest],
+        "test": [python, "-m", "pytest", "-n", "2", *rest],
         "lint": [str(BIN / "ruff"), "check", "src", "tests", "benchmarks", "reference_models", "examples", "dev.py"],
     }
-    if job not in jobs:
-        print(f"unknown job {job!r}; expected one of: {', '.join(jobs)}", file=sys.stderr)
+    return jobs.get(job)
+
+
+def main(argv: list[str]) -> int:
+    job = argv[0] if argv else "test"
+    argv_of_job = command(job, argv[1:])
+    if argv_of_job is None:
+        print(f"unknown job {job!r}; expected one of: {', '.join(JOBS)}", file=sys.stderr)
         return 2
     setup()
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
-    return subprocess.run(jobs[job], cwd=ROOT, env=env).returncode
+    return subprocess.run(argv_of_job, cwd=ROOT, env=env).returncode
 
 
 if __name__ == "__main__":
