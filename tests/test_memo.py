@@ -54,6 +54,7 @@ def model_files(tmp_path, mlp_int8):
     return good, hybrid
 
 
+@pytest.mark.slow
 def test_a_second_run_starts_no_child_for_vets_arena_probes_and_verdicts(tmp_path, model_files):
     root = tmp_path / "cache"
     first = _run(root, *model_files)
@@ -73,6 +74,7 @@ def test_a_second_run_starts_no_child_for_vets_arena_probes_and_verdicts(tmp_pat
     assert _run(tmp_path / "other", *model_files)["children"] == first["children"]
 
 
+@pytest.mark.slow
 def test_a_corrupt_fact_is_recomputed_and_rewritten(tmp_path, mlp_int8):
     from pytest_tinyml.runtime import tflm
 

@@ -50,12 +50,12 @@ _NOISE = ("W0000", "I0000", "WARNING: All log messages")
 _BOOTSTRAP = (
     "import runpy, site, sys\n"
     "path, sites, module = sys.argv[1:4]\n"
-    "sys.path[0:0] = [p for p in path.split({sep!r}) if p]\n"
-    "for directory in filter(None, sites.split({sep!r})):\n"
+    f"sys.path[0:0] = [p for p in path.split({os.pathsep!r}) if p]\n"
+    f"for directory in filter(None, sites.split({os.pathsep!r})):\n"
     "    site.addsitedir(directory)\n"
     "sys.argv = [module, *sys.argv[4:]]\n"
     "runpy.run_module(module, run_name='__main__', alter_sys=True)\n"
-).format(sep=os.pathsep)
+)
 
 
 def package_root() -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_tinyml import options
+from pytest_tinyml import memo, options
 from pytest_tinyml import report as tinyml_report
 from pytest_tinyml.history import hooks as history_hooks
 
@@ -33,10 +33,8 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     for name, description in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {description}")
-    # stdlib only: vet verdicts, arena figures, op probes kept in the cache dir
-    from pytest_tinyml import memo
-
     resolved = options.resolve(config)  # every option parsed once (a bad ini value fails here, before collection)
+    # Vet verdicts, arena figures and op probes are kept in the cache directory (memo.py: stdlib only).
     config.stash[_PREVIOUS_FACTS_ROOT] = memo.set_root(resolved.cache_dir)
     collector = tinyml_report.Collector()
     config.stash[_COLLECTOR] = collector
@@ -46,8 +44,6 @@ def pytest_configure(config):
 
 def pytest_unconfigure(config):
     if _PREVIOUS_FACTS_ROOT in config.stash:  # pytester runs configure in-process: give the root back
-        from pytest_tinyml import memo
-
         memo.set_root(config.stash[_PREVIOUS_FACTS_ROOT])
 
 
