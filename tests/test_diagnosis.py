@@ -12,8 +12,8 @@ import functools
 
 import numpy as np
 import pytest
-
 import runtime_models
+
 from pytest_tinyml.diagnosis import diagnose, map_layers, per_class_lines
 from pytest_tinyml.errors import ConfigError, TinyMLAssertionError
 
@@ -258,7 +258,8 @@ def test_board_diagnosis_says_when_the_firmware_links_another_esp_nn(mlp_int8):
 
 
 def test_saturation_hint_needs_clipping_upstream_of_the_divergent_layer():
-    from pytest_tinyml.diagnosis import LayerError, _first_divergent, _hints
+    from pytest_tinyml.diagnosis import LayerError, _hints
+    from pytest_tinyml.diagnosis.layers import first_divergent as _first_divergent
 
     def rows(clipped):
         return [LayerError("input", "x", snr_db=45.0, levels=200, clipped=0.0),
@@ -283,7 +284,7 @@ def test_memory_cap_compares_fewer_samples_and_says_so(monkeypatch, mlp_int8):
 
     keras.utils.set_random_seed(runtime_models.RNG_SEED)
     model = runtime_models._mlp()
-    monkeypatch.setattr(diagnosis, "MAX_ACTIVATION_VALUES", 10 * (32 + 10))
+    monkeypatch.setattr(diagnosis.layers, "MAX_ACTIVATION_VALUES", 10 * (32 + 10))
     d = diagnose(model, mlp_int8, runtime_models.inputs(40))
     assert d.samples == 10
     assert any("per layer on the first 10 of 40 samples" in note for note in d.notes)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import functools
 
 import pytest
-
 import runtime_models
+
 from pytest_tinyml import espnn
 from pytest_tinyml.errors import ConfigError, TinyMLAssertionError
 
