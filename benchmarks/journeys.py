@@ -1,0 +1,140 @@
+"""How many of our modules the two user journeys of issue 14 cross, counted from a trace of a real run.
+
+1. ``convert``: a Keras model -> ``tinyml_cache.convert(model, "int8", ...)`` -> an ``assert_parity`` that fails.
+2. ``sim``: ``--tinyml-board=sim`` -> ``tinyml_board.benchmark(...)`` -> the latency gate (run twice, so the
+   second run compares with the first one's baseline).
+
+Each journey is one pytest run in a fresh interpreter. A profile hook (``sys.setprofile`` plus
+``threading.setprofile``) records the ``__name__`` of every ``pytest_tinyml`` module one of whose functions
+ran, from pytest's start to its end: the plugin's hooks, fixtures, the journey itself and the report;
+modules that were only imported (their body ran, none of their functions) are listed apart. Child processes started by that interpreter are counted from ``subprocess.Popen`` calls (their
+own modules are not traced; the list says what each runs). Prints, per journey, the count and the modules.
+
+Run: ``python benchmarks/journeys.py`` (about a minute warm; the sim binary is built on first use).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BOARD_MODEL = ROOT / "tests" / "data" / "board_mlp_int8.tflite"
+
+CONVERT_TEST = '''
+import numpy as np
+import keras
+from pytest_tinyml import assert_parity
+
+
+def test_int8_parity(tinyml_cache):
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).uniform(0, 1, (200, 16)).astype("float32")
+    model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dense(4, activation="softmax")])
+    artifact = tinyml_cache.convert(model, "int8", representative=x)
+    assert_parity(model, artifact, x[:50], max_error_steps=0.0)  # int8 is never bit-equal to float: fails
+'''
+
+SIM_TEST = '''
+import pathlib
+
+import numpy as np
+import pytest
+
+MODEL = pathlib.Path(__file__).parent / "model.tflite"
+
+
+@pytest.mark.tinyml_board
+@pytest.mark.tinyml_latency(min_effect=0.5)
+def test_latency(tinyml_board):
+    tinyml_board.benchmark(MODEL.read_bytes(), inputs=np.zeros((2, 64)), runs=30, warmup=2)
+'''
+
+# Runs pytest under a profile hook; writes {"modules": [...], "children": [...]} to argv[1].
+TRACER = '''
+import json, subprocess, sys, threading
+out, args = sys.argv[1], sys.argv[2:]
+seen, imported, children = set(), set(), []
+
+def profile(frame, event, arg):
+    if event == "call":
+        name = frame.f_globals.get("__name__") or ""
+        if name.startswith("pytest_tinyml"):
+            (imported if frame.f_code.co_name == "<module>" else seen).add(name)
+
+real_init = subprocess.Popen.__init__
+def spawn(self, argv, *a, **k):
+    children.append([str(x) for x in (argv if isinstance(argv, (list, tuple)) else [argv])][:6])
+    return real_init(self, argv, *a, **k)
+subprocess.Popen.__init__ = spawn
+sys.setprofile(profile)
+threading.setprofile(profile)
+import pytest
+code = pytest.main(args)
+sys.setprofile(None)
+json.dump({"modules": sorted(seen), "imported_only": sorted(imported - seen), "children": children,
+           "exit": int(code)}, open(out, "w"))
+'''
+
+
+def trace(workdir: Path, args: list[str]) -> dict:
+    result = workdir / "trace.json"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    subprocess.run([sys.executable, "-c", TRACER, str(result), *args], cwd=workdir, env=env, check=False,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=900)
+    return json.loads(result.read_text())
+
+
+def describe(child: list[str]) -> str:
+    text = " ".join(child)
+    for marker in ("pytest_tinyml.conversion._child", "pytest_tinyml.runtime._child", "tinyml-host", "idf.py"):
+        if marker in text:
+            return marker
+    return Path(child[0]).name if child else "?"
+
+
+def show(title: str, traced: dict) -> None:
+    modules, imported = traced["modules"], traced["imported_only"]
+    print(f"{title}: functions of {len(modules)} pytest_tinyml modules ran, {len(imported)} more were only "
+          f"imported (pytest exit code {traced['exit']})")
+    print(textwrap.indent(textwrap.fill(", ".join(m.removeprefix("pytest_tinyml.") for m in modules), 100), "  "))
+    if imported:
+        print(textwrap.indent(textwrap.fill("imported only: " + ", ".join(
+            m.removeprefix("pytest_tinyml.") for m in imported), 100), "  "))
+    kinds: dict[str, int] = {}
+    for child in traced["children"]:
+        kinds[describe(child)] = kinds.get(describe(child), 0) + 1
+    print(f"  child processes started by the pytest process: {sum(kinds.values())} "
+          f"({', '.join(f'{k} x{v}' for k, v in sorted(kinds.items())) or 'none'})")
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="tinyml-journeys-") as tmp:
+        tmp_path = Path(tmp)
+        cache = tmp_path / "cache"
+        convert_dir = tmp_path / "convert"
+        convert_dir.mkdir()
+        (convert_dir / "test_journey.py").write_text(CONVERT_TEST)
+        common = [f"--tinyml-cache-dir={cache}", "-p", "no:cacheprovider", "-q", "-n", "0"]
+        show("journey 1, Keras -> tinyml_cache.convert('int8') -> failing assert_parity (cold cache)",
+             trace(convert_dir, ["test_journey.py", *common]))
+        show("journey 1 again (warm cache)", trace(convert_dir, ["test_journey.py", *common]))
+
+        sim_dir = tmp_path / "sim"
+        sim_dir.mkdir()
+        (sim_dir / "test_sim.py").write_text(SIM_TEST)
+        (sim_dir / "model.tflite").write_bytes(BOARD_MODEL.read_bytes())
+        sim_args = ["test_sim.py", "--tinyml-board=sim:delay_us=200", *common]
+        trace(sim_dir, sim_args)  # first run: builds the sim if needed and saves the baseline
+        show("journey 2, --tinyml-board=sim -> benchmark -> latency gate (second run, against a baseline)",
+             trace(sim_dir, sim_args))
+
+
+if __name__ == "__main__":
+    main()
