@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pytest_tinyml.board import protocol
+from pytest_tinyml.board import flash, protocol
 from pytest_tinyml.board.simboard import open_sim
-from pytest_tinyml.errors import BoardReset, BoardTimeout, FirmwareError
+from pytest_tinyml.errors import BoardError, BoardReset, BoardTimeout, FirmwareError
 from pytest_tinyml.options import parse_board
 
 MODEL = (Path(__file__).parent / "data" / "board_mlp_int8.tflite").read_bytes()
@@ -197,3 +197,31 @@ def test_more_runs_than_the_firmware_keeps_go_in_batches(board_cache):
     with sim(board_cache, extra=["--max-runs", "8"]) as small:
         result = small.benchmark(MODEL, runs=20, warmup=2)
     assert result.latency_us.n == 20 and result.runs == 20
+
+
+@pytest.mark.parametrize("keep", [0, 4096], ids=["emptied", "truncated"])
+def test_cached_sim_binary_that_fails_its_handshake_is_rebuilt_once(tmp_path, keep):
+    from pytest_tinyml.board import sim as simmod
+
+    cache = tmp_path / "cache"
+    binary, _ = simmod.build_host(flash.locate_firmware_dir(), cache)
+    size = binary.stat().st_size
+    with binary.open("r+b") as f:  # a crash mid-write, a full disk: the cache holds a broken program
+        f.truncate(keep)
+    with open_sim(parse_board("sim"), cache_dir=str(cache), timeout=10.0) as board:
+        assert board.identity.where == "sim" and board.client.version().startswith("1.")
+    assert binary.stat().st_size == size  # rebuilt from the sources
+
+
+def test_a_rebuild_that_still_fails_is_reported_once(tmp_path, monkeypatch):
+    """A compiler that writes a broken program: one rebuild, then a typed error that says so."""
+    calls = tmp_path / "calls"
+    fake_cc = tmp_path / "fake-cc"
+    fake_cc.write_text(f'#!/bin/sh\necho x >> "{calls}"\nwhile [ "$1" != "-o" ]; do shift; done\n'
+                       'printf "not a program" > "$2"\nchmod +x "$2"\n')
+    fake_cc.chmod(0o755)
+    monkeypatch.setenv("CC", str(fake_cc))
+    with pytest.raises((FirmwareError, BoardError)) as info:
+        open_sim(parse_board("sim"), cache_dir=str(tmp_path / "cache"), timeout=5.0)
+    assert "the sim was rebuilt" in str(info.value)
+    assert calls.read_text().count("x") == 2  # the first build and exactly one rebuild

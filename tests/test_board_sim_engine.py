@@ -87,7 +87,7 @@ def test_engine_says_what_it_is_and_what_it_cannot(engine):
     assert info["chip"] == "host-sim" and info["arena-note"] == "host-64-bit-estimate"
     assert engine.ask("profile").startswith("err unsupported")
     assert engine.ask("frobnicate").startswith("err unsupported unknown request")
-    assert engine.ask("arena").startswith("err state no model loaded")
+    assert engine.ask("arena").startswith("err no-model no model loaded")
 
 
 def test_engine_errors_say_what_was_needed():

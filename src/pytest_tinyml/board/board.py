@@ -16,6 +16,7 @@ from pytest_tinyml.board.client import NO_MODEL, BenchClient, LoadedModel
 from pytest_tinyml.board.identity import BoardIdentity
 from pytest_tinyml.board.protocol import SUPPORTED_MAJOR
 from pytest_tinyml.board.result import BoardResult
+from pytest_tinyml.board.status import Status
 from pytest_tinyml.errors import ConfigError, ProtocolError
 
 __all__ = ["Board", "LoadedModel"]
@@ -57,7 +58,7 @@ class Board:
         except ProtocolError as exc:
             # our firmware always knows tinyml-version: any refusal means an MLPerf Tiny firmware (whose errors
             # are `e-[<text>]` without a code)
-            if getattr(exc, "code", "") in ("unknown-command", "error"):
+            if getattr(exc, "code", "") in (Status.UNKNOWN_COMMAND, "error"):
                 self.mlperf_only = True  # a pure MLPerf Tiny firmware: time its built-in model only
                 self._info = {"protocol": "mlperf-tiny", "where": self.where, "chip": "unknown"}
                 self.identity = BoardIdentity(where=self.where)

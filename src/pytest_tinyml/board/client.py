@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pytest_tinyml.board.framing import brackets, fields
 from pytest_tinyml.board.protocol import Client
 from pytest_tinyml.board.result import OpTiming
+from pytest_tinyml.board.status import Status
 from pytest_tinyml.errors import ProtocolError
 
 CHUNK = 256  # bytes per tinyml-chunk: 512 hex digits, well inside the 1024-byte command limit
@@ -103,7 +104,7 @@ class BenchClient(Client):
         try:
             return parse_model(self.command("tinyml-model"))
         except ProtocolError as exc:
-            if getattr(exc, "code", "") != "no-model":
+            if getattr(exc, "code", "") != Status.NO_MODEL:
                 raise
             return LoadedModel(source="none", sha256="")
 
@@ -158,7 +159,7 @@ class BenchClient(Client):
         try:
             bodies = self.command("tinyml-ops").bodies("op-")
         except ProtocolError as exc:
-            if getattr(exc, "code", "") == "unsupported":
+            if getattr(exc, "code", "") == Status.UNSUPPORTED:
                 return (), str(exc.args[0]).split("unsupported: ", 1)[-1]
             raise
         return tuple(OpTiming(int(i), name, float(us)) for i, name, us in (brackets(b)[:3] for b in bodies)), None

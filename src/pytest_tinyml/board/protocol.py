@@ -15,6 +15,7 @@ import re
 import time
 
 from pytest_tinyml.board.framing import Framed, Reply, brackets, crc32_hex, fields, frame, parse_framed
+from pytest_tinyml.board.status import Status
 from pytest_tinyml.errors import (
     ArenaTooSmall,
     BoardDisconnected,
@@ -65,12 +66,12 @@ class DeviceModelRejected(ProtocolError, ModelLoadError):
 
 
 _FIXES = {
-    "arena-too-small": "raise CONFIG_TINYML_ARENA_SIZE in the firmware (sdkconfig.defaults or menuconfig) and "
+    Status.ARENA_TOO_SMALL: "raise CONFIG_TINYML_ARENA_SIZE in the firmware (sdkconfig.defaults or menuconfig) and "
                        "reflash, or shrink the model",
-    "model-too-big": "shrink the model (int8, pruning) or use a board with PSRAM",
-    "unsupported-op": "add the op to the firmware's op resolver (pytest_tinyml.analyze exports the snippet) or "
+    Status.MODEL_TOO_BIG: "shrink the model (int8, pruning) or use a board with PSRAM",
+    Status.UNSUPPORTED_OP: "add the op to the firmware's op resolver (pytest_tinyml.analyze exports the snippet) or "
                       "replace the layer",
-    "bad-model": "check that the model is a valid .tflite flatbuffer",
+    Status.BAD_MODEL: "check that the model is a valid .tflite flatbuffer",
 }
 
 
@@ -393,7 +394,7 @@ class Client:
                 raise self._garbled(command, f"line {seq} stayed garbled or lost after {MAX_REASKS} re-asks")
             self.reasks += 1
             for framed in self._resend(seq, deadline):
-                if framed.is_error and framed.body.startswith("[resend-gone"):
+                if framed.is_error and framed.body.startswith(f"[{Status.RESEND_GONE.value}"):
                     if end is None and not any(f.is_error for f in good.values()):
                         raise self._garbled(command, f"line {seq} was never sent (the reply lost its end)")
                     raise self._garbled(command, f"line {seq} is no longer held by the board")
@@ -421,10 +422,10 @@ class Client:
     def _device_error(self, command: str, body: str) -> ProtocolError:
         match = _ERROR_BODY.match(body)
         code, text = (match.group(1), match.group(2)) if match else ("error", body.strip("[]"))
-        fix = _FIXES.get(code)
+        fix = _FIXES.get(code)  # Status is a str enum: its members are found by their text
         message = f"{self.port} refused `{command[:60]}%`: {code}: {text}" + (f" ({fix})" if fix else "")
-        cls = {"arena-too-small": DeviceArenaTooSmall, "model-too-big": ModelTooBig,
-               "unsupported-op": DeviceModelRejected, "bad-model": DeviceModelRejected}.get(code, ProtocolError)
+        cls = {Status.ARENA_TOO_SMALL: DeviceArenaTooSmall, Status.MODEL_TOO_BIG: ModelTooBig,
+               Status.UNSUPPORTED_OP: DeviceModelRejected, Status.BAD_MODEL: DeviceModelRejected}.get(code, ProtocolError)
         error = cls(message, port=self.port, log=self.log)
         error.code = code
         if cls is DeviceArenaTooSmall:

@@ -14,7 +14,6 @@ import shlex
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import tty
 from dataclasses import dataclass, field
@@ -122,16 +121,23 @@ def builtin_model(firmware_dir: Path) -> Path | None:
     return path if path.is_file() else None
 
 
-def engine_command(arena_size: int = DEFAULT_ARENA, jitter_us: int = 0, seed: int = 0) -> str:
-    """The shell command ``tinyml-host --engine-cmd`` runs: this Python with the TFLM engine server."""
-    return " ".join(shlex.quote(a) for a in [sys.executable, "-m", "pytest_tinyml.board.sim_engine",
-                                             "--arena-size", str(arena_size), "--jitter-us", str(jitter_us),
-                                             "--seed", str(seed)])
+def engine_command(arena_size: int = DEFAULT_ARENA, jitter_us: int = 0, seed: int = 0,
+                   cache_dir: Path | None = None) -> str:
+    """The shell command ``tinyml-host --engine-cmd`` runs: this Python with the TFLM engine server, started
+    with the safe path of :func:`pytest_tinyml.child.command`. ``cache_dir`` is where its arena figures are
+    kept (shared with ``assert_budget``: one bisection per model).
+    """
+    from pytest_tinyml import child
+
+    args = ["--arena-size", str(arena_size), "--jitter-us", str(jitter_us), "--seed", str(seed)]
+    if cache_dir is not None:
+        args += ["--cache-dir", str(Path(cache_dir).resolve())]
+    return " ".join(shlex.quote(a) for a in child.command("pytest_tinyml.board.sim_engine", *args))
 
 
 def start(binary: Path, build_id: str, *, delay_us: int = 0, jitter_us: int = 0, seed: int = 0,
           arena_size: int = DEFAULT_ARENA, extra: list[str] | None = None, log_dir: Path | None = None,
-          builtin_model: Path | None = None) -> SimProcess:
+          builtin_model: Path | None = None, cache_dir: Path | None = None) -> SimProcess:
     """Start ``tinyml-host`` with the TFLM engine on a fresh pty (``builtin_model``: the "baked-in" model).
 
     Example:
@@ -148,16 +154,17 @@ def start(binary: Path, build_id: str, *, delay_us: int = 0, jitter_us: int = 0,
     else:
         builtin = ["--builtin-model", str(builtin_model)] if builtin_model else ["--no-builtin"]
     # "--engine test" in extra: tinyml-host's deterministic test engine instead of TFLM (protocol tests)
-    engine = [] if "--engine" in extra else ["--engine-cmd", engine_command(arena_size, jitter_us, seed)]
+    engine = [] if "--engine" in extra else ["--engine-cmd", engine_command(arena_size, jitter_us, seed, cache_dir)]
     args = [str(binary), *engine, *builtin,
             "--build", build_id, "--delay-us", str(delay_us), *extra]
     log_dir = Path(log_dir or tempfile.gettempdir())
     log_dir.mkdir(parents=True, exist_ok=True)
     fd, log_name = tempfile.mkstemp(dir=log_dir, prefix="tinyml-sim-", suffix=".log")
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    # cwd: a directory of ours, never the user's current one (nothing runs from a place others can write)
     try:
         process = subprocess.Popen(args, stdin=master, stdout=master, stderr=fd, start_new_session=True,
-                                   close_fds=True, env=env)
+                                   close_fds=True, env=env, cwd=log_dir)
     except OSError as exc:
         os.close(slave)
         raise FirmwareError(f"cannot start the sim board {binary}: {exc}") from None

@@ -13,12 +13,12 @@ from pytest_tinyml.board import flash, sim
 from pytest_tinyml.board.board import Board
 from pytest_tinyml.board.client import BenchClient
 from pytest_tinyml.board.transport import open_port
-from pytest_tinyml.errors import BoardDisconnected, BoardError, BoardTimeout, FirmwareError
+from pytest_tinyml.errors import BoardDisconnected, BoardError, FirmwareError
 
 SIM_BAUD = 921600  # a pty ignores it; kept equal to the firmware's so messages read the same
-# The sim's own start-up (tinyml-host up, engine hello, banner, m-ready) takes well under a second; a broken
-# binary fails it at once. This bounds the handshake whatever --tinyml-timeout is.
-_HANDSHAKE_S = 20.0
+# The sim's start-up (tinyml-host, the engine's imports, the built-in model's arena bisected once per cache)
+# may take longer than a short --tinyml-timeout; a broken binary fails it at once (the process exits).
+_HANDSHAKE_S = 60.0
 
 
 def open_sim(spec, *, timeout: float = 30.0, skip_flash: bool = False, firmware_dir: str | None = None,
@@ -39,13 +39,17 @@ def open_sim(spec, *, timeout: float = 30.0, skip_flash: bool = False, firmware_
 
     def launch(build: str) -> Board:
         process = sim.start(binary, build, arena_size=arena_size, extra=extra, log_dir=Path(cache_dir) / "sim",
-                            builtin_model=sim.builtin_model(fw_dir), **params)
+                            builtin_model=sim.builtin_model(fw_dir), cache_dir=Path(cache_dir), **params)
         try:
             link = open_port(process.port, SIM_BAUD)
-        except BaseException:
+        except BaseException as exc:
             process.stop()
+            code = process.process.poll()
+            if code is not None and isinstance(exc, BoardError):  # it died before we could open its pty
+                raise FirmwareError(f"the sim board {binary.name} exited with status {code} at start-up:\n"
+                                    f"{process.stderr_tail()}", port=spec.text) from None
             raise
-        client = BenchClient(link, port=f"{spec.text} ({process.port})", timeout=min(timeout, _HANDSHAKE_S),
+        client = BenchClient(link, port=f"{spec.text} ({process.port})", timeout=max(timeout, _HANDSHAKE_S),
                              baud=SIM_BAUD)
         board = Board(client, name=spec.text, closer=process.stop, where="sim")
         board.process = process
@@ -67,8 +71,8 @@ def open_sim(spec, *, timeout: float = 30.0, skip_flash: bool = False, firmware_
         nonlocal binary
         try:
             return launch(build)
-        except (FirmwareError, BoardDisconnected, BoardTimeout) as first:
-            # A cached binary that cannot start or hangs up before m-ready: rebuild it once from the sources.
+        except (FirmwareError, BoardDisconnected) as first:
+            # A cached binary that cannot start or dies before m-ready: rebuild it once from the sources.
             binary, _ = sim.build_host(fw_dir, Path(cache_dir), rebuild=True)
             try:
                 return launch(build)
