@@ -94,7 +94,7 @@ def record_result(result, artifact) -> None:
 
     report.record(latency_median_us=result.latency_us.median, arena_kb=result.arena_kb, where=result.where)
     identity = result.identity.as_dict() if result.identity is not None else {"where": result.where}
-    context = {"board": identity, "info": dict(result.info), "model_sha256": result.model_sha256,
+    context = {"board": identity, "model_sha256": result.model_sha256,
                "recipe": getattr(artifact, "recipe", None), "model": getattr(artifact, "name", None),
                "runs": result.runs, "warmup": result.warmup}
     history.observe(kind="board", samples_us=list(result.latency_us.samples), context=context)
