@@ -2,6 +2,8 @@
 
 If a pin here fails, the table was edited: re-read esp-tflite-micro's tensorflow/lite/micro/kernels/esp_nn/*.cc
 and esp-nn's include/esp_nn_*.h and src/*/ at the new version, update SOURCES, and change the pins together.
+With TINYML_ESP_NN_GIT / TINYML_ESP_TFLITE_MICRO_GIT set to git dirs of those projects, the table is checked
+against their sources at the pinned commits (skipped otherwise).
 """
 
 from __future__ import annotations
@@ -180,3 +182,62 @@ def test_bad_arguments_are_config_errors(mlp_int8):
         espnn.esp_nn_paths(mlp_int8, "esp8266")
     with pytest.raises(ConfigError, match="allow= names ops ESP-NN does not wrap"):
         tinyml.assert_esp_nn_fast_path(mlp_int8, allow=("RESHAPE",))
+
+
+def _git_show(variable: str, project: str, path: str) -> str:
+    """``path`` at the pinned commit of a local clone named by ``variable`` (skips when it is not set)."""
+    import os
+    import subprocess
+
+    git_dir = os.environ.get(variable)
+    if not git_dir:
+        pytest.skip(f"set {variable} to a clone of {espnn.SOURCES[project]['repo']} to check the table against it")
+    commit = espnn.SOURCES[project]["commit"]
+    out = subprocess.run(["git", "--git-dir", git_dir, "show", f"{commit}:{path}"], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def _defines(header: str) -> dict:
+    import re
+
+    return dict(re.findall(r"^#define\s+(esp_nn_\w+)\s+(esp_nn_\w+)\s*$", header, flags=re.M))
+
+
+_ESP_NN_NAMES = {"CONV_2D": "esp_nn_conv_s8", "DEPTHWISE_CONV_2D": "esp_nn_depthwise_conv_s8",
+                 "FULLY_CONNECTED": "esp_nn_fully_connected_s8",
+                 "FULLY_CONNECTED/per-channel": "esp_nn_fully_connected_per_ch_s8",
+                 "ADD": "esp_nn_add_elementwise_s8", "MUL": "esp_nn_mul_elementwise_s8",
+                 "AVERAGE_POOL_2D": "esp_nn_avg_pool_s8", "MAX_POOL_2D": "esp_nn_max_pool_s8",
+                 "SOFTMAX": "esp_nn_softmax_s8"}
+
+
+@pytest.mark.parametrize("chip, header", [("esp32s3", "include/esp_nn_esp32s3.h"), ("esp32p4", "include/esp_nn_esp32p4.h"),
+                                          ("esp32", "include/esp_nn_generic_opt.h"),
+                                          ("esp32c3", "include/esp_nn_generic_opt.h")])
+def test_kernel_table_matches_esp_nn_headers(chip, header):
+    """Each chip's function is the one esp-nn's per-chip header #defines (TINYML_ESP_NN_GIT=<git dir>)."""
+    defines = _defines(_git_show("TINYML_ESP_NN_GIT", "esp-nn", header))
+    assert {op: defines[name] for op, name in _ESP_NN_NAMES.items()} == espnn.KERNELS[chip]
+    version = _git_show("TINYML_ESP_NN_GIT", "esp-nn", "idf_component.yml")
+    assert f'version: "{espnn.SOURCES["esp-nn"]["version"].split()[0]}"' in version
+
+
+def test_wrapped_ops_match_esp_tflite_micro_kernels():
+    """The ops esp-tflite-micro hands to ESP-NN are its kernels/esp_nn/*.cc (TINYML_ESP_TFLITE_MICRO_GIT=<git dir>)."""
+    files = {"ADD": "add", "CONV_2D": "conv", "DEPTHWISE_CONV_2D": "depthwise_conv",
+             "FULLY_CONNECTED": "fully_connected", "MUL": "mul", "AVERAGE_POOL_2D": "pooling",
+             "MAX_POOL_2D": "pooling", "SOFTMAX": "softmax"}
+    assert sorted(files) == sorted(espnn.RULES)
+    for op, stem in files.items():
+        source = _git_show("TINYML_ESP_TFLITE_MICRO_GIT", "esp-tflite-micro",
+                           f"tensorflow/lite/micro/kernels/esp_nn/{stem}.cc")
+        calls = {"AVERAGE_POOL_2D": "esp_nn_avg_pool_s8(", "MAX_POOL_2D": "esp_nn_max_pool_s8("}
+        assert calls.get(op, _ESP_NN_NAMES[op] + "(") in source, (op, stem)
+    pooling = _git_show("TINYML_ESP_TFLITE_MICRO_GIT", "esp-tflite-micro", "tensorflow/lite/micro/kernels/esp_nn/pooling.cc")
+    assert "depth % 4 == 0" in pooling and "esp_nn_max_pool_s8_ansi(" in pooling
+    fc = _git_show("TINYML_ESP_TFLITE_MICRO_GIT", "esp-tflite-micro", "tensorflow/lite/micro/kernels/esp_nn/fully_connected.cc")
+    assert "esp_nn_fully_connected_per_ch_s8(" in fc and "data.is_per_channel" in fc
+    version = _git_show("TINYML_ESP_TFLITE_MICRO_GIT", "esp-tflite-micro", "idf_component.yml")
+    assert f'version: "{espnn.SOURCES["esp-tflite-micro"]["version"].split()[0]}"' in version
