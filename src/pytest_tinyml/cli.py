@@ -1,10 +1,12 @@
 """The ``pytest-tinyml`` command.
 
+    pytest-tinyml init MODEL [--data DATA.npz] [--dir DIR] [--headroom 0.1]
     pytest-tinyml history list    [--history DIR] [-k TEXT]
     pytest-tinyml history compare [--history DIR] [-k TEXT] [--baseline NAME] [--min-effect F] [--alpha A]
     pytest-tinyml history plot    [--history DIR] [-k TEXT] [-o trend.png]
 
-``compare`` checks the latest run of every test and board against its baseline with the same gate as the
+``init`` writes the first model-quality tests from a ``.keras`` or ``.tflite`` model (see
+:mod:`pytest_tinyml.scaffold`). ``compare`` checks the latest run of every test and board against its baseline with the same gate as the
 plugin and exits 1 when any regressed. Heavy modules load only inside the subcommand that needs them.
 """
 
@@ -88,6 +90,19 @@ def cmd_plot(args, store) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pytest-tinyml", description="pytest-tinyml tools")
     commands = parser.add_subparsers(dest="command", required=True)
+    init = commands.add_parser("init", help="write the first model-quality tests from your model and data",
+                               description="Measure MODEL (and its float32 / int8 conversions) and write "
+                               "tests/test_<model>_quality.py, the [pytest] settings and .gitignore lines. "
+                               "Never overwrites a file.")
+    init.add_argument("model", metavar="MODEL", help="a trained .keras model, or a .tflite")
+    init.add_argument("--data", metavar="DATA.npz", default=None,
+                      help="arrays x_train, y_train, x_test, y_test (any subset); without it, inputs are "
+                      "generated in the model's input range")
+    init.add_argument("--dir", default=".", help="project directory to write into (default: .)")
+    init.add_argument("--headroom", type=float, default=0.10,
+                      help="flash and arena budgets are the measured figures times 1 + HEADROOM (default 0.10)")
+    init.add_argument("--trust", action="store_true",
+                      help="load a legacy .h5 model, which may run Python code when loaded (only files you trust)")
     history = commands.add_parser("history", help="latency history: list, compare, plot")
     actions = history.add_subparsers(dest="action", required=True)
     common = argparse.ArgumentParser(add_help=False)
@@ -115,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
         0
     """
     args = build_parser().parse_args(argv)
+    if args.command == "init":
+        from pytest_tinyml import scaffold
+
+        return scaffold.main(args)
     from pytest_tinyml.history.store import HistoryStore
 
     store = HistoryStore(args.history)

@@ -112,3 +112,7 @@ class CalibrationWarning(UserWarning):
 
 class CacheWarning(UserWarning):
     """A cache entry was corrupt (truncated file, bad JSON, sha256 mismatch) and is being rebuilt."""
+
+
+class ScaffoldError(ConfigError):
+    """``pytest-tinyml init`` cannot write the tests: a file is in the way, or the model or data is unusable."""
