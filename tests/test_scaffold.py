@@ -106,12 +106,12 @@ def test_init_tflite_without_data_passes_and_its_parity_test_catches_a_miscalibr
     project.mkdir()
     shutil.copy(models / "digits_int8.tflite", project / "digits_int8.tflite")
 
-    done = _init("digits_int8.tflite", "--dir", str(project), cwd=pytester.path)
+    done = _init("fan/digits_int8.tflite", "--dir", "fan", cwd=pytester.path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "no data given" in done.stdout and "[0, 1]" in done.stdout  # the int8 input's range, said so
     assert (project / "tests" / "baselines" / "digits_int8.tflite").read_bytes() == (
         project / "digits_int8.tflite").read_bytes()
-    assert f"cd {project} && pytest" in done.stdout
+    assert f"cd {project} && pytest\n" in done.stdout  # run from elsewhere: the next commands say where
 
     result = pytester.runpytest_subprocess(str(project), "-rs", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=3, skipped=1)
