@@ -288,3 +288,19 @@ def test_memory_cap_compares_fewer_samples_and_says_so(monkeypatch, mlp_int8):
     d = diagnose(model, mlp_int8, runtime_models.inputs(40))
     assert d.samples == 10
     assert any("per layer on the first 10 of 40 samples" in note for note in d.notes)
+
+
+@slow
+def test_float_io_model_is_judged_on_its_quantize_op():
+    """int8 inside, float input: the grid x lands on is the QUANTIZE after the input."""
+    import tensorflow as tf
+
+    model = _trained()
+    calibration = _digits().x_train[:200] * 255.0
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([calibration[i : i + 1]] for i in range(len(calibration)))
+    artifact = runtime_models.artifact(converter.convert(), "float_io")
+    assert artifact.inputs[0].dtype == "float32"
+    d = diagnose(model, artifact, _digits().x_test)
+    assert d.lead and d.lead[0].startswith("x uses 2 of 256 input levels"), d.lead

@@ -195,7 +195,7 @@ def diagnose(reference, candidate, x, *, engine: str = "litert", max_samples: in
 
         every = fit_batch(every, spec, quantized.name)
         inputs = every[: len(inputs)]
-        result.lead, input_row = input_findings(every, spec)
+        result.lead, input_row = input_findings(every, graph.quantized_input)
         if input_row is not None:
             result.layers.append(input_row)
     if device:

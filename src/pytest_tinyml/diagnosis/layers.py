@@ -196,9 +196,14 @@ class QuantizedGraph:
         self.input_index = self.lite.get_input_details()[0]["index"]
         self.output_indices = [d["index"] for d in self.lite.get_output_details()]
         self.ops = []
+        # The int8 grid x lands on: the input itself, or the QUANTIZE right after a float input.
+        self.quantized_input = self.specs[self.input_index]
         for op in self.lite._get_ops_details():
             if op.get("op_name") == "DELEGATE":
                 continue
+            if (op["op_name"] == "QUANTIZE" and not self.quantized_input.quantized
+                    and self.input_index in list(op["inputs"])):
+                self.quantized_input = self.specs[op["outputs"][0]]
             for index in op["outputs"]:
                 spec = self.specs[index]
                 self.ops.append((index, spec.name, tuple(spec.shape[1:]), op["op_name"]))
