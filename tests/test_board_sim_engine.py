@@ -101,3 +101,21 @@ def test_engine_errors_say_what_was_needed():
         assert small.ask("load " + MODEL.read_bytes()[:300].hex()).startswith("err bad-model ")
     finally:
         small.close()
+
+
+def test_every_engine_error_code_is_a_protocol_code():
+    """The engine answers only codes of the firmware's one list (status.py mirrors tinyml_status.h)."""
+    from pytest_tinyml.board.status import CODES
+
+    eng = Engine("--arena-size", "1024")
+    try:
+        replies = [eng.ask("arena"), eng.ask("output 0"), eng.ask("set_input 0 00"), eng.ask("frobnicate"),
+                   eng.ask("load " + b"not a model at all, no".hex()), eng.ask("load " + MODEL.read_bytes().hex()),
+                   eng.ask("load zz"), eng.ask("profile")]
+    finally:
+        eng.close()
+    codes = [reply.split()[1] for reply in replies]
+    assert all(reply.startswith("err ") for reply in replies), replies
+    assert set(codes) <= CODES, sorted(set(codes) - CODES)
+    assert {"no-model", "bad-model", "arena-too-small", "unsupported", "engine"} <= set(codes)
+    assert "state" not in CODES  # what the engine used to send: the check above would catch it
