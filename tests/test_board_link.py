@@ -164,3 +164,21 @@ def test_port_closed_mid_reply_is_board_disconnected():
             board.connect()
         assert time.monotonic() - start < 2 * TIMEOUT
     assert "protocol-[1.0]" in info.value.log
+
+
+def test_port_gone_under_the_fd_is_board_disconnected_not_termios_error():
+    """The tty behind the open fd is gone (here: the fd now points at /dev/null, where every tty call fails
+    with termios.error, as on an unplugged USB adapter): BoardDisconnected, never a raw termios.error."""
+    import termios
+
+    with PtyPeer(ScriptedFirmware()) as peer, _board(peer) as board:
+        board.connect()
+        fd = board.client.link.fd
+        with pytest.raises(termios.error):  # what pyserial's flush() meets underneath
+            null = os.open(os.devnull, os.O_RDWR)
+            os.dup2(null, fd)
+            os.close(null)
+            termios.tcdrain(fd)
+        with pytest.raises(BoardDisconnected, match="lost the connection to .*error") as info:
+            board.client.info()
+    assert "info-build-[3f9c2e1d0a7b]" in info.value.log
