@@ -62,7 +62,7 @@ def test_the_cycle_finder_finds_one():
     assert _cycle({"a": {"b"}, "b": set()}) is None
 
 
-@pytest.mark.parametrize("role", ["transport", "framing", "protocol", "client", "identity", "board", "benchmark",
+@pytest.mark.parametrize("role", ["transport", "framing", "protocol", "device_errors", "status", "client", "identity", "board", "benchmark",
                                   "connect", "flash", "sim", "simboard", "sim_engine", "result", "fixture"])
 def test_each_role_has_its_module(role):
     assert (PACKAGE / f"{role}.py").is_file()

@@ -1,6 +1,7 @@
 """Boards: the host side of the serial protocol, transports and leases, build and flash, ``Board``, the sim.
 
-By role: ``transport`` (ports, leases), ``framing`` + ``protocol`` (lines, deadlines, re-asks), ``client``
+By role: ``transport`` (ports, leases), ``framing`` + ``protocol`` + ``device_errors`` + ``status`` (lines,
+deadlines, re-asks, typed error lines and their codes), ``client``
 (the commands as public verbs), ``identity`` (``BoardIdentity``), ``board`` + ``benchmark`` (one open
 board and its benchmark flow), ``connect`` (open a device or the sim, flash when stale), ``flash``,
 ``sim`` + ``simboard`` + ``sim_engine`` (the host simulator's process and its TFLite Micro engine),

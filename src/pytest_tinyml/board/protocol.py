@@ -10,20 +10,19 @@ middle of a reply becomes :class:`~pytest_tinyml.errors.BoardReset`; a port that
 
 from __future__ import annotations
 
-import os
 import re
 import time
 
+from pytest_tinyml.board.device_errors import (
+    DeviceArenaTooSmall,
+    DeviceModelRejected,
+    ModelTooBig,
+    device_error,
+)
 from pytest_tinyml.board.framing import Framed, Reply, brackets, crc32_hex, fields, frame, parse_framed
 from pytest_tinyml.board.status import Status
-from pytest_tinyml.errors import (
-    ArenaTooSmall,
-    BoardDisconnected,
-    BoardReset,
-    BoardTimeout,
-    ModelLoadError,
-    ProtocolError,
-)
+from pytest_tinyml.board.transport import link_kind
+from pytest_tinyml.errors import BoardDisconnected, BoardReset, BoardTimeout, ProtocolError
 
 __all__ = ["Client", "DeviceArenaTooSmall", "DeviceModelRejected", "Framed", "ModelTooBig", "Reply", "brackets",
            "crc32_hex", "fields", "frame", "parse_framed"]
@@ -36,7 +35,6 @@ _READ_S = 0.05  # one read's longest wait: deadlines are checked between reads
 _LOG_LIMIT = 64 * 1024
 _LINE_LIMIT = 4096
 _SEQ_ONLY = re.compile(r"^[me]-#(\d+)-")
-_ERROR_BODY = re.compile(r"^\[([a-z][a-z0-9-]*): (.*)\]$", re.S)
 # ESP-IDF / ROM text that means the chip rebooted or crashed (besides our own m-boot banner).
 _RESET_MARKERS = ("m-boot-[", "rst:0x", "ets Jun", "ESP-ROM:", "Guru Meditation Error", "abort() was called",
                   "Rebooting...", "Brownout detector", "CPU halted", "register dump:")
@@ -46,33 +44,6 @@ except ImportError:  # Windows: pyserial raises SerialException (an OSError) onl
     _TermiosError = OSError
 _LINK_ERRORS = (OSError, _TermiosError)
 _REASON = re.compile(r"m-reset-reason-\[([^\]]*)\]|rst:0x[0-9a-f]+ \(([A-Z_]+)\)|Guru Meditation Error: (.*)")
-
-
-# --- typed device errors ---------------------------------------------------------------------------------
-
-
-class DeviceArenaTooSmall(ProtocolError, ArenaTooSmall):
-    """The firmware's tensor arena is too small; ``needed_bytes`` says how much the model needs."""
-
-    needed_bytes: int | None = None
-
-
-class ModelTooBig(ProtocolError):
-    """The board has no RAM block big enough for the model."""
-
-
-class DeviceModelRejected(ProtocolError, ModelLoadError):
-    """The firmware refused the model (not a flatbuffer, unsupported op)."""
-
-
-_FIXES = {
-    Status.ARENA_TOO_SMALL: "raise CONFIG_TINYML_ARENA_SIZE in the firmware (sdkconfig.defaults or menuconfig) and "
-                       "reflash, or shrink the model",
-    Status.MODEL_TOO_BIG: "shrink the model (int8, pruning) or use a board with PSRAM",
-    Status.UNSUPPORTED_OP: "add the op to the firmware's op resolver (pytest_tinyml.analyze exports the snippet) or "
-                      "replace the layer",
-    Status.BAD_MODEL: "check that the model is a valid .tflite flatbuffer",
-}
 
 
 class Client:
@@ -420,37 +391,7 @@ class Client:
                              log=self.log)
 
     def _device_error(self, command: str, body: str) -> ProtocolError:
-        match = _ERROR_BODY.match(body)
-        code, text = (match.group(1), match.group(2)) if match else ("error", body.strip("[]"))
-        fix = _FIXES.get(code)  # Status is a str enum: its members are found by their text
-        message = f"{self.port} refused `{command[:60]}%`: {code}: {text}" + (f" ({fix})" if fix else "")
-        cls = {Status.ARENA_TOO_SMALL: DeviceArenaTooSmall, Status.MODEL_TOO_BIG: ModelTooBig,
-               Status.UNSUPPORTED_OP: DeviceModelRejected, Status.BAD_MODEL: DeviceModelRejected}.get(code, ProtocolError)
-        error = cls(message, port=self.port, log=self.log)
-        error.code = code
-        if cls is DeviceArenaTooSmall:
-            needed = re.search(r"needs at least (\d+)", text)
-            error.needed_bytes = int(needed.group(1)) if needed else None
-        return error
-
-
-def link_kind(link, port: str) -> str:
-    """``"pty"`` (no baud: the sim, a scripted peer), ``"socket"`` (``socket://``), else ``"serial"``.
-
-    Example:
-        >>> link_kind(None, "socket://localhost:4000")
-        'socket'
-    """
-    if port.startswith("socket://"):
-        return "socket"
-    fd = getattr(link, "fd", None)
-    try:
-        path = os.ttyname(fd) if isinstance(fd, int) else os.path.realpath(getattr(link, "port", "") or "")
-    except OSError:
-        return "serial"
-    # Linux/BSD Unix98 ptys live in /dev/pts; macOS names its pty slaves /dev/ttys000...
-    return "pty" if path.startswith("/dev/pts/") or re.fullmatch(r"/dev/ttys\d+", path) else "serial"
-
+        return device_error(self.port, command, body, self.log)
 
 def _is_text(raw: bytes) -> bool:
     return all(32 <= b < 127 or b in (9, 13) for b in raw)

@@ -212,3 +212,21 @@ def worker_index() -> int:
 def run_scope() -> str:
     """A name shared by all workers of this test run (xdist's testrun uid), else this process."""
     return "run-" + (os.environ.get("PYTEST_XDIST_TESTRUNUID") or f"pid{os.getpid()}")
+
+
+def link_kind(link, port: str) -> str:
+    """``"pty"`` (no baud: the sim, a scripted peer), ``"socket"`` (``socket://``), else ``"serial"``.
+
+    Example:
+        >>> link_kind(None, "socket://localhost:4000")
+        'socket'
+    """
+    if port.startswith("socket://"):
+        return "socket"
+    fd = getattr(link, "fd", None)
+    try:
+        path = os.ttyname(fd) if isinstance(fd, int) else os.path.realpath(getattr(link, "port", "") or "")
+    except OSError:
+        return "serial"
+    # Linux/BSD Unix98 ptys live in /dev/pts; macOS names its pty slaves /dev/ttys000...
+    return "pty" if path.startswith("/dev/pts/") or re.fullmatch(r"/dev/ttys\d+", path) else "serial"
