@@ -4,14 +4,18 @@
 wrong? In this order:
 
 1. **Input and calibration.** ``x`` quantized with the model's input scale: how many of the 256 int8 levels
-   it uses and which share is clipped at qmin/qmax. A model calibrated on 0..255 and fed 0..1 uses 3 levels;
-   that is the first line of the diagnosis, before anything else.
+   it uses and which share is clipped at qmin/qmax (for a float-input model, on the grid of the QUANTIZE
+   after the input). A model calibrated on 0..255 and fed 0..1 uses 2 or 3 levels; that is the first line
+   of the diagnosis, before anything else.
 2. **Layer by layer.** Every Keras layer that has a counterpart tensor in the quantized graph: the float
    activation (a Keras sub-model that outputs every layer) against the dequantized int8 tensor (LiteRT with
    ``experimental_preserve_all_tensors=True`` on its reference kernels, which TFLite Micro's match bit for bit;
    ``engine="tflm"`` reads TFLite Micro's own ``kPreserveAllTensors`` instead). Per layer: SNR (dB) of the
    whole tensor and the median over channels, cosine, max error in quantization steps, share clipped at
-   qmin/qmax, int8 levels used. The first layer where the error jumps is marked, by its Keras name.
+   qmin/qmax, int8 levels used. The first layer where the error jumps is marked, by its Keras name: the
+   first whose median channel SNR is under 20 dB and 10 dB below the best before it (the input row: under
+   20 dB). The median over channels, not the whole tensor, because one outlier channel's energy hides the
+   others' error in the whole-tensor SNR.
 3. **Known causes matched on evidence**: one outlier channel crushing a per-tensor activation scale,
    saturated calibration (values pinned at qmin/qmax, TF#52854), reference-vs-optimized rounding (1 LSB
    on MEAN/ADD, tflite-micro#3252).
@@ -20,7 +24,8 @@ The mapping rule from Keras layers to tflite tensors and its limits: :mod:`pytes
 
 A board result as the candidate is compared on the outputs only (host TFLite Micro kernels against the
 device); the firmware protocol has no command to read intermediate tensors back, so per-layer on the device
-is not done.
+is not done. On an Espressif chip the ESP-NN lint (:mod:`pytest_tinyml.espnn`) adds which ops ESP-NN runs and
+the shapes that hit a known ESP-NN bug.
 
 Example:
     >>> d = diagnose(float_model, int8_artifact, ds.x_test[:64])  # doctest: +SKIP
@@ -95,6 +100,9 @@ class Diagnosis:
                       f"{self.engine}, {self.samples} samples; >> marks the first divergent):", *self.table()]
         lines += [f"  {note}" for note in self.notes]
         return lines
+
+    def __str__(self) -> str:
+        return self.text()
 
     def text(self) -> str:
         """The whole diagnosis as a user reads it."""
