@@ -51,7 +51,8 @@ def _outputs(model, x):
     return np.asarray(out.numpy() if hasattr(out, "numpy") else out)
 
 
-@pytest.mark.parametrize("name", BRIDGED)
+# The MLP in the fast lane; the larger zoo models (5-25 s each) in the full suite only.
+@pytest.mark.parametrize("name", [n if n == "mlp" else pytest.param(n, marks=pytest.mark.slow) for n in BRIDGED])
 def test_bridge_zoo_round_trip_is_numerically_equal(name):
     import numpy as np
 

@@ -238,6 +238,7 @@ def test_fit_trains_once_then_loads_identical_weights(tmp_path, digits):
     assert cache.misses == 2
 
 
+@pytest.mark.slow  # trains a model (10-20 s on 2 busy cores)
 def test_fit_reconstruction_task_learns_x_to_x(tmp_path, digits):
     import keras
 
@@ -249,6 +250,7 @@ def test_fit_reconstruction_task_learns_x_to_x(tmp_path, digits):
     assert model.loss == "mse" and model.tinyml_history["loss"][-1] < model.tinyml_history["loss"][0]
 
 
+@pytest.mark.slow  # trains a model (10-20 s on 2 busy cores)
 def test_fit_corrupt_weights_are_rebuilt(tmp_path, digits):
     cache = TinyMLCache(tmp_path)
     cache.fit(tiny_classifier(64), digits, epochs=1)

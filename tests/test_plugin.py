@@ -254,6 +254,7 @@ def test_recorded_figures_reach_summary_json_and_junit(pytester):
     assert 'name="tinyml.flash_kb" value="12.25"' in (pytester.path / "j.xml").read_text()
 
 
+@pytest.mark.slow  # two xdist workers of an inner run (about 20 s on 2 busy cores)
 def test_recorded_figures_survive_xdist(pytester):
     pytest.importorskip("xdist")
     pytester.makepyfile(
