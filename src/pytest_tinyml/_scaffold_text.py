@@ -46,12 +46,12 @@ def _header(name: str, kind: str, measured: Measured, notes: list[str], headroom
 def _inputs_code(inputs: Inputs) -> str:
     if inputs.generated is None:
         return ""
-    low, high, shape = inputs.generated
+    low, high, shape, why = inputs.generated
     return f'''
 
 def generated_inputs():
-    """init got no data: {GENERATED_SAMPLES} inputs drawn uniformly in [{low:.6g}, {high:.6g}], the model's input range.
-    Replace them with real samples (np.load) as soon as you have some: made-up inputs only show that
+    """init got no data: {GENERATED_SAMPLES} inputs drawn uniformly in [{low:.6g}, {high:.6g}]
+    ({why}). Replace them with real samples (np.load) as soon as you have some: made-up inputs only show that
     the model runs and agrees with itself, not that it is right."""
     return np.random.default_rng(0).uniform({low!r}, {high!r}, size=({GENERATED_SAMPLES}, *{shape!r})).astype(np.float32)
 '''

@@ -24,7 +24,7 @@ from pytest_tinyml.errors import ScaffoldError, TinyMLError
 DATA_KEYS = ("x_train", "y_train", "x_test", "y_test")
 GITIGNORE_LINES = (".tinyml_cache/", ".tinyml_history/", "tinyml-report*.json", "tinyml-report-latency-trend.png")
 PYTEST_SETTINGS = ("testpaths = tests", "tinyml_report = tinyml-report.json")
-GENERATED_SAMPLES = 64
+GENERATED_SAMPLES = 128  # at least the 100 calibration samples int8 asks for
 DEFAULT_HEADROOM = 0.10
 # Files that configure pytest, and how each one marks its pytest section (pytest's own order of precedence).
 _PYTEST_CONFIGS = (("pytest.ini", "[pytest]"), ("pyproject.toml", "[tool.pytest.ini_options]"),
@@ -40,7 +40,7 @@ class Inputs:
     y_eval: object | None
     eval_key: str | None  # "x_test", "x_train", or None when generated
     calibration_key: str | None
-    generated: tuple | None = None  # (low, high, shape) when no data was given
+    generated: tuple | None = None  # (low, high, shape, why) when no data was given
 
 
 @dataclass
@@ -213,7 +213,7 @@ def _choose_inputs(data: dict | None, artifact) -> tuple[Inputs, list[str]]:
         x = generated_inputs(low, high, shape)
         notes.append(f"no data given: the tests run on {GENERATED_SAMPLES} inputs drawn uniformly in "
                      f"[{low:.4g}, {high:.4g}] ({why}); give --data DATA.npz for real samples and accuracy tests")
-        return Inputs(x, x, None, None, None, generated=(low, high, shape)), notes
+        return Inputs(x, x, None, None, None, generated=(low, high, shape, why)), notes
     eval_key = "x_test" if "x_test" in data else "x_train"
     calibration_key = "x_train" if "x_train" in data else "x_test"
     if calibration_key != "x_train":
