@@ -148,7 +148,7 @@ def test_init_refuses_an_existing_baseline_too(tmp_path):
 @pytest.mark.parametrize(
     "name, message",
     [
-        ("model.h5", "legacy .h5 model can run Python code"),
+        ("model.h5", "does not load legacy .h5 models: loading one can run the Python code"),
         ("model.pb", "MODEL must be a .keras or a .tflite"),
     ],
 )

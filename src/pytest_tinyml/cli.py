@@ -101,8 +101,6 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--dir", default=".", help="project directory to write into (default: .)")
     init.add_argument("--headroom", type=float, default=0.10,
                       help="flash and arena budgets are the measured figures times 1 + HEADROOM (default 0.10)")
-    init.add_argument("--trust", action="store_true",
-                      help="load a legacy .h5 model, which may run Python code when loaded (only files you trust)")
     history = commands.add_parser("history", help="latency history: list, compare, plot")
     actions = history.add_subparsers(dest="action", required=True)
     common = argparse.ArgumentParser(add_help=False)

@@ -58,7 +58,7 @@ class Measured:
     class_scores: bool = False  # outputs are (samples, classes > 1): top-1 agreement means something
 
 
-def _model_kind(path: Path, trust: bool) -> str:
+def _model_kind(path: Path) -> str:
     suffix = path.suffix.lower()
     if suffix == ".keras":
         return "keras"
@@ -66,11 +66,9 @@ def _model_kind(path: Path, trust: bool) -> str:
         return "tflite"
     if suffix in (".h5", ".hdf5"):
         raise ScaffoldError(
-            f"{path}: a legacy .h5 model can run Python code when it is loaded (Lambda layers), and this "
-            "version of pytest-tinyml has no trust flag for legacy files yet"
-            + (" (--trust was given, but nothing here can honour it)" if trust else "")
-            + ". Re-save it as .keras from Python you trust: keras.saving.load_model('model.h5').save('model.keras'), "
-            "then run init on the .keras file."
+            f"{path}: init does not load legacy .h5 models: loading one can run the Python code its Lambda "
+            "layers hold. Re-save it as .keras from Python you trust (keras.saving.load_model('model.h5')"
+            ".save('model.keras')), then run init on the .keras file."
         )
     raise ScaffoldError(f"{path}: MODEL must be a .keras or a .tflite file (got {suffix or 'no suffix'!r})")
 
@@ -280,8 +278,7 @@ def measure_tflite(artifact, inputs: Inputs) -> Measured:
     return measured
 
 
-def init(model, *, data=None, directory=".", headroom: float = DEFAULT_HEADROOM, trust: bool = False,
-         out=print) -> Path:
+def init(model, *, data=None, directory=".", headroom: float = DEFAULT_HEADROOM, out=print) -> Path:
     """Write ``tests/test_<model>_quality.py``, the ``[pytest]`` settings and ``.gitignore`` lines into
     ``directory`` from measurements of ``model`` (``.keras`` or ``.tflite``) on ``data`` (an ``.npz``).
     Returns the test file's path. ``ScaffoldError`` names a file that is in the way, or what is wrong with
@@ -296,7 +293,7 @@ def init(model, *, data=None, directory=".", headroom: float = DEFAULT_HEADROOM,
     model_path, directory = Path(model).resolve(), Path(directory).resolve()
     if not model_path.is_file():
         raise ScaffoldError(f"{model}: no such model file")
-    kind = _model_kind(model_path, trust)
+    kind = _model_kind(model_path)
     data_path = Path(data).resolve() if data is not None else None
     if data_path is not None and (not data_path.is_file() or data_path.suffix.lower() != ".npz"):
         raise ScaffoldError(f"{data}: DATA must be an existing .npz file (np.savez(path, x_train=..., ...))")
@@ -363,7 +360,7 @@ def _relative(path: Path, start: Path) -> str:
 def main(args) -> int:
     """``pytest-tinyml init`` (arguments parsed by :mod:`pytest_tinyml.cli`)."""
     try:
-        init(args.model, data=args.data, directory=args.dir, headroom=args.headroom, trust=args.trust)
+        init(args.model, data=args.data, directory=args.dir, headroom=args.headroom)
     except TinyMLError as exc:
         import sys
 
