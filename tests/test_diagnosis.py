@@ -304,3 +304,27 @@ def test_float_io_model_is_judged_on_its_quantize_op():
     assert artifact.inputs[0].dtype == "float32"
     d = diagnose(model, artifact, _digits().x_test)
     assert d.lead and d.lead[0].startswith("x uses 2 of 256 input levels"), d.lead
+
+
+@slow
+def test_fused_and_identity_layers_say_why_they_have_no_row():
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(8, 3, name="conv")(inputs)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.ReLU(name="act")(x)
+    x = keras.layers.Flatten(name="flat")(x)
+    x = keras.layers.Dropout(0.2, name="drop")(x)
+    outputs = keras.layers.Dense(10, activation="softmax", name="head")(x)
+    model = keras.Model(inputs, outputs)
+    artifact = runtime_models.artifact(runtime_models._convert(model, (8, 8, 1), int8=True), "fused")
+    d = diagnose(model, artifact, runtime_models.inputs(16, shape=(8, 8, 1)))
+    notes = {e.layer: e.note for e in d.layers if e.tensor is None}
+    assert notes["drop"] == "identity at inference"
+    # The converter folds the BatchNormalization into the conv's weights and fuses the conv with the ReLU
+    # ("functional_1/act_1/Relu;functional_1/conv_1/convolution"): bn is named by no tensor at all.
+    assert notes["conv"] == "fused into 'act''s tensor", d.text()
+    assert notes["bn"].startswith("no counterpart: no tensor of its shape is named after it")
+    assert {e.layer for e in d.layers if e.tensor is not None} >= {"input", "act", "flat", "head"}

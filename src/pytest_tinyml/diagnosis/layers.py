@@ -14,7 +14,8 @@ model's outputs map to the graph's output tensors by position (the converter nam
 signature). Limits: a layer fused into the next op's output (BatchNorm before ReLU, an activation folded into
 Dense) maps to nothing, and so does an identity at inference (Dropout); a layer whose name is a component of
 another layer's scope could match the wrong tensor when shapes agree too; a model whose tensors were renamed
-(not converted from Keras) maps only its outputs. Every unmapped layer is listed with the reason.
+(not converted from Keras) maps only its outputs. Every unmapped layer is listed with the reason: "fused into
+'X''s tensor" when a mapped tensor also names it, "identity at inference", or no counterpart.
 
 Example:
     >>> map_layers([("dense", (16,))], [(5, "functional_1/dense_1/MatMul;functional_1/dense_1/Relu", (16,))], [])
@@ -138,6 +139,21 @@ def tensor_error(layer: str, name: str, f: np.ndarray, q: np.ndarray, spec) -> L
 
 
 _SUFFIX = re.compile(r"_\d+$")
+
+
+def _mentions(tensor_name: str, layer_name: str) -> bool:
+    parts = [part for piece in tensor_name.split(";") for part in piece.split("/")]
+    return any(part == layer_name or _SUFFIX.sub("", part) == layer_name for part in parts)
+
+
+def _fused_into(layer_name: str, ops: list, mapping: dict) -> str | None:
+    """The mapped layer whose tensor also names ``layer_name`` (e.g. a BatchNormalization folded into the
+    ReLU after it), or None."""
+    owners = {index: name for name, index in mapping.items()}
+    for index, tensor, *_ in ops:
+        if index in owners and _mentions(tensor, layer_name):
+            return owners[index]
+    return None
 
 
 def map_layers(layers: list, ops: list, outputs: list) -> dict:
@@ -281,8 +297,10 @@ def per_layer(model, graph: QuantizedGraph, x: np.ndarray) -> tuple[list, list, 
         index = mapping.get(layer.name)
         if index is None:
             kind = type(layer).__name__
+            owner = _fused_into(layer.name, graph.ops, mapping)
             why = ("identity at inference" if kind in ("Dropout", "GaussianNoise", "SpatialDropout2D") else
-                   "no counterpart: fused into a later op, or no tensor named after it")
+                   f"fused into {owner!r}'s tensor" if owner else
+                   "no counterpart: no tensor of its shape is named after it (folded into weights?)")
             rows.append((math.inf, LayerError(layer.name, None, note=why)))
             continue
         spec = graph.specs[index]
