@@ -231,3 +231,18 @@ def test_gitignore_gets_only_the_missing_lines(tmp_path):
     assert lines.count(".tinyml_cache/") == 1 and lines[0] == ".venv/"
     assert set(GITIGNORE_LINES) <= set(lines)
     assert "already ignores" in writer.write_gitignore()
+
+
+@pytest.mark.slow
+def test_init_keras_without_data_calibrates_on_generated_inputs_and_says_so(pytester, models):
+    project = pytester.path / "nodata"
+    project.mkdir()
+    shutil.copy(models / "digits.keras", project / "digits.keras")
+    done = _init("digits.keras", cwd=project)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "no data given" in done.stdout and "assumed" in done.stdout  # a float input has no known range
+    assert "CalibrationWarning" not in done.stderr
+    text = (project / "tests" / "test_digits_quality.py").read_text()
+    assert "def generated_inputs():" in text and "test_float_accuracy" not in text  # no labels, no accuracy
+    result = pytester.runpytest_subprocess(str(project), "-rs", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=5, skipped=1)
