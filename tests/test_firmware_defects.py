@@ -149,7 +149,7 @@ def test_no_room_for_any_arena_still_brings_the_protocol_up(board):
 # --- D4: arena-too-small reports the true need ------------------------------------------------------------------
 
 
-def test_arena_too_small_reports_the_bisected_need_not_the_allocated_bytes(board):
+def test_arena_too_small_reports_the_true_need_not_the_allocated_bytes(board):
     need = 5000
     model = test_model(need=need, flags=TEMPORARIES)  # allocated bytes: 5000 - 625 = 4375
     b = board("--arena-size", "4096")
@@ -163,7 +163,7 @@ def test_arena_too_small_reports_the_bisected_need_not_the_allocated_bytes(board
 
 
 @pytest.mark.parametrize("need", [1, 2047, 2048, 2049, 65535, 65536])
-def test_arena_bytes_is_exact_at_the_edges(board, need):
+def test_arena_bytes_reaches_the_host_unchanged(board, need):
     b = board("--arena-size", "65536")
     arena = fields(b.upload("model", test_model(need=need, flags=TEMPORARIES))[-1].body)
     assert arena["arena_bytes"] == str(need)

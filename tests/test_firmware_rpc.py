@@ -135,3 +135,33 @@ def test_an_engine_code_outside_the_protocol_reaches_the_host_as_engine(ref_boar
     b = ref_board()
     b.upload("model", b"REF1" + bytes([6, 0x33]))  # the ref engine's model whose profile sends an unknown code
     assert b.error("tinyml-ops") == "engine: weird-code: the ref engine made this code up"
+
+
+@pytest.mark.slow
+def test_sim_engine_gives_the_first_runs_outputs_on_every_run(host_binary):
+    # Issue 13 "done when": one uploaded input, tinyml-infer 1 0 twice and MLPerf infer 3 1 give the same
+    # outputs as the first run, with the real TFLite Micro kernels behind the core.
+    pytest.importorskip("tflite_micro")
+    sim = pytest.importorskip("pytest_tinyml.board.sim_engine")
+    command = shlex.join([sys.executable, "-m", sim.__name__, "--arena-size", "65536"])
+    b = HostBoard(host_binary, "--engine-cmd", command, "--builtin-model", str(FIRMWARE / "models" / "builtin.tflite"),
+                  boot_timeout=60)
+    try:
+        data = bytes((7 * i) % 256 for i in range(16))
+        b.upload("input", data)
+
+        def outputs() -> str:
+            return "".join(f.body for f in b.framed("tinyml-outputs"))
+
+        b.framed("tinyml-infer 1 0")
+        first = outputs()
+        b.framed("tinyml-infer 1 0")
+        assert outputs() == first
+        results = b.command("infer 3 1", timeout=60)[-2]
+        assert outputs() == first and results.startswith("m-results-[")
+        other = bytes(255 - x for x in data)  # the check has teeth: another input gives other outputs
+        b.upload("input", other)
+        b.framed("tinyml-infer 1 0")
+        assert outputs() != first
+    finally:
+        b.close()

@@ -5,7 +5,6 @@
 #include <string.h>
 
 #include "host_engine.h"
-#include "tinyml_arena.h"
 
 #define FLAG_UNSUPPORTED_OP 1u
 #define FLAG_THIRD_INVOKE_FAILS 2u
@@ -41,9 +40,6 @@ static void set_err(tinyml_error *err, tinyml_status status, const char *message
   snprintf(err->message, sizeof err->message, "%s", message);
 }
 
-/* The trial a TFLM runtime bisects with: does the model fit an arena of `size` bytes? */
-static int fits(void *ctx, size_t size) { return size >= ((test_engine *)ctx)->need ? 0 : -1; }
-
 static size_t allocated(const test_engine *t) { return (t->flags & FLAG_TEMPORARIES) ? t->need - t->need / 8 : t->need; }
 
 static int t_load(void *ctx, const uint8_t *model, size_t len, tinyml_error *err) {
@@ -63,12 +59,12 @@ static int t_load(void *ctx, const uint8_t *model, size_t len, tinyml_error *err
     set_err(err, TINYML_ST_UNSUPPORTED_OP, "op TEST_UNSUPPORTED is not in the op resolver");
     return -1;
   }
-  if (fits(t, t->arena_size) != 0) {
-    /* As tflm_engine.cc: the generous trial passed, so the need is bisected between the arena and it. */
+  if (t->need > t->arena_size) {
+    /* As tflm_engine.cc: the need measured in a trial arena as large as the largest free block. */
     err->status = TINYML_ST_ARENA_TOO_SMALL;
-    if (fits(t, PROBE_ARENA) == 0) {
+    if (t->need <= PROBE_ARENA) {
       snprintf(err->message, sizeof err->message, "arena needs at least %lu bytes, have %lu; raise --arena-size",
-               (unsigned long)tinyml_arena_bisect(t->arena_size, PROBE_ARENA, fits, t), (unsigned long)t->arena_size);
+               (unsigned long)t->need, (unsigned long)t->arena_size);
     } else {
       snprintf(err->message, sizeof err->message, "arena needs more than %lu bytes (the largest trial arena), have %lu",
                (unsigned long)PROBE_ARENA, (unsigned long)t->arena_size);
@@ -79,7 +75,7 @@ static int t_load(void *ctx, const uint8_t *model, size_t len, tinyml_error *err
   t->out_bytes = model[5];
   t->weights = model + 11;
   t->n_weights = len - 11;
-  t->arena_bytes = t->need == 0 ? 0 : tinyml_arena_bisect(allocated(t) - 1, t->arena_size, fits, t);
+  t->arena_bytes = t->need; /* what tflm_engine.cc measures: the peak the arena held */
   memset(t->input, 0, sizeof t->input);
   memset(t->output, 0, sizeof t->output);
   t->invokes = 0;

@@ -9,7 +9,10 @@
 #include <new>
 
 #include "board_platform.h"
-#include "tinyml_arena.h"
+#include "tensorflow/lite/micro/arena_allocator/single_arena_buffer_allocator.h"
+#include "tensorflow/lite/micro/compatibility.h"
+#include "tensorflow/lite/micro/memory_planner/greedy_memory_planner.h"
+#include "tensorflow/lite/micro/micro_allocator.h"
 #include "tensorflow/lite/micro/micro_interpreter.h"
 #include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
 #include "tensorflow/lite/micro/micro_profiler_interface.h"
@@ -63,9 +66,9 @@ struct Engine {
   alignas(tflite::MicroInterpreter) uint8_t storage[sizeof(tflite::MicroInterpreter)];
   tflite::MicroInterpreter* interpreter = nullptr;
   const tflite::Model* model = nullptr;
-  size_t arena_bytes = 0;      // bisected at load: the one arena figure
+  size_t arena_bytes = 0;      // measured at load (Measure): the one arena figure
   size_t allocated_bytes = 0;  // arena_used_bytes() after AllocateTensors
-  // Trial interpreters of the arena bisection (one at a time, never at the same time as `interpreter`).
+  // The measuring and checking interpreters (one at a time, never at the same time as `interpreter`).
   alignas(tflite::MicroInterpreter) uint8_t trial_storage[sizeof(tflite::MicroInterpreter)];
 };
 
@@ -157,42 +160,114 @@ int CheckOps(const tflite::Model* model, tinyml_error* err) {
   return 0;
 }
 
-// One trial of the arena bisection: the model in the first `size` bytes of `buf`. TFLM allocates everything in
-// AllocateTensors (kernels request their scratch buffers in Prepare), so the bisection runs AllocateTensors
-// only and the size it finds is checked once more with an Invoke (COORD contract 2: load + AllocateTensors +
-// one Invoke). Sizes tried are never below arena_used_bytes() of a successful allocation.
-struct Trial {
-  const tflite::Model* model;
-  uint8_t* buf;
-  bool invoke;
+// The arena a model needs, measured, not searched: an allocator that records the peak of what the arena holds
+// (planned tensors, temporaries, persistent data) at every allocation of AllocateTensors. A bisection would
+// have to try arenas smaller than the need, and there TFLM can crash instead of failing: a kernel whose Init got
+// no persistent buffer dereferences it in Prepare (seen with SOFTMAX on the host build of this file).
+//
+// One allocation is not counted as it is made: the memory planner borrows all free memory as its scratch
+// (MicroAllocator::CommitStaticMemoryPlan) but needs GreedyMemoryPlanner::per_buffer_size() bytes per planned
+// buffer of it, so that step counts as what was in use when it began plus that.
+class PeakAllocator : public tflite::SingleArenaBufferAllocator {
+ public:
+  PeakAllocator(uint8_t* buffer, size_t size) : tflite::SingleArenaBufferAllocator(buffer, size), buffer_(buffer) {}
+  uint8_t* AllocatePersistentBuffer(size_t size, size_t alignment) override {
+    return Note(SingleArenaBufferAllocator::AllocatePersistentBuffer(size, alignment));
+  }
+  uint8_t* AllocateTemp(size_t size, size_t alignment) override {
+    bool all_free = !planning_ && size > 0 && size == GetAvailableMemory(alignment);
+    uint8_t* result = SingleArenaBufferAllocator::AllocateTemp(size, alignment);
+    if (all_free && result != nullptr) {
+      planning_ = true;  // the planner's scratch: counted by planned_peak()
+      planner_base_ = static_cast<size_t>(result - buffer_) + GetPersistentUsedBytes();
+      return result;
+    }
+    return Note(result);
+  }
+  TfLiteStatus ResetTempAllocations() override {
+    TfLiteStatus status = SingleArenaBufferAllocator::ResetTempAllocations();
+    planning_ = false;
+    return status;
+  }
+  uint8_t* AllocateResizableBuffer(size_t size, size_t alignment) override {
+    return Note(SingleArenaBufferAllocator::AllocateResizableBuffer(size, alignment));
+  }
+  TfLiteStatus ResizeBuffer(uint8_t* buffer, size_t size, size_t alignment) override {
+    TfLiteStatus status = SingleArenaBufferAllocator::ResizeBuffer(buffer, size, alignment);
+    Note(nullptr);
+    return status;
+  }
+  TfLiteStatus ReserveNonPersistentOverlayMemory(size_t size, size_t alignment) override {
+    TfLiteStatus status = SingleArenaBufferAllocator::ReserveNonPersistentOverlayMemory(size, alignment);
+    Note(nullptr);
+    return status;
+  }
+  // The peak, with the planner's scratch as the planner needs it for `planned_buffers` buffers.
+  size_t peak(int planned_buffers) const {
+    size_t planning = planner_base_ + static_cast<size_t>(planned_buffers) * tflite::GreedyMemoryPlanner::per_buffer_size();
+    return planning > peak_ ? planning : peak_;
+  }
+
+ private:
+  uint8_t* Note(uint8_t* result) {
+    size_t used = GetUsedBytes();
+    if (!planning_ && used > peak_) peak_ = used;
+    return result;
+  }
+  uint8_t* buffer_;
+  size_t peak_ = 0;
+  size_t planner_base_ = 0;
+  bool planning_ = false;
+  TF_LITE_REMOVE_VIRTUAL_DELETE
 };
 
-int TryArena(void* ctx, size_t size) {
-  const Trial* t = static_cast<const Trial*>(ctx);
-  auto* trial = new (g_engine.trial_storage) tflite::MicroInterpreter(t->model, g_engine.resolver, t->buf, size);
-  bool ok = trial->AllocateTensors() == kTfLiteOk && (!t->invoke || trial->Invoke() == kTfLiteOk);
-  trial->~MicroInterpreter();
-  return ok ? 0 : -1;
+alignas(PeakAllocator) uint8_t g_peak_storage[sizeof(PeakAllocator)];
+
+struct Measured {
+  bool ok;                // AllocateTensors and one Invoke succeeded in the buffer
+  size_t arena_bytes;     // peak use rounded up to TFLM's 16-byte alignment: the smallest arena that works
+  size_t allocated_bytes; // what stays allocated after AllocateTensors (arena_used_bytes())
+};
+
+// The model in `size` bytes of `buf` (16-byte aligned), laid out as MicroInterpreter(model, ops, arena, size)
+// lays it out: the allocator object, then the greedy planner, then the MicroAllocator, in the arena's tail.
+Measured Measure(const tflite::Model* model, uint8_t* buf, size_t size) {
+  Measured m = {false, 0, 0};
+  size &= ~static_cast<size_t>(15);  // an aligned tail: the layout of any 16-multiple arena
+  auto* memory = ::new (g_peak_storage) PeakAllocator(buf, size);
+  memory->AllocatePersistentBuffer(sizeof(tflite::SingleArenaBufferAllocator), alignof(tflite::SingleArenaBufferAllocator));
+  uint8_t* planner_buf = memory->AllocatePersistentBuffer(sizeof(tflite::GreedyMemoryPlanner), alignof(tflite::GreedyMemoryPlanner));
+  auto* planner = planner_buf != nullptr ? ::new (planner_buf) tflite::GreedyMemoryPlanner() : nullptr;
+  tflite::MicroAllocator* allocator = planner != nullptr ? tflite::MicroAllocator::Create(memory, planner) : nullptr;
+  if (allocator != nullptr) {
+    auto* trial = ::new (g_engine.trial_storage) tflite::MicroInterpreter(model, g_engine.resolver, allocator);
+    m.ok = trial->AllocateTensors() == kTfLiteOk;
+    m.allocated_bytes = trial->arena_used_bytes();
+    m.ok = m.ok && trial->Invoke() == kTfLiteOk;
+    trial->~MicroInterpreter();
+  }
+  m.arena_bytes = (memory->peak(planner != nullptr ? planner->GetBufferCount() : 0) + 15) & ~static_cast<size_t>(15);
+  memory->~PeakAllocator();
+  return m;
 }
 
-// The smallest working arena in (fails, fits] of buf, Invoke included.
-size_t Bisect(const tflite::Model* model, uint8_t* buf, size_t fails, size_t fits) {
-  Trial trial = {model, buf, false};
-  size_t need = tinyml_arena_bisect(fails, fits, TryArena, &trial);
-  trial.invoke = true;
-  if (need < fits && TryArena(&trial, need) != 0) need = tinyml_arena_bisect(need, fits, TryArena, &trial);
-  return need;
+// One ordinary interpreter in `size` bytes of `buf`: AllocateTensors and one Invoke.
+bool Works(const tflite::Model* model, uint8_t* buf, size_t size) {
+  auto* trial = ::new (g_engine.trial_storage) tflite::MicroInterpreter(model, g_engine.resolver, buf, size);
+  bool ok = trial->AllocateTensors() == kTfLiteOk && trial->Invoke() == kTfLiteOk;
+  trial->~MicroInterpreter();
+  return ok;
 }
 
 int Build(const tflite::Model* model) {
-  g_engine.interpreter = new (g_engine.storage)
+  g_engine.interpreter = ::new (g_engine.storage)
       tflite::MicroInterpreter(model, g_engine.resolver, g_engine.arena, g_engine.arena_size, nullptr, &g_engine.profiler);
   if (g_engine.interpreter->AllocateTensors() == kTfLiteOk) return 0;
   Destroy();
   return -1;
 }
 
-// AllocateTensors failed in the arena: measure the true need in the largest free block (D4 of issue 13: what
+// AllocateTensors failed in the arena: measure the need in the largest free block (D4 of issue 13: what
 // arena_used_bytes() of a generous trial says leaves out AllocateTensors' temporaries).
 void ArenaTooSmall(const tflite::Model* model, tinyml_error* err) {
   const unsigned have = static_cast<unsigned>(g_engine.arena_size);
@@ -204,17 +279,16 @@ void ArenaTooSmall(const tflite::Model* model, tinyml_error* err) {
          "bytes); raise CONFIG_TINYML_ARENA_SIZE or add PSRAM", have, static_cast<unsigned>(largest));
     return;
   }
-  Trial generous = {model, probe, false};
-  if (TryArena(&generous, largest - 64) == 0) {
-    size_t need = Bisect(model, probe, g_engine.arena_size, largest - 64);
+  Measured m = Measure(model, probe, largest - 64);
+  board_free(probe);
+  if (m.ok) {
     Fail(err, TINYML_ST_ARENA_TOO_SMALL, "arena needs at least %u bytes, have %u; raise CONFIG_TINYML_ARENA_SIZE",
-         static_cast<unsigned>(need), have);
+         static_cast<unsigned>(m.arena_bytes), have);
   } else {
     Fail(err, TINYML_ST_ARENA_TOO_SMALL, "AllocateTensors() failed in the %u-byte arena and in a %u-byte trial "
          "arena (the largest free block): the model needs more, or TFLite Micro rejected it (serial log)", have,
          static_cast<unsigned>(largest - 64));
   }
-  board_free(probe);
 }
 
 int Load(void*, const uint8_t* data, size_t len, tinyml_error* err) {
@@ -240,11 +314,12 @@ int Load(void*, const uint8_t* data, size_t len, tinyml_error* err) {
     ArenaTooSmall(model, err);
     return -1;
   }
-  // The one arena figure, bisected in the arena itself between what the allocation kept and the arena size.
-  g_engine.allocated_bytes = g_engine.interpreter->arena_used_bytes();
+  // The one arena figure, measured in the arena itself (it fits: AllocateTensors just passed there), then checked
+  // with an ordinary interpreter of exactly that size; both only ever use arenas the model fits.
   Destroy();
-  size_t fails = g_engine.allocated_bytes > 0 ? g_engine.allocated_bytes - 1 : 0;
-  g_engine.arena_bytes = Bisect(model, g_engine.arena, fails, g_engine.arena_size);
+  Measured m = Measure(model, g_engine.arena, g_engine.arena_size);
+  g_engine.allocated_bytes = m.allocated_bytes;
+  g_engine.arena_bytes = m.ok && Works(model, g_engine.arena, m.arena_bytes) ? m.arena_bytes : g_engine.arena_size;
   if (Build(model) != 0) {  // it allocated a moment ago in the same arena
     Fail(err, TINYML_ST_BAD_MODEL, "AllocateTensors() failed on the second allocation (serial log)");
     return -1;

@@ -6,15 +6,3 @@ size_t tinyml_arena_fit(size_t configured, size_t largest_free) {
   size_t room = (largest_free - TINYML_ARENA_MARGIN) & ~(size_t)15;
   return room < configured ? room : configured;
 }
-
-size_t tinyml_arena_bisect(size_t fails, size_t fits, tinyml_arena_trial trial, void *ctx) {
-  while (fits - fails > 1) {
-    size_t mid = fails + (fits - fails) / 2;
-    if (trial(ctx, mid) == 0) {
-      fits = mid;
-    } else {
-      fails = mid;
-    }
-  }
-  return fits;
-}

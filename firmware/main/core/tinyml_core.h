@@ -48,7 +48,7 @@ typedef struct tinyml_op_time {
 
 /* The arena figures of the loaded model (COORD contract 2: one definition everywhere). */
 typedef struct tinyml_arena_figures {
-  size_t arena_bytes;     /* smallest arena for which load + AllocateTensors + one Invoke succeed (bisected) */
+  size_t arena_bytes;     /* smallest arena for which load + AllocateTensors + one Invoke succeed */
   size_t allocated_bytes; /* TFLM arena_used_bytes() after AllocateTensors: never compared with a budget */
   size_t size;            /* the arena the runtime has */
 } tinyml_arena_figures;
