@@ -117,6 +117,20 @@ def test_memo_keeps_values_atomically_and_without_a_root_in_process_only(tmp_pat
         memo.set_root(previous)
 
 
+def test_processes_started_from_this_one_keep_facts_in_the_same_root(tmp_path):
+    """The sim's engine process (and any other) finds the facts this process keeps."""
+    previous = memo.set_root(tmp_path / "shared")
+    try:
+        code = "from pytest_tinyml import memo; print(memo.root())"
+        seen = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        assert seen.strip() == str(tmp_path / "shared")
+        memo.set_root(None)
+        seen = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        assert seen.strip() == "None"
+    finally:
+        memo.set_root(previous)
+
+
 # --- conversion failures --------------------------------------------------------------------------------
 
 

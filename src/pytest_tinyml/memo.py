@@ -7,7 +7,8 @@ child process. :func:`remember` computes such a fact once and keeps it as one JS
 
 The root is the cache directory: inside pytest the ``--tinyml-cache-dir`` directory (set by the plugin at
 start-up), outside pytest the root of the first :class:`~pytest_tinyml.cache.TinyMLCache` created, or the one
-given to :func:`set_root`; with no root, facts are remembered for the process only. Only JSON is stored
+given to :func:`set_root`; with no root, facts are remembered for the process only. Processes started from
+this one inherit the root (:data:`ENV`). Only JSON is stored
 (never pickle): a tampered file can give a wrong verdict, not run code. A file that does not parse, names
 another key or does not match its checksum is recomputed and rewritten. Writes are atomic
 (``os.replace``); a cache directory that cannot be written only costs the saving.
@@ -32,9 +33,12 @@ from typing import Any
 
 FORMAT = 1
 FACTS = "facts"
+# The root is handed to processes started from this one (the sim's engine process, for one) through this
+# variable, so they keep and find the same facts.
+ENV = "PYTEST_TINYML_FACTS_ROOT"
 
 _lock = threading.Lock()
-_root: Path | None = None
+_root: Path | None = Path(os.environ[ENV]) if os.environ.get(ENV) else None
 _process: dict[str, Any] = {}  # key -> value, for this process (also when there is no root)
 stats = {"computed": 0, "loaded": 0, "recomputed_corrupt": 0}
 
@@ -59,6 +63,10 @@ def set_root(path: str | os.PathLike | None) -> Path | None:
     with _lock:
         previous, _root = _root, (Path(path) if path is not None else None)
         _process.clear()  # another root may hold other answers (e.g. a test's fresh directory)
+        if _root is None:
+            os.environ.pop(ENV, None)
+        else:
+            os.environ[ENV] = str(_root)
     return previous
 
 
