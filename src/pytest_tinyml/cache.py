@@ -346,15 +346,22 @@ class TinyMLCache:
                 f"model {model.name!r} is not built (no weights): give it an Input (keras.Input(shape)) so its "
                 "initial weights can be part of the cache key"
             )
-        x, y, task = _training_arrays(dataset)
+        from pytest_tinyml import training
+
+        _require_train_split(dataset)
+        task = training.task_of(dataset)
+        x, y = training.arrays(dataset, "tinyml_cache.fit", model=model)
         keras = _keras_module(family)
         compile_config = _compile_config(model)
+        # The loss an uncompiled model gets follows its head (logits -> from_logits=True): part of the key.
+        chosen = training.policy(model, dataset) if compile_config is None else None
         parts = {
             "architecture": architecture_json(model),
             "initial_weights": weights_digest(model).hexdigest(),
             "dataset": _dataset_fingerprint(dataset, x, y),
             "task": task,
             "compile": compile_config,
+            "training_policy": chosen,
             "fit": {"epochs": epochs, "batch_size": batch_size, "seed": seed,
                     "validation_split": validation_split, **fit_kwargs},
             "backend": keras.backend.backend(),
@@ -365,7 +372,7 @@ class TinyMLCache:
 
         def ensure_compiled() -> None:
             if compile_config is None:
-                _compile_for_task(model, task, y)
+                training.compile_for(model, dataset, keras)
 
         def produce():
             ensure_compiled()
@@ -427,8 +434,11 @@ class TinyMLCache:
         converter_params = check_params(params, f"model {name or getattr(model, 'name', 'model')!r}")
         samples = None
         if recipe in {"int8", "int16x8"} and representative is not None:
+            from pytest_tinyml.validation import sample_shape_of
+
             samples = prepare_representative(
-                representative, max_samples=int(converter_params["max_calibration_samples"])
+                representative, max_samples=int(converter_params["max_calibration_samples"]),
+                sample_shape=None if isinstance(model, (str, os.PathLike)) else sample_shape_of(model),
             )
         parts = {
             "source": source_key(model),
@@ -465,7 +475,6 @@ class TinyMLCache:
 
 
 # --- training helpers ---------------------------------------------------------------------------------------
-RECONSTRUCTION_TASKS = {"reconstruction", "anomaly", "autoencoder"}
 
 
 def _keras_module(family: str):
@@ -478,19 +487,12 @@ def _keras_module(family: str):
     return keras
 
 
-def _training_arrays(dataset):
-    """(x, y, task): y is x itself for reconstruction / anomaly tasks (autoencoders learn x -> x)."""
-    try:
-        x, y = dataset.x_train, dataset.y_train
-    except AttributeError:
+def _require_train_split(dataset) -> None:
+    if not (hasattr(dataset, "x_train") and hasattr(dataset, "y_train")):
         raise ConfigError(
             f"tinyml_cache.fit needs a dataset with x_train / y_train (pytest_tinyml.datasets.load(...) or "
             f"datasets.from_arrays(x, y)), got a {type(dataset).__name__!r}"
-        ) from None
-    task = getattr(dataset, "task", None) or "classification"
-    if task in RECONSTRUCTION_TASKS:
-        y = x
-    return x, y, task
+        )
 
 
 def _dataset_fingerprint(dataset, x, y) -> str:
@@ -512,14 +514,3 @@ def _compile_config(model):
         if config:
             return canonical(config, "compile")
     return canonical({"optimizer": model.optimizer, "loss": repr(getattr(model, "loss", None))}, "compile")
-
-
-def _compile_for_task(model, task: str, y) -> None:
-    if task in RECONSTRUCTION_TASKS:
-        model.compile(optimizer="adam", loss="mse")
-    elif task == "regression":
-        model.compile(optimizer="adam", loss="mse", metrics=["mae"])
-    else:
-        one_hot = getattr(y, "ndim", 1) > 1 and y.shape[-1] > 1
-        loss = "categorical_crossentropy" if one_hot else "sparse_categorical_crossentropy"
-        model.compile(optimizer="adam", loss=loss, metrics=["accuracy"])

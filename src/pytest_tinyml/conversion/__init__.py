@@ -66,50 +66,22 @@ def _io_dtype(recipe: str, target: str, io_dtype: str | None, label: str) -> str
     return io_dtype
 
 
-def prepare_representative(representative: Any, *, max_samples: int = DEFAULT_MAX_CALIBRATION_SAMPLES):
-    """A float32 array of calibration samples (batch axis first) from an array, a ``Dataset`` or a generator.
+def prepare_representative(representative: Any, *, max_samples: int = DEFAULT_MAX_CALIBRATION_SAMPLES,
+                           sample_shape=None):
+    """A float32 array of calibration samples (batch axis first) from any form users pass.
 
-    A generator (or a callable returning one) yields what TF's ``representative_dataset`` yields: a list
-    with one array of batch size 1 per sample (or the array itself). More than ``max_samples`` samples are
-    thinned to ``max_samples`` evenly spaced ones, so the whole set is still covered.
+    See :func:`pytest_tinyml.validation.representative_samples`: an array, a list of samples, a list of
+    ``[sample]`` lists, a generator (or a callable returning one), a ``tf.data.Dataset`` or a ``Dataset`` give
+    the same array; NaN/Inf or a sample of the wrong shape is a ``ConfigError`` naming the first bad sample.
+    ``sample_shape``: the model's input shape without the batch axis, when known.
 
     Example:
         >>> prepare_representative(np.zeros((1000, 64)), max_samples=200).shape     # doctest: +SKIP
         (200, 64)
     """
-    import numpy as np
+    from pytest_tinyml.validation import representative_samples
 
-    if representative is None:
-        return None
-    if hasattr(representative, "x_train"):  # a pytest_tinyml Dataset
-        representative = representative.x_train
-    if callable(representative) and not hasattr(representative, "shape"):
-        representative = representative()
-    if not hasattr(representative, "shape") and hasattr(representative, "__iter__"):
-        batches = []
-        for item in representative:
-            if isinstance(item, dict):
-                item = list(item.values())
-            if isinstance(item, (list, tuple)):
-                if len(item) != 1:
-                    raise ConfigError(
-                        f"representative generator yields {len(item)} inputs per sample: only single-input "
-                        "models are supported; yield [x[i:i+1]]"
-                    )
-                item = item[0]
-            batches.append(np.asarray(item, dtype=np.float32))
-            if sum(b.shape[0] if b.ndim else 1 for b in batches) >= 20 * max_samples:
-                break  # enough to thin from; a generator may be endless
-        if not batches:
-            raise ConfigError("representative generator yielded nothing: yield [x[i:i+1]] for each sample")
-        representative = np.concatenate([b if b.ndim else b.reshape(1) for b in batches], axis=0)
-    array = np.asarray(representative, dtype=np.float32)
-    if array.ndim < 1 or array.shape[0] == 0:
-        raise ConfigError(f"representative data has shape {array.shape}: need samples along the first axis")
-    if array.shape[0] > max_samples:
-        index = np.linspace(0, array.shape[0] - 1, max_samples).round().astype(int)
-        array = array[index]
-    return np.ascontiguousarray(array)
+    return representative_samples(representative, sample_shape=sample_shape, max_samples=max_samples)
 
 
 def representative_hash(array) -> str | None:
@@ -137,6 +109,15 @@ def optimization_steps(model: Any) -> dict:
         return {}
     # Keras wraps attribute dicts in tracking types: a JSON round trip makes them plain again.
     return json.loads(json.dumps({str(k): dict(v) for k, v in dict(tag).items()}, default=str))
+
+
+def _sample_shape(model):
+    """The input sample shape of an in-memory Keras model (None for a path: the worker checks it there)."""
+    if isinstance(model, (str, os.PathLike)):
+        return None
+    from pytest_tinyml.validation import sample_shape_of
+
+    return sample_shape_of(model)
 
 
 def check_params(params: dict, label: str) -> dict:
@@ -193,7 +174,8 @@ def convert(
     qat = identity.model_family(model) == "tf_keras" and identity.is_qat(model)
     samples = None
     if recipe in FULL_INTEGER:
-        samples = prepare_representative(representative, max_samples=int(params["max_calibration_samples"]))
+        samples = prepare_representative(representative, max_samples=int(params["max_calibration_samples"]),
+                                         sample_shape=_sample_shape(model))
         if samples is None and not qat and not isinstance(model, (str, os.PathLike)):
             raise ConversionError(
                 f"{label}: full-integer quantization needs a representative dataset to calibrate activation "
@@ -217,6 +199,7 @@ def convert(
             "source_hash": source.source_hash,
             "qat": source.qat,
             "layer_classes": list(source.layer_classes),
+            "name": source.name,
             "recipe": recipe,
             "target": target,
             "io_dtype": io,

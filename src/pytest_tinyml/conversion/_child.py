@@ -25,10 +25,15 @@ from pathlib import Path
 EXIT_EXCEPTION = 3
 
 
-def _representative(path: str):
+def _representative(path: str, model=None):
     import numpy as np
 
     samples = np.load(path).astype(np.float32)
+    if model is not None:
+        from pytest_tinyml.validation import check_inputs
+
+        # The parent checked the samples against the model when it had the model; a path is checked here.
+        check_inputs(samples, model, role="representative data")
 
     def generate():
         for i in range(samples.shape[0]):
@@ -98,7 +103,7 @@ def _layer_classes(model) -> list[str]:
     return sorted(seen)
 
 
-def _configure(converter, job: dict, qat: bool) -> int:
+def _configure(converter, job: dict, qat: bool, model=None) -> int:
     """Apply the recipe to the converter; returns the number of calibration samples used."""
     import tensorflow as tf
 
@@ -125,7 +130,7 @@ def _configure(converter, job: dict, qat: bool) -> int:
     elif recipe in {"int8", "int16x8"}:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         if job.get("representative"):
-            converter.representative_dataset, n_samples = _representative(job["representative"])
+            converter.representative_dataset, n_samples = _representative(job["representative"], model)
         elif not qat:
             raise ValueError(
                 f"full-integer recipe {recipe!r} needs a representative dataset and the model is not "
@@ -151,6 +156,138 @@ def _configure(converter, job: dict, qat: bool) -> int:
     return n_samples
 
 
+# --- what each recipe promises, checked on the converted graph -------------------------------------------------
+QUANT_OPS = {"QUANTIZE", "DEQUANTIZE"}
+FLOAT_TYPES = {"float32", "float16", "float64"}
+INTEGER_ACTIVATIONS = {"int8": {"int8", "int32", "int64", "bool"}, "int16x8": {"int16", "int32", "int64", "bool"}}
+
+
+def _graph(content: bytes):
+    """(ops, dtype of each tensor, constant tensors, graph inputs, graph outputs) of the main subgraph."""
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=content)
+    interpreter.allocate_tensors()
+    ops = [op for op in interpreter._get_ops_details() if op.get("op_name") not in (None, "DELEGATE")]
+    dtypes = {int(t["index"]): np.dtype(t["dtype"]).name for t in interpreter.get_tensor_details()}
+    inputs = {int(d["index"]) for d in interpreter.get_input_details()}
+    outputs = {int(d["index"]) for d in interpreter.get_output_details()}
+    produced = {int(i) for op in ops for i in op["outputs"]}
+    constants = {i for i in dtypes if i not in produced and i not in inputs}
+    return ops, dtypes, constants, inputs, outputs
+
+
+def _op_label(op) -> str:
+    return f"{op['op_name']} #{op['index']}"
+
+
+def _listing(labels: list, limit: int = 6) -> str:
+    shown = ", ".join(labels[:limit])
+    return shown + (f" and {len(labels) - limit} more" if len(labels) > limit else "")
+
+
+def recipe_findings(content: bytes, recipe: str, io_dtype: str) -> list[str]:
+    """What in the converted graph contradicts ``recipe`` (empty when the graph is what the recipe says).
+
+    ``int8`` / ``int16x8``: every op computes on integers (int8 / int16 activations, integer weights); the only
+    QUANTIZE / DEQUANTIZE are the input / output conversions that ``io_dtype="float32"`` asks for.
+    ``float16``: float16 weights, dequantized at load. ``dynamic_range``: int8 weights, float activations.
+    ``float32``: float tensors only, no QUANTIZE / DEQUANTIZE.
+    """
+    ops, dtypes, constants, graph_inputs, graph_outputs = _graph(content)
+    findings: list[str] = []
+
+    def activations(op):
+        return [int(i) for i in (*op["inputs"], *op["outputs"]) if int(i) >= 0 and int(i) not in constants]
+
+    def weights(op):
+        return [int(i) for i in op["inputs"] if int(i) >= 0 and int(i) in constants]
+
+    if recipe in INTEGER_ACTIVATIONS:
+        allowed = INTEGER_ACTIVATIONS[recipe]
+        float_ops, inner_quant, float_weights, wrong_width = [], [], [], []
+        for op in ops:
+            name = op["op_name"]
+            boundary = io_dtype == "float32" and (
+                (name == "QUANTIZE" and {int(i) for i in op["inputs"]} <= graph_inputs)
+                or (name == "DEQUANTIZE" and {int(o) for o in op["outputs"]} <= graph_outputs)
+            )
+            if boundary:
+                continue
+            act_types = {dtypes[i] for i in activations(op)}
+            if name == "DEQUANTIZE" or (name == "QUANTIZE" and act_types & FLOAT_TYPES):
+                inner_quant.append(_op_label(op))
+            elif act_types & FLOAT_TYPES:
+                float_ops.append(_op_label(op))
+            elif act_types - allowed:
+                wrong_width.append(f"{_op_label(op)} ({'/'.join(sorted(act_types - allowed))})")
+            if name not in QUANT_OPS and {dtypes[i] for i in weights(op)} & FLOAT_TYPES:
+                float_weights.append(_op_label(op))
+        if float_ops:
+            findings.append(f"{len(float_ops)} op(s) compute in float: {_listing(float_ops)}")
+        if inner_quant:
+            findings.append(f"{len(inner_quant)} QUANTIZE/DEQUANTIZE inside the graph (not the float I/O "
+                            f"conversions): {_listing(inner_quant)}")
+        if float_weights:
+            findings.append(f"{len(float_weights)} op(s) have float weights: {_listing(float_weights)}")
+        if wrong_width:
+            findings.append(f"{len(wrong_width)} op(s) have activations other than {recipe}'s: {_listing(wrong_width)}")
+        return findings
+    weight_types = {dtypes[i] for op in ops if op["op_name"] not in QUANT_OPS for i in weights(op)}
+    quant_ops = [_op_label(op) for op in ops if op["op_name"] in QUANT_OPS]
+    integer_acts = [_op_label(op) for op in ops if op["op_name"] not in QUANT_OPS
+                    and {dtypes[i] for i in activations(op)} & {"int8", "uint8", "int16"}]
+    if integer_acts:
+        findings.append(f"{len(integer_acts)} op(s) have integer activations: {_listing(integer_acts)}")
+    if recipe == "float32":
+        if quant_ops:
+            findings.append(f"QUANTIZE/DEQUANTIZE ops: {_listing(quant_ops)}")
+        odd = sorted({dtypes[i] for i in dtypes} & {"int8", "uint8", "int16", "float16"})
+        if odd:
+            findings.append(f"tensors of type {', '.join(odd)}")
+    elif recipe == "float16":
+        half = [i for i in constants if dtypes[i] == "float16"]
+        dequant = [op for op in ops if op["op_name"] == "DEQUANTIZE"]
+        if weight_types & {"float32"} - {"float16"} and not half:
+            findings.append("no float16 weights (every weight is still float32)")
+        elif half and not dequant:
+            findings.append("float16 weights without the DEQUANTIZE ops that expand them at load")
+        if {"int8", "uint8"} & {dtypes[i] for i in constants}:
+            findings.append("int8 weights (a float16 model keeps its weights in float16)")
+    elif recipe == "dynamic_range":
+        int8_weights = [_op_label(op) for op in ops if op["op_name"] not in QUANT_OPS
+                        and "int8" in {dtypes[i] for i in weights(op)}]
+        if not int8_weights:
+            findings.append("no int8 weights: the converter quantizes only weight tensors of 1024 elements or "
+                            "more, and this model has none (use the float32 recipe for it)")
+    return findings
+
+
+def verify_recipe(content: bytes, recipe: str, io_dtype: str, *, name: str = "model") -> None:
+    """Raise ``ConversionError`` when the converted graph is not what ``recipe`` promises."""
+    findings = recipe_findings(content, recipe, io_dtype)
+    if not findings:
+        return
+    from pytest_tinyml.errors import ConversionError
+
+    why = {
+        "int8": "the converter keeps an op in float when calibration gave it no range (representative data that "
+                "did not reach it, or samples shaped unlike the model's input) or when it has no int8 kernel "
+                "(target='litert' falls back to float; target='tflm' refuses)",
+        "int16x8": "the converter keeps an op in float when it has no 16x8 kernel (target='litert' falls back) "
+                   "or when calibration gave it no range",
+        "float16": "the converter did not store the weights in float16",
+        "dynamic_range": "nothing was quantized",
+        "float32": "the float32 recipe must not quantize",
+    }[recipe]
+    raise ConversionError(
+        f"model {name!r}, recipe {recipe!r}: the converted graph is not a {recipe} model: "
+        + "; ".join(findings) + f". Why: {why}. Fix the model or the data, or pick the recipe the graph can be "
+        "(float32 / dynamic_range for LiteRT); pytest_tinyml.analyze.analyze(artifact).summary() lists every op"
+    )
+
+
 def main(job_dir: str) -> int:
     faulthandler.enable()  # a native crash prints the Python stack to stderr: the parent shows its tail
     job_dir_path = Path(job_dir)
@@ -173,12 +310,11 @@ def main(job_dir: str) -> int:
             from pytest_tinyml.identity import path_hash
 
             source_hash = path_hash(job["path"])
-        n_samples = _configure(converter, job, qat)
+        n_samples = _configure(converter, job, qat, model)
         content = converter.convert()
-        # Sanity: LiteRT must be able to load what we produced (this process is the crash boundary).
-        from ai_edge_litert.interpreter import Interpreter
-
-        Interpreter(model_content=content).allocate_tensors()
+        # Sanity: LiteRT must be able to load what we produced (this process is the crash boundary), and the
+        # graph must be what the recipe promises (an "int8" model with float kernels is refused here).
+        verify_recipe(content, job["recipe"], job["io_dtype"], name=job.get("name") or "model")
         (job_dir_path / "model.tflite").write_bytes(content)
         result = {
             "fixed_batch": model is not None and _needs_fixed_batch(model),
@@ -192,8 +328,11 @@ def main(job_dir: str) -> int:
     except BaseException as exc:  # noqa: BLE001 - everything becomes an error report for the parent
         traceback.print_exc(file=sys.stderr)
         message = str(exc)
+        from pytest_tinyml.errors import TinyMLError
+
         (job_dir_path / "error.json").write_text(
-            json.dumps({"type": type(exc).__name__, "message": message[-4000:]})
+            json.dumps({"type": type(exc).__name__, "message": message[-4000:],
+                        "tinyml": isinstance(exc, TinyMLError)})
         )
         return EXIT_EXCEPTION
     finally:

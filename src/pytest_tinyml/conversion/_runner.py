@@ -54,6 +54,10 @@ def run_child(job_dir: Path, job: dict, *, timeout: float, label: str) -> dict:
         what = f"crashed with {child.signal_name(returncode)} in TF's converter"
     elif returncode == EXIT_EXCEPTION and (job_dir / "error.json").exists():
         error = json.loads((job_dir / "error.json").read_text())
+        if error.get("tinyml"):  # our own check in the worker (recipe verification, data validation): as raised
+            from pytest_tinyml import errors
+
+            raise getattr(errors, error["type"], ConversionError)(error["message"])
         first = error["message"].strip().splitlines()[0] if error["message"].strip() else ""
         what = f"failed: {error['type']}: {first[:500]}"
     else:

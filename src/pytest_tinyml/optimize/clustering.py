@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pytest_tinyml import training
 from pytest_tinyml.errors import ConfigError, OptimizationError
-from pytest_tinyml.optimize import _cached, _training
+from pytest_tinyml.optimize import _cached
 from pytest_tinyml.optimize.sparsity import iter_layers, prunable_weights
 
 
@@ -59,7 +60,7 @@ def cluster(
     if clusters < 2:
         raise ConfigError(f"cluster: clusters={clusters} must be >= 2.")
     if epochs:
-        _training.arrays(dataset, "cluster")  # a ConfigError now for a dataset without x_train / y_train
+        training.arrays(dataset, "cluster")  # a ConfigError now for a dataset without x_train / y_train
     params = {
         "clusters": clusters,
         "epochs": epochs,
@@ -96,7 +97,7 @@ def _cluster(model, dataset, *, clusters, epochs, batch_size, learning_rate, see
     tfk, mot = tf_keras(), tfmot()
     clustering = mot.clustering.keras
     legacy, from_keras3 = legacy_copy(model)
-    _training.seed_everything(seed)
+    training.seed_everything(seed)
     try:
         wrapped = clustering.cluster_weights(
             legacy,
@@ -106,8 +107,8 @@ def _cluster(model, dataset, *, clusters, epochs, batch_size, learning_rate, see
     except (ValueError, RuntimeError) as exc:
         raise OptimizationError(f"tfmot cannot cluster model {legacy.name!r}: {exc}") from exc
     if epochs:
-        x, y = _training.arrays(dataset, "cluster")
-        _training.compile_for(wrapped, dataset, tfk, reference=legacy, learning_rate=learning_rate)
+        x, y = training.arrays(dataset, "cluster")
+        training.compile_for(wrapped, dataset, tfk, reference=legacy, learning_rate=learning_rate)
         wrapped.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0)
     stripped = clustering.strip_clustering(wrapped)
     return to_keras3(stripped) if from_keras3 else stripped

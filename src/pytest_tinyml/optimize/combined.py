@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import dataclasses
 
+from pytest_tinyml import training
 from pytest_tinyml.errors import ConfigError
-from pytest_tinyml.optimize import _cached, _training
+from pytest_tinyml.optimize import _cached
 
 
 def pipeline(
@@ -62,9 +63,9 @@ def pipeline(
         raise ConfigError(f"pipeline: target_sparsity={target_sparsity} must be in (0, 1).")
     if structured:
         target_sparsity = 0.5
-    _training.arrays(dataset, "pipeline")  # a ConfigError now for a dataset without x_train / y_train
+    training.arrays(dataset, "pipeline")  # a ConfigError now for a dataset without x_train / y_train
     if representative is None:
-        representative = _training.arrays(dataset, "pipeline")[0]
+        representative = training.arrays(dataset, "pipeline")[0]
     # An array (generators and Datasets accepted too), so it can be part of the cache key.
     representative = prepare_representative(representative)
     settings = {
@@ -80,7 +81,7 @@ def pipeline(
     }
 
     def produce():
-        _training.seed_everything(seed)
+        training.seed_everything(seed)
         end_step, frequency = ramp(dataset, batch_size, prune_epochs)
         stripped, _ = prune_tf_keras(
             legacy_copy(model)[0],

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import keras
 
+from pytest_tinyml import training
 from pytest_tinyml.errors import ConfigError
-from pytest_tinyml.optimize import _cached, _training
+from pytest_tinyml.optimize import _cached
 
 
 def distillation_loss(
@@ -58,7 +59,7 @@ def logits_of(model):
         >>> np.allclose(keras.ops.softmax(z), m(np.ones((1, 3), "float32")))
         True
     """
-    if not _training.ends_in_softmax(model):
+    if not training.ends_in_softmax(model):
         return lambda x, training=False: model(x, training=training)
     last = model.layers[-1]
     try:
@@ -148,8 +149,8 @@ def distill(
         >>> student = distill(trained_teacher, zoo.build("student", input_shape=(64,), num_classes=10),
         ...                   digits, temperature=4.0, alpha=0.1, epochs=10)  # doctest: +SKIP
     """
-    x, y = _training.arrays(dataset, "distill")
-    if _training.is_reconstruction(dataset):
+    x, y = training.arrays(dataset, "distill")
+    if training.is_reconstruction(dataset):
         raise ConfigError(
             "distill: distillation needs a classification dataset (labels), not a reconstruction task."
         )
@@ -168,7 +169,7 @@ def distill(
     }
 
     def produce():
-        _training.seed_everything(seed)
+        training.seed_everything(seed)
         was_trainable = teacher.trainable
         teacher.trainable = False
         try:

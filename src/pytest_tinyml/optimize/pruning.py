@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pytest_tinyml import training
 from pytest_tinyml.errors import ConfigError, OptimizationError
-from pytest_tinyml.optimize import _cached, _training
+from pytest_tinyml.optimize import _cached
 from pytest_tinyml.optimize.sparsity import gzip_size, measure_sparsity
 
 SCHEDULES = ("polynomial", "constant")
@@ -91,7 +92,7 @@ def prune(
         raise ConfigError(f"prune: target_sparsity={target_sparsity} must be in (0, 1).")
     if structured:
         target_sparsity = 0.5
-    _training.arrays(dataset, "prune")  # a ConfigError now for a dataset without x_train / y_train
+    training.arrays(dataset, "prune")  # a ConfigError now for a dataset without x_train / y_train
     params = {
         "target_sparsity": target_sparsity,
         "schedule": schedule,
@@ -105,7 +106,7 @@ def prune(
 
     def produce() -> PruneResult:
         end_step, frequency = ramp(dataset, batch_size, epochs)
-        _training.seed_everything(seed)
+        training.seed_everything(seed)
         run = _prune_native if backend == "native" else _prune_tfmot
         pruned, history = run(
             model,
@@ -168,7 +169,7 @@ def ramp(dataset, batch_size: int, epochs: int) -> tuple[int, int]:
         >>> ramp(SimpleNamespace(x_train=[0] * 1400), 32, 2)
         (64, 4)
     """
-    total_steps = _training.steps_per_epoch(dataset, batch_size) * max(1, epochs)
+    total_steps = training.steps_per_epoch(dataset, batch_size) * max(1, epochs)
     frequency = max(1, total_steps // 20)
     end_step = max(0, frequency * ((3 * (total_steps - 1) // 4) // frequency))
     return end_step, frequency
@@ -209,8 +210,8 @@ def prune_tf_keras(
         raise OptimizationError(
             f"tfmot cannot prune model {legacy.name!r}: {exc}. Try backend='native' (Keras 3 callback)."
         ) from exc
-    x, y = _training.arrays(dataset, "prune")
-    _training.compile_for(wrapped, dataset, tfk, reference=legacy, learning_rate=learning_rate)
+    x, y = training.arrays(dataset, "prune")
+    training.compile_for(wrapped, dataset, tfk, reference=legacy, learning_rate=learning_rate)
     history = wrapped.fit(
         x, y, epochs=epochs, batch_size=batch_size, verbose=0, callbacks=[sparsity_api.UpdatePruningStep()]
     )
@@ -249,8 +250,8 @@ def _prune_native(
         )
     clone = keras.models.clone_model(model)
     clone.set_weights(model.get_weights())
-    x, y = _training.arrays(dataset, "prune")
-    _training.compile_for(clone, dataset, keras, learning_rate=learning_rate)
+    x, y = training.arrays(dataset, "prune")
+    training.compile_for(clone, dataset, keras, learning_rate=learning_rate)
     callback = MagnitudePruning(
         target_sparsity, schedule=schedule, end_step=end_step, frequency=frequency, structured=structured
     )

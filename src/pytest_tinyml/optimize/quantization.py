@@ -10,8 +10,9 @@ Example:
 
 from __future__ import annotations
 
+from pytest_tinyml import training
 from pytest_tinyml.errors import ConfigError, OptimizationError
-from pytest_tinyml.optimize import _cached, _training
+from pytest_tinyml.optimize import _cached
 from pytest_tinyml.optimize.bridge import to_tf_keras
 
 
@@ -43,7 +44,7 @@ def qat(
     if epochs < 0:
         raise ConfigError(f"qat: epochs={epochs} must be >= 0.")
     if epochs:
-        _training.arrays(dataset, "qat")  # a ConfigError now for a dataset without x_train / y_train
+        training.arrays(dataset, "qat")  # a ConfigError now for a dataset without x_train / y_train
     legacy = model if isinstance(model, tf_keras().Model) else to_tf_keras(model)
     params = {
         "epochs": epochs,
@@ -56,9 +57,9 @@ def qat(
     def produce():
         quantized = _wrap(legacy, preserve_sparsity)
         if epochs:
-            _training.seed_everything(seed)
-            x, y = _training.arrays(dataset, "qat")
-            _training.compile_for(
+            training.seed_everything(seed)
+            x, y = training.arrays(dataset, "qat")
+            training.compile_for(
                 quantized, dataset, tf_keras(), reference=legacy, learning_rate=learning_rate
             )
             quantized.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0)
