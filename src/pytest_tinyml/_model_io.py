@@ -127,18 +127,11 @@ def resolve(value, role: str, *, device_ok: bool = False) -> Model:
     raise ConfigError(f"{role} is a {type(value).__module__}.{type(value).__qualname__}; expected {accepted}")
 
 
-def as_inputs(x, role: str = "x") -> np.ndarray:
-    """Inputs as a float32 array with a sample axis; a ConfigError otherwise."""
-    try:
-        array = np.asarray(x)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{role} must be an array of input samples, got {type(x).__name__}: {exc}") from None
-    if array.dtype.kind not in "biuf" or array.ndim == 0 or len(array) == 0:
-        raise ConfigError(
-            f"{role} must be a non-empty numeric array of input samples (first axis = sample), "
-            f"got {type(x).__name__} of shape {array.shape} and dtype {array.dtype}"
-        )
-    return array.astype(np.float32, copy=False)
+def as_inputs(x, role: str = "x", model=None, *, reshape: bool = False) -> np.ndarray:
+    """Inputs as a float32 array with a sample axis, validated by :func:`pytest_tinyml.validation.check_inputs`."""
+    from pytest_tinyml.validation import check_inputs
+
+    return check_inputs(x, model, role=role, reshape=reshape)
 
 
 def single_output(value, role: str) -> np.ndarray:

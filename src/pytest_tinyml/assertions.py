@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from pytest_tinyml import _model_io, metrics, report
+from pytest_tinyml import _model_io, metrics, report, validation
 from pytest_tinyml._failure import fail as _fail
 from pytest_tinyml._failure import fmt as _fmt
 from pytest_tinyml._failure import quantized_hints as _quantized_hints
@@ -65,13 +65,43 @@ def _task_metric(metric, inputs: np.ndarray, outputs: np.ndarray):
     return metric, label, score
 
 
-def assert_accuracy_drop(reference, candidate, x, y, *, max_drop: float = 0.01, metric="auto") -> dict:
+def _inputs(x, ref, cand, reshape: bool) -> np.ndarray:
+    """``x`` validated against both models' input shape (NaN/Inf, layout); see :mod:`pytest_tinyml.validation`."""
+    inputs = validation.check_inputs(x, ref, role="x", reshape=reshape)
+    if cand.kind != "device":
+        inputs = validation.check_inputs(inputs, cand, role=f"x (for the candidate, {cand.describe()})",
+                                         reshape=reshape)
+    return inputs
+
+
+def _labels(y, name: str, ref, ref_out: np.ndarray, n: int):
+    """``y`` checked for the metric: class labels in the model's classes, 0/1 anomaly labels for ROC AUC."""
+    if name in ("accuracy", "top5"):
+        classes = validation.num_classes_of(ref)
+        if classes is None and ref_out.ndim >= 2:
+            classes = int(ref_out.reshape(n, -1).shape[1])
+            classes = 2 if classes == 1 else classes
+        return validation.check_labels(y, n=n, num_classes=classes)
+    if name == "roc_auc":
+        return validation.check_binary_labels(y, n=n, role="y (anomaly labels: 1 = anomaly)")
+    labels = np.asarray(y)
+    if len(labels) != n:
+        raise ConfigError(f"x has {n} samples but y has {len(labels)} labels: give one label per sample")
+    return labels
+
+
+def assert_accuracy_drop(reference, candidate, x, y, *, max_drop: float = 0.01, metric="auto",
+                         reshape: bool = False) -> dict:
     """Fail when the candidate's score on ``(x, y)`` is more than ``max_drop`` below the reference's.
 
     ``metric`` is ``"accuracy"``, ``"top5"``, ``"roc_auc"`` (of the reconstruction error, for
     autoencoders: ``y`` is 1 for anomalies), a function ``(y, outputs) -> score``, or ``"auto"`` (ROC AUC
     when the model reconstructs its input, accuracy otherwise). ``max_drop`` is a fraction (0.01 = one
     point). Returns the figures (both scores and the drop).
+
+    ``x`` and ``y`` are checked first (:mod:`pytest_tinyml.validation`): NaN/Inf, samples shaped unlike the
+    model's input (``reshape=True`` reshapes samples with the right element count), class labels outside the
+    model's classes or non-integral float labels are a ``ConfigError``.
 
     Example:
         >>> assert_accuracy_drop(float_model, int8_model, ds.x_test, ds.y_test, max_drop=0.01)  # doctest: +SKIP
@@ -80,12 +110,13 @@ def assert_accuracy_drop(reference, candidate, x, y, *, max_drop: float = 0.01, 
     max_drop = _check_budget("max_drop", max_drop, allow_none=False, upper=1.0)
     ref = _model_io.resolve(reference, "reference")
     cand = _model_io.resolve(candidate, "candidate", device_ok=True)
-    inputs = _model_io.as_inputs(x)
-    labels = np.asarray(y)
-    if len(labels) != len(inputs):
-        raise ConfigError(f"x has {len(inputs)} samples but y has {len(labels)} labels: give one label per sample")
+    inputs = _inputs(x, ref, cand, reshape)
+    if len(np.asarray(y)) != len(inputs):
+        raise ConfigError(f"x has {len(inputs)} samples but y has {len(np.asarray(y))} labels: give one label per "
+                          "sample")
     ref_out = _model_io.outputs_of(ref, inputs, "reference")
     name, label, score = _task_metric(metric, inputs, ref_out)
+    labels = _labels(y, name, ref, ref_out, len(inputs))
     ref_score = score(labels, ref_out, inputs)
     cand_out = _model_io.outputs_of(cand, inputs, "candidate")
     cand_score = score(labels, cand_out, inputs)
@@ -226,12 +257,14 @@ def assert_parity(
     max_rmse: float | None = None,
     min_snr_db: float | None = None,
     max_saturation: float | None = None,
+    reshape: bool = False,
 ) -> dict:
     """Fail when the candidate's outputs on ``x`` stray from the reference's beyond any given budget.
 
     ``max_error_steps`` counts output quantization steps (LSBs) of the quantized side; between an int8
     artifact and a board result it compares the raw integers. A board result's outputs must be those of
-    ``x``. Returns every figure of :func:`pytest_tinyml.metrics.compare_outputs`.
+    ``x``. ``x`` is validated like :func:`assert_accuracy_drop`'s (NaN/Inf, shape; ``reshape=True`` to reshape
+    samples with the right element count). Returns every figure of :func:`pytest_tinyml.metrics.compare_outputs`.
 
     Example:
         >>> assert_parity(float_model, int8_model, ds.x_test, min_top1_agreement=0.98)  # doctest: +SKIP
@@ -249,7 +282,7 @@ def assert_parity(
         raise ConfigError("assert_parity needs at least one budget: " + ", ".join(f"{k}=" for k in budgets))
     ref = _model_io.resolve(reference, "reference")
     cand = _model_io.resolve(candidate, "candidate", device_ok=True)
-    inputs = _model_io.as_inputs(x)
+    inputs = _inputs(x, ref, cand, reshape)
     for name in ("max_error_steps", "max_saturation"):
         if budgets[name] is not None and cand.output_quant is None and ref.output_quant is None:
             raise ConfigError(
