@@ -220,7 +220,7 @@ def check_labels(y, model=None, *, n: int | None = None, role: str = "y", num_cl
             first = int(fractional[0])
             raise ConfigError(
                 f"{role} has {fractional.size} non-integral float labels (first: sample #{first}, label "
-                f"{labels[first]!r}): class labels are whole numbers; truncating them would change the classes. "
+                f"{labels[first].item()!r}): class labels are whole numbers; truncating them would change the classes. "
                 "Give integer labels (y.astype(int) only if they are whole numbers stored as floats)"
             )
         labels = labels.astype(np.int64)
@@ -230,7 +230,7 @@ def check_labels(y, model=None, *, n: int | None = None, role: str = "y", num_cl
             first = int(outside[0])
             raise ConfigError(
                 f"{role} has {outside.size} labels outside [0, {classes}) (first: sample #{first}, label "
-                f"{labels[first]}): the model has {classes} output classes. Give labels 0..{classes - 1} "
+                f"{labels[first].item()}): the model has {classes} output classes. Give labels 0..{classes - 1} "
                 "(labels starting at 1? subtract 1)"
             )
     return labels
