@@ -400,3 +400,48 @@ def test_fit_is_clean_under_filterwarnings_error(pytester):
     )
     result = pytester.runpytest_subprocess("-p", "no:pytest_embedded", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
+
+
+CORRUPT_UNDER_W_ERROR = """
+import pathlib
+
+
+def save(value, directory):
+    (directory / "value.txt").write_text(value)
+
+
+def load(directory):
+    return (directory / "value.txt").read_text()
+
+
+def produce():
+    marker = pathlib.Path("produced.txt")
+    marker.write_text(marker.read_text() + "x" if marker.exists() else "x")
+    return "hello"
+
+
+def test_value(tinyml_cache):
+    assert tinyml_cache.memoize("demo", {"n": 1}, produce, save=save, load=load) == "hello"
+"""
+
+
+def test_a_corrupt_entry_is_rebuilt_even_when_warnings_are_errors(pytester):
+    """Under -W error the CacheWarning raises: it must come after the rebuild, so the next run is healthy."""
+    pytester.makepyfile(CORRUPT_UNDER_W_ERROR)
+    cache_dir = pytester.path / "cache"
+    args = (f"--tinyml-cache-dir={cache_dir}", "-p", "no:cacheprovider", "-W", "error")
+    pytester.runpytest_subprocess(*args).assert_outcomes(passed=1)
+    (value,) = cache_dir.glob("demo/*/*/value.txt")
+    value.write_text("hel")  # truncated
+    # This run sees the corruption: it rebuilds the entry, then its warning (an error here) fails the test...
+    failed = pytester.runpytest_subprocess(*args)
+    failed.assert_outcomes(failed=1)
+    failed.stdout.fnmatch_lines(["*CacheWarning: tinyml cache entry * was corrupt (value.txt does not match*rebuilt it"])
+    assert value.read_text() == "hello" and (pytester.path / "produced.txt").read_text() == "xx"
+    # ...and every later run passes from the rebuilt entry, without producing again.
+    pytester.runpytest_subprocess(*args).assert_outcomes(passed=1)
+    assert (pytester.path / "produced.txt").read_text() == "xx"
+    # The category is filterable: ignoring it makes the corrupt run pass too.
+    value.write_text("hel")
+    pytester.runpytest_subprocess(*args, "-W", "ignore::pytest_tinyml.errors.CacheWarning").assert_outcomes(passed=1)
+    assert value.read_text() == "hello"

@@ -202,11 +202,9 @@ class TinyMLCache:
                 self.hits += 1
                 return value
             except FileNotFoundError:
-                pass
+                corrupt = None
             except _Corrupt as exc:
-                warnings.warn(
-                    f"tinyml cache entry {entry} is corrupt ({exc}); rebuilding it", CacheWarning, stacklevel=2
-                )
+                corrupt = str(exc)
                 self.rebuilds += 1
             self.misses += 1
             started = time.monotonic()
@@ -217,6 +215,11 @@ class TinyMLCache:
                     self._keep_failure(kind, key, key_parts, error)
                 raise
             self._write(entry, kind, key, key_parts, value, save, time.monotonic() - started)
+        if corrupt is not None:
+            # Warn only once the entry is whole again: under filterwarnings = error the warning raises, and a
+            # warning raised before the rebuild would leave the corrupt entry to break every later run.
+            warnings.warn(f"tinyml cache entry {entry} was corrupt ({corrupt}); rebuilt it", CacheWarning,
+                          stacklevel=2)
         return value
 
     # --- kept failures --------------------------------------------------------------------------------------
