@@ -32,7 +32,7 @@ def test_help_text_is_pinned(pytester):
     assert flags == [
         "--tinyml-board", "--tinyml-cache-dir", "--tinyml-cache-retry", "--tinyml-history", "--tinyml-report",
         "--tinyml-skip-flash", "--tinyml-target", "--tinyml-baud", "--tinyml-timeout",
-        "--tinyml-firmware-dir", "--tinyml-baseline", "--tinyml-save-baseline",
+        "--tinyml-firmware-dir", "--tinyml-baseline", "--tinyml-trust-legacy", "--tinyml-save-baseline",
     ]
     assert "rfc2217://host:port" in group
     assert "socket://host:port" in group

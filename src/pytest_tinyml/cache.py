@@ -434,6 +434,7 @@ class TinyMLCache:
         timeout = params.pop("timeout", 300.0)
         target = params.pop("target", "tflm")
         io_dtype = params.pop("io_dtype", None)
+        trust = params.pop("trust", None)  # not part of the key: it permits a load, it does not change the result
         converter_params = check_params(params, f"model {name or getattr(model, 'name', 'model')!r}")
         samples = None
         if recipe in {"int8", "int16x8"} and representative is not None:
@@ -458,7 +459,7 @@ class TinyMLCache:
 
         def produce():
             return convert(model, recipe, representative=samples, target=target, io_dtype=io_dtype,
-                           name=name, timeout=timeout, **params)
+                           name=name, timeout=timeout, trust=trust, **params)
 
         def save(artifact, directory: Path) -> None:
             (directory / "model.tflite").write_bytes(artifact.content)

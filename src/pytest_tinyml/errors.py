@@ -15,6 +15,11 @@ class ConfigError(TinyMLError, ValueError):
     """A bad option, ini value, marker argument or function argument."""
 
 
+class UntrustedModelError(ConfigError):
+    """A legacy model file (``.h5``) carries Python bytecode (a ``Lambda`` layer) that loading it would run;
+    pass ``trust=True`` (or ``--tinyml-trust-legacy``) for files you trust."""
+
+
 class DatasetError(TinyMLError):
     """A dataset cannot be loaded (unknown name, no network, bad arrays)."""
 

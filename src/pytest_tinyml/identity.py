@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_tinyml.errors import ConfigError, ConversionError
+from pytest_tinyml.errors import ConfigError, ConversionError, UntrustedModelError
 
 # Names that are values, not layer names, in Keras configs (dtype policies carry a "name" too).
 _NOT_LAYERS = {"DTypePolicy", "FloatDTypePolicy", "QuantizedDTypePolicy", "Policy"}
@@ -217,3 +217,78 @@ def _all_layers(model: Any):
             yield inner
         if hasattr(layer, "layers"):
             yield from _all_layers(layer)
+
+
+# --- legacy files that carry Python bytecode ----------------------------------------------------------------
+LEGACY_SUFFIXES = {".h5", ".hdf5"}
+TRUST_FLAG = "--tinyml-trust-legacy"
+_trust_legacy_default = False
+
+
+def set_trust_legacy(value: bool) -> None:
+    """The session-wide default of ``trust=`` for legacy files (set by ``--tinyml-trust-legacy``)."""
+    global _trust_legacy_default
+    _trust_legacy_default = bool(value)
+
+
+def trust_legacy_default() -> bool:
+    """True when ``--tinyml-trust-legacy`` (ini ``tinyml_trust_legacy``) is on for this session."""
+    return _trust_legacy_default
+
+
+def bytecode_layers(path: str | os.PathLike) -> list[str]:
+    """``"name (Lambda)"`` for every layer of a legacy ``.h5`` model whose config holds Python bytecode.
+
+    A ``Lambda`` layer saved in HDF5 stores its function as marshalled bytecode, which Keras runs while it
+    rebuilds the model: loading the file runs code from it. (``.keras`` files are refused by Keras's own
+    ``safe_mode``; a SavedModel directory is converted from its graph and never loaded through Keras.)
+
+    Example:
+        >>> bytecode_layers("model_with_lambda.h5")      # doctest: +SKIP
+        ['scale (Lambda)']
+    """
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            raw = f.attrs.get("model_config")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {os.fspath(path)!r} as an HDF5 Keras model ({exc})") from None
+    if raw is None:
+        return []
+    config = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            inner = node.get("config") if isinstance(node.get("config"), dict) else {}
+            if node.get("class_name") == "Lambda" and inner.get("function_type", "lambda") != "function":
+                found.append(f"{inner.get('name', '?')} (Lambda)")
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(config)
+    return found
+
+
+def check_trust(model: Any, trust: bool | None) -> None:
+    """``UntrustedModelError`` for a legacy ``.h5`` file with bytecode layers unless trusted.
+
+    ``trust=None`` means the session default (``--tinyml-trust-legacy``).
+    """
+    if not isinstance(model, (str, os.PathLike)) or Path(model).suffix.lower() not in LEGACY_SUFFIXES:
+        return
+    if trust if trust is not None else _trust_legacy_default:
+        return
+    layers = bytecode_layers(model)
+    if layers:
+        raise UntrustedModelError(
+            f"model file {os.fspath(model)!r} is a legacy HDF5 model whose layer(s) {', '.join(layers)} hold "
+            "Python bytecode, which loading the file would run. Convert it only if you trust where it came "
+            f"from: convert(path, ..., trust=True), or {TRUST_FLAG} (ini tinyml_trust_legacy = true) for the "
+            "session; better, re-save the model as .keras (Keras refuses lambdas there unless safe_mode=False) "
+            "or replace the Lambda with a registered custom layer"
+        )

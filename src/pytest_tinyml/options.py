@@ -25,6 +25,7 @@ BASELINE = "tinyml_baseline"
 SAVE_BASELINE = "tinyml_save_baseline"
 TIMEOUT = "tinyml_timeout"
 FIRMWARE_DIR = "tinyml_firmware_dir"
+TRUST_LEGACY = "tinyml_trust_legacy"
 
 DEFAULT_CACHE_DIR = ".tinyml_cache"
 DEFAULT_HISTORY = ".tinyml_history"
@@ -154,6 +155,9 @@ _OPTIONS = [
      "the benchmark firmware's ESP-IDF project (default: the firmware shipped with pytest-tinyml).", {}, None),
     ("--tinyml-baseline", BASELINE, "string", None,
      "compare latencies against this named baseline instead of the last saved run.", {"type": _baseline_name}, _baseline_name),
+    ("--tinyml-trust-legacy", TRUST_LEGACY, "bool", False,
+     "convert legacy .h5 models whose Lambda layers hold Python bytecode (loading runs it: only files you trust).",
+     {"action": "store_true"}, None),
     ("--tinyml-save-baseline", SAVE_BASELINE, "string", None,
      "save this run's latencies as a baseline (NAME, default 'last').", {"nargs": "?", "const": "last", "type": _baseline_name}, _baseline_name),
 ]
@@ -223,6 +227,7 @@ class TinyMLOptions:
     firmware_dir: str | None = None
     baseline: str | None = None
     save_baseline: str | None = None
+    trust_legacy: bool = False
 
     @classmethod
     def from_config(cls, config) -> TinyMLOptions:
@@ -243,13 +248,15 @@ class TinyMLOptions:
             firmware_dir=_parse(config, FIRMWARE_DIR),
             baseline=_parse(config, BASELINE),
             save_baseline=_parse(config, SAVE_BASELINE),
+            trust_legacy=bool(_parse(config, TRUST_LEGACY)),
         )
 
 
 # option dest -> TinyMLOptions field
 _FIELDS = {BOARD: "boards", CACHE_DIR: "cache_dir", CACHE_RETRY: "cache_retry", HISTORY: "history_dir", REPORT: "report",
            SKIP_FLASH: "skip_flash", TARGET: "target", BAUD: "baud", TIMEOUT: "timeout",
-           FIRMWARE_DIR: "firmware_dir", BASELINE: "baseline", SAVE_BASELINE: "save_baseline"}
+           FIRMWARE_DIR: "firmware_dir", BASELINE: "baseline", SAVE_BASELINE: "save_baseline",
+           TRUST_LEGACY: "trust_legacy"}
 _KEY = None
 
 

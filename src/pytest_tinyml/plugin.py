@@ -36,6 +36,10 @@ def pytest_configure(config):
     resolved = options.resolve(config)  # every option parsed once (a bad ini value fails here, before collection)
     # Vet verdicts, arena figures and op probes are kept in the cache directory (memo.py: stdlib only).
     config.stash[_PREVIOUS_FACTS_ROOT] = memo.set_root(resolved.cache_dir)
+    if resolved.trust_legacy:
+        from pytest_tinyml import identity  # no heavy imports: stdlib and errors only
+
+        identity.set_trust_legacy(True)
     collector = tinyml_report.Collector()
     config.stash[_COLLECTOR] = collector
     config.pluginmanager.register(_SummaryPlugin(collector), "tinyml-summary")

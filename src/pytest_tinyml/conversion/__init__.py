@@ -137,6 +137,7 @@ def convert(
     io_dtype: str | None = None,
     name: str | None = None,
     timeout: float = 300.0,
+    trust: bool | None = None,
     **params: Any,
 ) -> TFLiteArtifact:
     """Convert a model to TFLite with a post-training recipe, in a child process; returns a ``TFLiteArtifact``.
@@ -147,7 +148,10 @@ def convert(
     (array with the batch axis first, a ``Dataset`` - its ``x_train`` - or a generator), except for a
     quantization-aware-trained model. ``target``: ``"tflm"`` (int8-only op set, no uint8 I/O) or
     ``"litert"``. ``params``: ``max_calibration_samples`` (500), ``select_tf_ops`` (False; LiteRT only),
-    ``per_channel`` (True).
+    ``per_channel`` (True). ``trust``: a legacy ``.h5`` file whose ``Lambda`` layers hold Python bytecode
+    (which loading it runs) is refused with ``UntrustedModelError`` unless ``trust=True`` (default: the
+    session's ``--tinyml-trust-legacy``, off). The result is checked against the recipe in the worker (an
+    ``int8`` graph with a float kernel is a ``ConversionError`` saying what was found).
 
     A crash, a hang past ``timeout`` seconds or a converter exception raises ``ConversionError`` naming
     the model, the recipe, the signal / timeout / exception, the converter's last stderr lines and a fix.
@@ -171,6 +175,7 @@ def convert(
     if params["select_tf_ops"] and target != "litert":
         raise ConfigError(f"{label}: select_tf_ops=True needs target='litert' (TFLite Micro has no TF ops)")
     io = _io_dtype(recipe, target, io_dtype, label)
+    identity.check_trust(model, trust)
     qat = identity.model_family(model) == "tf_keras" and identity.is_qat(model)
     samples = None
     if recipe in FULL_INTEGER:
