@@ -135,14 +135,32 @@ def test_batched_run_equals_the_tutorial_loop(mlp_int8):
     np.testing.assert_array_equal(LiteRTRunner(mlp_int8).predict_raw(x), tutorial_loop(mlp_int8.content, x))
 
 
-def test_model_with_pinned_batch_falls_back_to_per_sample(mlp_int8):
+def test_a_batch_one_model_is_still_evaluated_in_batches(mlp_int8):
+    """TFLite Micro recipes convert at batch 1; the host resizes a copy whose RESHAPE targets follow the batch."""
     pinned = models.artifact(models.mlp_int8_batch_one_bytes(), "mlp_batch1")
     runner = LiteRTRunner(pinned)
-    assert not runner.batchable
+    assert runner.batchable
     x = models.inputs(9, seed=5)
     out = runner.predict_raw(x)
-    assert out.shape == (9, 10)
+    assert out.shape == (9, 10) and runner._batch == 9
     np.testing.assert_array_equal(out, tutorial_loop(pinned.content, x))
+
+
+def test_a_graph_that_pins_its_batch_falls_back_to_per_sample():
+    """A batch-1 graph whose output does not follow the batch (a sum over axis 0) is run one sample at a time."""
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec((1, 8), tf.float32)])
+    def across_batch(x):
+        return tf.reduce_sum(x * 2.0, axis=0, keepdims=True)
+
+    content = tf.lite.TFLiteConverter.from_concrete_functions([across_batch.get_concrete_function()],
+                                                              across_batch).convert()
+    runner = LiteRTRunner(models.artifact(content, "across_batch"))
+    x = models.inputs(5, (8,), seed=6)
+    out = runner.predict(x)
+    assert not runner.batchable and out.shape == (5, 8)
+    np.testing.assert_allclose(out, x * 2.0, rtol=1e-6)
 
 
 def test_outputs_are_dequantized_with_the_output_tensor_own_scale(mlp_int8):

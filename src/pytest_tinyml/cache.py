@@ -421,6 +421,7 @@ class TinyMLCache:
         import dataclasses
 
         from pytest_tinyml.conversion import (
+            CONVERSION_POLICY,
             check_params,
             convert,
             optimization_steps,
@@ -451,6 +452,7 @@ class TinyMLCache:
             "io_dtype": io_dtype,
             "params": converter_params,
             "representative": representative_hash(samples),
+            "policy": CONVERSION_POLICY,
             "versions": current_versions(),
         }
         steps = optimization_steps(model)

@@ -38,6 +38,9 @@ RECIPES: dict[str, str] = {
     "int16x8": "int16 activations, int8 weights, int16 I/O by default (needs representative=)",
 }
 FULL_INTEGER = {"int8", "int16x8"}
+# Bumped when the same inputs convert to a different graph (2: TFLite Micro recipes traced at batch 1); part of
+# tinyml_cache.convert's key, so entries made by an older policy are not reused.
+CONVERSION_POLICY = 2
 TARGETS = ("tflm", "litert")
 MIN_CALIBRATION_SAMPLES = 100
 DEFAULT_MAX_CALIBRATION_SAMPLES = 500
@@ -225,7 +228,10 @@ def convert(
     if result.get("qat"):
         recorded["qat"] = True
     if result.get("fixed_batch"):
-        recorded["fixed_batch"] = 1  # recurrent model traced at batch 1 so its loop lowers to builtins
+        # Traced at batch 1 with static shapes: a recurrent loop lowers to builtins only there, and TFLite Micro
+        # recipes get the graph the device runs (host evaluation still batches: see runtime.litert).
+        recorded["fixed_batch"] = 1
+        recorded["fixed_batch_reason"] = result["fixed_batch"]
     steps = optimization_steps(model)
     if steps:  # pruned / clustered by pytest_tinyml.optimize: reports name the recipe and show what it buys
         from pytest_tinyml.optimize.sparsity import gzip_size

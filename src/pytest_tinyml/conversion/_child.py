@@ -63,17 +63,38 @@ def _load(job: dict):
                 tfmot.clustering.keras.cluster_scope():
             model = tf_keras.models.load_model(path, compile=False)
     else:
-        return tf.lite.TFLiteConverter.from_saved_model(path), None, versions
-    if _needs_fixed_batch(model):
-        return _fixed_batch_converter(model), model, versions
-    return tf.lite.TFLiteConverter.from_keras_model(model), model, versions
+        return tf.lite.TFLiteConverter.from_saved_model(path), None, versions, None
+    reason = _fixed_batch_reason(model, job)
+    if reason:
+        try:
+            return _fixed_batch_converter(model), model, versions, reason
+        except Exception:  # noqa: BLE001 - a model clone_model cannot copy (subclassed): keep its own batch axis
+            if reason == "recurrent":
+                raise
+    return tf.lite.TFLiteConverter.from_keras_model(model), model, versions, None
 
 
-def _needs_fixed_batch(model) -> bool:
-    """A recurrent model with a dynamic batch axis: its TensorList loop only lowers to builtins at batch 1."""
-    recurrent = {"LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional"}
+# Recipes TFLite Micro runs: converted at batch 1 with static shapes, as the device runs them, so a Keras
+# Flatten is one RESHAPE instead of SHAPE + STRIDED_SLICE + PACK + RESHAPE computing the batch at run time.
+MCU_RECIPES = {"int8", "int16x8", "float32"}
+
+
+def _fixed_batch_reason(model, job: dict) -> str | None:
+    """Why this model is traced at batch 1: ``"recurrent"``, ``"mcu"``, or None (keep its batch axis).
+
+    A recurrent model's TensorList loop only lowers to builtins at batch 1; a TFLite Micro recipe of a Keras 3
+    model gets the static shapes the device has. tf_keras models (tfmot's QAT, pruning and clustering wrappers)
+    keep their batch axis: cloning them outside tfmot's scopes is not safe.
+    """
     dynamic = any(inp.shape[0] is None for inp in model.inputs)
-    return dynamic and bool(set(_layer_classes(model)) & recurrent)
+    if not dynamic:
+        return None
+    if set(_layer_classes(model)) & {"LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional"}:
+        return "recurrent"
+    family = type(model).__module__.split(".")[0]
+    if job.get("target") == "tflm" and job.get("recipe") in MCU_RECIPES and family == "keras":
+        return "mcu"
+    return None
 
 
 def _fixed_batch_converter(model):
@@ -293,7 +314,7 @@ def main(job_dir: str) -> int:
     job_dir_path = Path(job_dir)
     job = json.loads((job_dir_path / "job.json").read_text())
     try:
-        converter, model, versions = _load(job)
+        converter, model, versions, fixed_batch = _load(job)
         qat = bool(job.get("qat"))
         info = {"layer_classes": job.get("layer_classes") or []}
         if model is not None:
@@ -317,7 +338,7 @@ def main(job_dir: str) -> int:
         verify_recipe(content, job["recipe"], job["io_dtype"], name=job.get("name") or "model")
         (job_dir_path / "model.tflite").write_bytes(content)
         result = {
-            "fixed_batch": model is not None and _needs_fixed_batch(model),
+            "fixed_batch": fixed_batch,
             "source_hash": source_hash,
             "versions": versions,
             "calibration_samples": n_samples,

@@ -69,6 +69,50 @@ def vet_invoke(interpreter) -> None:
         interpreter.invoke()
 
 
+def batch_free_copy(content: bytes, *, name: str = "<bytes>") -> bytes | None:
+    """For host evaluation of a graph traced at batch 1: a copy whose RESHAPE targets say -1 for the batch.
+
+    TFLite Micro recipes are converted at batch 1 with static shapes (a Keras ``Flatten`` is one RESHAPE to
+    ``[1, n]``). That graph cannot be resized to a batch of samples as is: its RESHAPE constants pin the batch
+    to 1. This copy changes only those constants (first element 1 -> -1), which at batch 1 mean the same; the
+    artifact itself is untouched. None when the graph has nothing such a copy could help (no batch-1 input).
+
+    Example:
+        >>> batch_free_copy(int8_batch1.content) != int8_batch1.content      # doctest: +SKIP
+        True
+    """
+    import struct
+
+    from pytest_tinyml.tflite import schema
+
+    fb = schema.schema()
+    data = bytearray(content)
+    model = schema.read_model(bytes(data), name=name)
+    op_names = schema.enum_names(fb.BuiltinOperator)
+    with schema.guarded(name, "the reshape constants"):
+        codes = [op_names.get(max(model.OperatorCodes(i).BuiltinCode(), model.OperatorCodes(i).DeprecatedBuiltinCode()))
+                 for i in range(model.OperatorCodesLength())]
+        graph = model.Subgraphs(0)
+        if graph.InputsLength() == 0 or any(
+            graph.Tensors(graph.Inputs(i)).ShapeLength() == 0 or graph.Tensors(graph.Inputs(i)).Shape(0) != 1
+            for i in range(graph.InputsLength())
+        ):
+            return None
+        for k in range(graph.OperatorsLength()):
+            op = graph.Operators(k)
+            if codes[op.OpcodeIndex()] != "RESHAPE" or op.InputsLength() < 2 or op.Inputs(1) < 0:
+                continue
+            tensor = graph.Tensors(op.Inputs(1))
+            buffer = model.Buffers(tensor.Buffer())
+            if tensor.Type() != fb.TensorType.INT32 or buffer.DataLength() < 4:
+                continue
+            start = buffer._tab.Vector(buffer._tab.Offset(4))  # the buffer's data vector (field 4: data)
+            values = struct.unpack_from(f"<{buffer.DataLength() // 4}i", data, start)
+            if values[0] == 1 and -1 not in values:
+                struct.pack_into("<i", data, start, -1)
+    return bytes(data)
+
+
 class LiteRTRunner(Runner):
     """Batched LiteRT evaluation of one model.
 
@@ -98,10 +142,19 @@ class LiteRTRunner(Runner):
         self.inputs = [TensorQuant.from_details(d) for d in input_details]
         self.outputs = [TensorQuant.from_details(d) for d in output_details]
         self._batch = 1
-        # Batchable only if every input declares a free batch dimension (-1 in the shape signature).
+        # Batchable if every input declares a free batch dimension (-1 in the shape signature), or, for a graph
+        # traced at batch 1 (TFLite Micro recipes), through a copy whose RESHAPE targets follow the batch.
         self.batchable = all(
             len(d.get("shape_signature", ())) >= 1 and int(d["shape_signature"][0]) == -1 for d in input_details
         )
+        self._static_batch = False
+        self._checked = True
+        if not self.batchable and input_details and all(int(d["shape"][0]) == 1 for d in input_details):
+            copy = batch_free_copy(self.artifact.content, name=self.artifact.name)
+            if copy is not None:
+                self._interpreter = new_interpreter(copy, self.artifact.name, **self._options)
+                self.batchable = self._static_batch = True
+                self._checked = False  # the first batch is compared with sample-by-sample runs
 
     def _resize(self, batch: int) -> bool:
         """Resize all inputs to ``batch`` samples; False (and back to batch 1) if the model refuses."""
@@ -109,13 +162,41 @@ class LiteRTRunner(Runner):
             return True
         try:
             for index, spec in zip(self._input_index, self.inputs, strict=True):
-                self._interpreter.resize_tensor_input(index, [batch, *spec.shape[1:]], strict=True)
+                self._interpreter.resize_tensor_input(index, [batch, *spec.shape[1:]], strict=not self._static_batch)
             self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError):
-            self._interpreter = new_interpreter(self.artifact.content, self.artifact.name, **self._options)
-            self._batch = 1
+            self._restore()
             return False
         self._batch = batch
+        return True
+
+    def _restore(self) -> None:
+        """Back to the artifact's own graph at batch 1 (a refused resize, or a batch-1 copy that disagreed)."""
+        self._interpreter = new_interpreter(self.artifact.content, self.artifact.name, **self._options)
+        self._batch = 1
+        self._static_batch = False
+
+    def _agrees(self, chunk: list, outputs: list) -> bool:
+        """The batched copy gave, for the first samples, what the artifact gives them one at a time."""
+        import numpy as np
+
+        batched = [o.copy() for o in outputs]
+        original = new_interpreter(self.artifact.content, self.artifact.name, **self._options)
+        count = min(2, chunk[0].shape[0])
+        rows: list[list] = []
+        for i in range(count):
+            for index, array in zip(self._input_index, chunk, strict=True):
+                original.set_tensor(index, np.ascontiguousarray(array[i : i + 1]))
+            original.invoke()
+            rows.append([original.get_tensor(index).copy() for index in self._output_index])
+        single = [np.concatenate([row[k] for row in rows], axis=0) for k in range(len(self._output_index))]
+        for got, want in zip(batched, single, strict=True):
+            got = got[:count]
+            if got.shape != want.shape:
+                return False
+            exact = np.issubdtype(want.dtype, np.integer)
+            if not (np.array_equal(got, want) if exact else np.allclose(got, want, rtol=1e-5, atol=1e-6)):
+                return False
         return True
 
     def _invoke(self, arrays: list) -> list:
@@ -158,9 +239,13 @@ class LiteRTRunner(Runner):
                 self.batchable = False
                 return self._per_sample(arrays)
             outputs = self._invoke(chunk)
-            if any(o.ndim == 0 or o.shape[0] != size for o in outputs):
+            if any(o.ndim == 0 or o.shape[0] != size for o in outputs) or (
+                    not self._checked and not self._agrees(chunk, outputs)):
                 # The graph hard-codes batch 1 somewhere (e.g. a constant reshape): never batch it again.
                 self.batchable = False
+                if self._static_batch:
+                    self._restore()
                 return self._per_sample(arrays)
+            self._checked = True
             pieces.append([o.copy() for o in outputs])
         return [np.concatenate([p[k] for p in pieces], axis=0) for k in range(len(self.outputs))]
