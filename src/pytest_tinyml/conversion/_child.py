@@ -230,9 +230,10 @@ def recipe_findings(content: bytes, recipe: str, io_dtype: str) -> list[str]:
         float_ops, inner_quant, float_weights, wrong_width = [], [], [], []
         for op in ops:
             name = op["op_name"]
-            boundary = io_dtype == "float32" and (
-                (name == "QUANTIZE" and {int(i) for i in op["inputs"]} <= graph_inputs)
-                or (name == "DEQUANTIZE" and {int(o) for o in op["outputs"]} <= graph_outputs)
+            # float32 / uint8 I/O: the QUANTIZE behind each input and the (DE)QUANTIZE before each output are
+            # the conversions io_dtype asks for.
+            boundary = io_dtype in ("float32", "uint8") and name in QUANT_OPS and (
+                {int(i) for i in op["inputs"]} <= graph_inputs or {int(o) for o in op["outputs"]} <= graph_outputs
             )
             if boundary:
                 continue
