@@ -195,3 +195,10 @@ def test_fit_refuses_bad_training_data(mlp, digits, tmp_path):
     with pytest.raises(ConfigError, match=r"x_train has samples of shape \(8, 8\), the model expects \(64,\)"):
         cache.fit(build(), arrays(digits.x_train.reshape(-1, 8, 8), digits.y_train), epochs=1)
     assert not list(tmp_path.glob("fit/*/*/meta.json"))  # nothing was trained or cached
+
+
+def test_the_runtimes_never_reshape_silently(cnn_int8):
+    flat = np.random.default_rng(0).random((4, 64)).astype(np.float32)
+    with pytest.raises(ConfigError, match=r"samples of shape \(64,\), the model expects \(8, 8, 1\).*reshape=True"):
+        tinyml.runtime.predict(cnn_int8, flat)
+    assert tinyml.runtime.predict(cnn_int8, flat.reshape(4, 8, 8, 1)).shape == (4, 10)

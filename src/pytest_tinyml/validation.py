@@ -175,7 +175,8 @@ def check_inputs(x, model=None, *, role: str = "x", reshape: bool = False, sampl
     if same_size:
         message += (
             ". The element count matches: if each sample is the same values in another shape (e.g. flattened), "
-            "pass reshape=True; if it is another layout (channels first, NCHW, for a channels-last NHWC "
+            f"reshape it (x.reshape(len(x), {', '.join(str(d) for d in expected)}), or reshape=True in the "
+            "assertions); if it is another layout (channels first, NCHW, for a channels-last NHWC "
             "model) transpose it instead (x.transpose(0, 2, 3, 1)): a reshape would scramble it"
         )
     raise ConfigError(message)

@@ -30,8 +30,11 @@ def fit_batch(x: np.ndarray, spec, model_name: str) -> np.ndarray:
         return x
     if x.shape == sample_shape:
         return x[None, ...]
-    if x.ndim >= 1 and int(np.prod(x.shape[1:], dtype=np.int64)) == int(np.prod(sample_shape, dtype=np.int64)):
-        return x.reshape((x.shape[0],) + sample_shape)  # e.g. flat (n, 64) into an (n, 8, 8, 1) model
+    if x.ndim >= 1 and x.dtype.kind in "biuf":
+        # Never a silent reshape (NCHW data in an NHWC model would be scrambled): the one check says what to do.
+        from pytest_tinyml.validation import check_inputs
+
+        check_inputs(x, sample_shape=sample_shape, role=f"input {spec.name!r} of model {model_name!r}")
     raise ConfigError(
         f"input {spec.name!r} of model {model_name!r} takes samples of shape {sample_shape}, got an array of "
         f"shape {x.shape}; pass an array of shape (n, {', '.join(map(str, sample_shape))})"
