@@ -195,7 +195,7 @@ def test_float_model_batched_matches_per_sample():
 def test_predict_accepts_one_unbatched_sample_and_rejects_wrong_shapes(mlp_int8):
     x = models.inputs(1, seed=9)
     np.testing.assert_array_equal(runtime.predict_raw(mlp_int8, x[0]), runtime.predict_raw(mlp_int8, x))
-    with pytest.raises(ConfigError, match=r"takes samples of shape \(64,\)"):
+    with pytest.raises(ConfigError, match=r"has samples of shape \(5,\), the model expects \(64,\)"):
         runtime.predict(mlp_int8, np.zeros((3, 5), np.float32))
 
 
