@@ -12,7 +12,6 @@ import os
 import sys
 from urllib.parse import quote
 
-
 # name -> (input dims, output dims, builtin op names): shaped like MLPerf Tiny's models, or nearly.
 SIGNATURES = {
     "kws": ((1, 49, 10, 1), (1, 12), "CONV_2D,DEPTHWISE_CONV_2D,AVERAGE_POOL_2D,RESHAPE,FULLY_CONNECTED,SOFTMAX"),

@@ -9,8 +9,48 @@ under the measured one. The written code uses only public names (``pytest_tinyml
 from __future__ import annotations
 
 import datetime
+import math
+from dataclasses import dataclass, field
 
-from pytest_tinyml.scaffold import GENERATED_SAMPLES, Inputs, Measured, ceil_to, floor_to
+GENERATED_SAMPLES = 128  # at least the 100 calibration samples int8 asks for
+
+
+@dataclass
+class Inputs:
+    """The samples the tests run on: from the data file, or generated (``low``/``high`` say in what range)."""
+
+    x_eval: object
+    x_calibration: object
+    y_eval: object | None
+    eval_key: str | None  # "x_test", "x_train", or None when generated
+    calibration_key: str | None
+    generated: tuple | None = None  # (low, high, shape, why) when no data was given
+
+
+@dataclass
+class Measured:
+    """What init measured, per artifact (``float32``, ``int8``, or ``model`` for a given ``.tflite``)."""
+
+    flash_kb: dict = field(default_factory=dict)
+    arena_kb: dict = field(default_factory=dict)
+    tflm_missing: dict = field(default_factory=dict)  # artifact -> ops TFLM lacks ([] when compatible)
+    accuracy: dict = field(default_factory=dict)  # "float" / artifact -> accuracy on the eval samples
+    drop: dict = field(default_factory=dict)  # artifact -> accuracy drop from the reference
+    parity: dict = field(default_factory=dict)  # figures of assert_parity (reference vs candidate)
+    quantized_output: bool = False
+    classifier: bool = False  # labels given and the outputs are class scores
+    class_scores: bool = False  # outputs are (samples, classes > 1): top-1 agreement means something
+
+
+def floor_to(value: float, step: float) -> float:
+    """Round down to a multiple of ``step`` (budgets never sit above what was measured)."""
+    return math.floor(value / step + 1e-9) * step
+
+
+def ceil_to(value: float, step: float) -> float:
+    """Round up to a multiple of ``step`` (limits never sit below what was measured)."""
+    return math.ceil(value / step - 1e-9) * step
+
 
 
 def _kb(value: float, headroom: float) -> float:

@@ -12,50 +12,21 @@ Example:
 
 from __future__ import annotations
 
-import math
 import re
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from pytest_tinyml._files import write_atomic
+from pytest_tinyml._scaffold_text import GENERATED_SAMPLES, Inputs, Measured
 from pytest_tinyml.errors import ScaffoldError, TinyMLError
 
 DATA_KEYS = ("x_train", "y_train", "x_test", "y_test")
 GITIGNORE_LINES = (".tinyml_cache/", ".tinyml_history/", "tinyml-report*.json", "tinyml-report-latency-trend.png")
 PYTEST_SETTINGS = ("testpaths = tests", "tinyml_report = tinyml-report.json")
-GENERATED_SAMPLES = 128  # at least the 100 calibration samples int8 asks for
 DEFAULT_HEADROOM = 0.10
 # Files that configure pytest, and how each one marks its pytest section (pytest's own order of precedence).
 _PYTEST_CONFIGS = (("pytest.ini", "[pytest]"), ("pyproject.toml", "[tool.pytest.ini_options]"),
                    ("tox.ini", "[pytest]"), ("setup.cfg", "[tool:pytest]"))
-
-
-@dataclass
-class Inputs:
-    """The samples the tests run on: from the data file, or generated (``low``/``high`` say in what range)."""
-
-    x_eval: object
-    x_calibration: object
-    y_eval: object | None
-    eval_key: str | None  # "x_test", "x_train", or None when generated
-    calibration_key: str | None
-    generated: tuple | None = None  # (low, high, shape, why) when no data was given
-
-
-@dataclass
-class Measured:
-    """What init measured, per artifact (``float32``, ``int8``, or ``model`` for a given ``.tflite``)."""
-
-    flash_kb: dict = field(default_factory=dict)
-    arena_kb: dict = field(default_factory=dict)
-    tflm_missing: dict = field(default_factory=dict)  # artifact -> ops TFLM lacks ([] when compatible)
-    accuracy: dict = field(default_factory=dict)  # "float" / artifact -> accuracy on the eval samples
-    drop: dict = field(default_factory=dict)  # artifact -> accuracy drop from the reference
-    parity: dict = field(default_factory=dict)  # figures of assert_parity (reference vs candidate)
-    quantized_output: bool = False
-    classifier: bool = False  # labels given and the outputs are class scores
-    class_scores: bool = False  # outputs are (samples, classes > 1): top-1 agreement means something
 
 
 def _model_kind(path: Path) -> str:
@@ -138,16 +109,6 @@ def _is_classifier(outputs, y) -> bool:
     if labels.ndim == 2 and labels.shape[1] == outputs.shape[1] > 1:
         return True  # one-hot
     return labels.reshape(len(labels), -1).shape[1] == 1 and np.all(np.mod(labels, 1) == 0)
-
-
-def floor_to(value: float, step: float) -> float:
-    """Round down to a multiple of ``step`` (budgets never sit above what was measured)."""
-    return math.floor(value / step + 1e-9) * step
-
-
-def ceil_to(value: float, step: float) -> float:
-    """Round up to a multiple of ``step`` (limits never sit below what was measured)."""
-    return math.ceil(value / step - 1e-9) * step
 
 
 class _Writer:
