@@ -76,7 +76,7 @@ def test_sdkconfig_defaults_set_only_options_that_exist():
     ours = _kconfig_symbols()
     assert {"TINYML_ARENA_SIZE", "TINYML_ARENA_PSRAM_FALLBACK", "TINYML_MAX_RUNS", "TINYML_DB_MAX",
             "TINYML_BAUD"} <= ours
-    for path in FIRMWARE.glob("sdkconfig.defaults*"):
+    for path in [*FIRMWARE.glob("sdkconfig.defaults*"), *(FIRMWARE / "boards").glob("*.defaults")]:
         for name in re.findall(r"^CONFIG_(TINYML_\w+)=", path.read_text(), flags=re.M):
             assert name in ours, f"{path.name} sets CONFIG_{name}, which main/Kconfig.projbuild does not define"
     defaults = (FIRMWARE / "sdkconfig.defaults").read_text()
