@@ -167,3 +167,14 @@ def test_arena_bytes_reaches_the_host_unchanged(board, need):
     b = board("--arena-size", "65536")
     arena = fields(b.upload("model", test_model(need=need, flags=TEMPORARIES))[-1].body)
     assert arena["arena_bytes"] == str(need)
+
+
+@pytest.mark.parametrize(("heap", "size"), [(65536 + 16384, 65536), (65536 + 16384 - 1, 65520), (16384 + 16, 16),
+                                            (16384 + 15, 0), (16384, 0)])
+def test_the_arena_is_what_the_heap_allows_with_the_margin_left(board, heap, size):
+    # tinyml_arena_fit: the configured size when the block holds it and 16 KiB more, else a multiple of 16.
+    b = board("--arena-size", "65536", "--boot-heap", str(heap))
+    info = {f.body.removeprefix("info-").split("-[", 1)[0]: f.body.split("-[", 1)[1][:-1]
+            for f in b.framed("tinyml-info")}
+    assert (info["arena-bytes"], info["arena-shortfall"]) == (str(size), str(65536 - size))
+    assert any(line.startswith("m-arena-") for line in b.banner) == (size < 65536)
