@@ -182,3 +182,25 @@ def test_port_gone_under_the_fd_is_board_disconnected_not_termios_error():
         with pytest.raises(BoardDisconnected, match="lost the connection to .*error") as info:
             board.client.info()
     assert "info-build-[3f9c2e1d0a7b]" in info.value.log
+
+
+def test_board_that_stops_reading_blocks_a_write_for_one_timeout_at_most():
+    """The peer stops reading the pty: our write fills the buffer and waits -- for one timeout, then a
+    BoardTimeout saying so (not a 'lost connection': the port is still there)."""
+    release = threading.Event()
+
+    def stuck(fw, command):
+        release.wait(30)  # the peer's reader thread hangs here: nothing more is read from the pty
+        return None
+
+    with PtyPeer(ScriptedFirmware(on={"tinyml-hang": stuck})) as peer, _board(peer, timeout=1.0) as board:
+        board.connect()
+        board.client.send("tinyml-hang")
+        start = time.monotonic()
+        try:
+            with pytest.raises(BoardTimeout, match=r"did not take `tinyml-chunk.*within 1 s: the board stopped reading"):
+                for _ in range(10_000):  # far more than a pty buffer holds
+                    board.client.send("tinyml-chunk 0 " + "ab" * 480)
+            assert time.monotonic() - start < 2 * 1.0 + 0.5
+        finally:
+            release.set()

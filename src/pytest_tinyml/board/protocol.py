@@ -78,6 +78,9 @@ class Client:
         try:  # reads must return on their own: every wait below is bounded by a deadline
             if link.timeout is None or link.timeout > _READ_S:
                 link.timeout = _READ_S
+            # a board that stops reading blocks our writes: at most one timeout (rfc2217 has no write timeout)
+            if getattr(link, "write_timeout", None) is not None:
+                link.write_timeout = self.timeout
         except (AttributeError, *_LINK_ERRORS):
             pass
 
@@ -140,6 +143,11 @@ class Client:
             self.link.write(command.encode("ascii") + b"%")
             self.link.flush()
         except _LINK_ERRORS as exc:  # termios.error from tcdrain on a closed pty, SerialException otherwise
+            if type(exc).__name__ == "SerialTimeoutException":  # pyserial's write timeout: the board is there
+                raise self._stall(BoardTimeout(
+                    f"{self.port} did not take `{command[:40]}%` within {self.timeout:g} s: the board stopped reading "
+                    "its serial input (stuck, or its console is not on this port); reset it", port=self.port,
+                    log=self.log)) from None
             raise self._lost(exc) from None
 
     def _lost(self, exc: Exception) -> BoardDisconnected:
