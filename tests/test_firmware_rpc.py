@@ -165,3 +165,28 @@ def test_sim_engine_gives_the_first_runs_outputs_on_every_run(host_binary):
         assert outputs() != first
     finally:
         b.close()
+
+
+@pytest.mark.slow
+def test_a_converted_kws_model_is_kws01_to_an_mlperf_runner(host_binary, tmp_path):
+    # The MLPerf model rule on a real model: the zoo's DS-CNN (op for op the published kws_ref_model graph,
+    # tests/test_mlperf_graphs.py), converted to int8, uploaded to the sim; the built-in model is not kws01.
+    pytest.importorskip("tflite_micro")
+    keras = pytest.importorskip("keras")
+    np = pytest.importorskip("numpy")
+    import pytest_tinyml as tinyml
+
+    sim = pytest.importorskip("pytest_tinyml.board.sim_engine")
+    keras.utils.set_random_seed(0)
+    spec = tinyml.zoo.spec("kws_dscnn")
+    samples = np.random.default_rng(0).random((100, *spec.input_shape)).astype(np.float32)
+    art = tinyml.convert(tinyml.zoo.build("kws_dscnn"), "int8", representative=samples)
+    command = shlex.join([sys.executable, "-m", sim.__name__, "--arena-size", str(1 << 20)])
+    b = HostBoard(host_binary, "--engine-cmd", command, "--builtin-model", str(FIRMWARE / "models" / "builtin.tflite"),
+                  boot_timeout=60)
+    try:
+        assert b.command("profile")[1] == "m-model-[builtin]"
+        b.upload("model", art.content)
+        assert b.command("profile")[1] == "m-model-[kws01]"
+    finally:
+        b.close()
