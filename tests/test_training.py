@@ -64,3 +64,16 @@ def test_a_logits_head_trains_through_the_cache(digits, tmp_path):
     meta = json.loads(next(tmp_path.glob("fit/*/*/meta.json")).read_text())
     policy = meta["key_parts"]["training_policy"]
     assert policy["from_logits"] is True and policy["loss"] == "sparse_categorical_crossentropy"
+
+
+def test_optimize_recipes_check_their_data_with_the_same_rules(digits):
+    from types import SimpleNamespace
+
+    x = digits.x_train.copy()
+    x[4, 0] = np.nan
+    bad = SimpleNamespace(x_train=x, y_train=digits.y_train, task="classification")
+    with pytest.raises(ConfigError, match=r"prune: x_train has 1 NaN/Inf values \(first in sample #4\)"):
+        tinyml.optimize.prune(_head(10, "softmax"), bad)
+    labels = SimpleNamespace(x_train=digits.x_train, y_train=digits.y_train + 10, task="classification")
+    with pytest.raises(ConfigError, match=r"qat: y_train has .* labels outside \[0, 10\)"):
+        tinyml.optimize.qat(_head(10, "softmax"), labels)

@@ -60,7 +60,7 @@ def cluster(
     if clusters < 2:
         raise ConfigError(f"cluster: clusters={clusters} must be >= 2.")
     if epochs:
-        training.arrays(dataset, "cluster")  # a ConfigError now for a dataset without x_train / y_train
+        training.arrays(dataset, "cluster", model=model)  # bad data (no x_train, NaN, layout, labels) fails now
     params = {
         "clusters": clusters,
         "epochs": epochs,

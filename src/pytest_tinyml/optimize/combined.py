@@ -63,7 +63,7 @@ def pipeline(
         raise ConfigError(f"pipeline: target_sparsity={target_sparsity} must be in (0, 1).")
     if structured:
         target_sparsity = 0.5
-    training.arrays(dataset, "pipeline")  # a ConfigError now for a dataset without x_train / y_train
+    training.arrays(dataset, "pipeline", model=model)  # bad data (no x_train, NaN, layout, labels) fails now
     if representative is None:
         representative = training.arrays(dataset, "pipeline")[0]
     # An array (generators and Datasets accepted too), so it can be part of the cache key.

@@ -92,7 +92,7 @@ def prune(
         raise ConfigError(f"prune: target_sparsity={target_sparsity} must be in (0, 1).")
     if structured:
         target_sparsity = 0.5
-    training.arrays(dataset, "prune")  # a ConfigError now for a dataset without x_train / y_train
+    training.arrays(dataset, "prune", model=model)  # bad data (no x_train, NaN, layout, labels) fails now
     params = {
         "target_sparsity": target_sparsity,
         "schedule": schedule,

@@ -44,7 +44,7 @@ def qat(
     if epochs < 0:
         raise ConfigError(f"qat: epochs={epochs} must be >= 0.")
     if epochs:
-        training.arrays(dataset, "qat")  # a ConfigError now for a dataset without x_train / y_train
+        training.arrays(dataset, "qat", model=model)  # bad data (no x_train, NaN, layout, labels) fails now
     legacy = model if isinstance(model, tf_keras().Model) else to_tf_keras(model)
     params = {
         "epochs": epochs,
