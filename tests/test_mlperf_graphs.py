@@ -67,3 +67,28 @@ def test_litert_recipes_keep_their_batch_axis():
     art = tinyml.convert(model, "dynamic_range")
     assert "fixed_batch" not in art.params
     assert "SHAPE" in {op["op"] for op in tinyml.analyze.analyze(art, tflm=False).to_dict()["ops"]}
+
+
+def test_a_flatten_is_one_reshape_and_the_host_still_evaluates_in_batches():
+    import keras
+
+    from pytest_tinyml.runtime.litert import batch_free_copy
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, activation="relu"),
+                              keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")], name="flat_cnn")
+    samples = np.random.default_rng(0).random((100, 8, 8, 1)).astype(np.float32)
+    for recipe in ("int8", "float32"):
+        art = tinyml.convert(model, recipe, representative=samples)
+        ops = [op["op"] for op in tinyml.analyze.analyze(art, tflm=False).to_dict()["ops"]]
+        assert ops[-3:] == ["RESHAPE", "FULLY_CONNECTED", "SOFTMAX"] and ops.count("RESHAPE") == 1, ops
+        assert batch_free_copy(art.content) != art.content  # the RESHAPE target [1, 144] pins the batch
+        runner = LiteRTRunner(art)
+        x = np.random.default_rng(2).random((33, 8, 8, 1)).astype(np.float32)
+        batched = runner.predict_raw(x)
+        assert runner.batchable and runner._batch == 33
+        one_by_one = np.concatenate([LiteRTRunner(art).predict_raw(x[i : i + 1]) for i in range(len(x))])
+        if recipe == "int8":
+            np.testing.assert_array_equal(batched, one_by_one)
+        else:
+            np.testing.assert_allclose(batched, one_by_one, rtol=1e-5, atol=1e-6)

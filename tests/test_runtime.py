@@ -304,3 +304,20 @@ def test_importing_runtime_and_analyze_loads_no_heavy_module():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == ""
+
+
+def test_a_batched_copy_that_mixes_samples_is_caught_and_not_used():
+    """A batch-1 graph that works across its batch axis (a reverse over axis 0: a no-op at batch 1) batches to the
+    right shape but wrong values: the first batch is compared with one-at-a-time runs, and the runner falls back."""
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec((1, 64), tf.float32)])
+    def mixes(x):
+        return tf.reverse(x * 3.0, axis=[0]) + 1.0
+
+    content = tf.lite.TFLiteConverter.from_concrete_functions([mixes.get_concrete_function()], mixes).convert()
+    runner = LiteRTRunner(models.artifact(content, "mixes"))
+    x = models.inputs(6, (64,), seed=7)
+    out = runner.predict(x)
+    np.testing.assert_allclose(out, x * 3.0 + 1.0, rtol=1e-6)
+    assert not runner.batchable
