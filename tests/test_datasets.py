@@ -202,7 +202,7 @@ def test_from_arrays_infers_tasks():
     ("args", "kwargs", "message"),
     [
         ((np.zeros((5, 2)), np.zeros(4, int)), {}, "x has 5 samples but y has 4"),
-        ((np.full((5, 2), np.nan), np.zeros(5, int)), {}, "10 NaN or infinite values"),
+        ((np.full((5, 2), np.nan), np.zeros(5, int)), {}, r"x has 10 NaN/Inf values \(first in sample #0\)"),
         ((np.zeros((5, 2)), np.zeros(5, int), None, np.zeros(2, int)), {}, "y_test given without x_test"),
         ((np.zeros((5, 2)), np.zeros(5, int)), {"test_fraction": 1.5}, r"test_fraction must be in \(0, 1\)"),
         ((np.zeros((5, 2)), np.zeros(5, int)), {"task": "regression"}, "task must be one of"),

@@ -88,9 +88,13 @@ def _check(x, y, what: str) -> None:
         )
     if y is not None and len(y) != len(x):
         raise DatasetError(f"{what}: x has {len(x)} samples but y has {len(y)}")
-    if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
-        bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
-        raise DatasetError(f"{what}: x holds {bad} NaN or infinite values; clean or impute them first")
+    from pytest_tinyml.errors import ConfigError
+    from pytest_tinyml.validation import check_finite
+
+    try:
+        check_finite(x, f"{what}: x")  # the one NaN/Inf check (count, first sample)
+    except ConfigError as exc:
+        raise DatasetError(str(exc)) from None
 
 
 def _as_input(x, y, what, max_samples, batched):
