@@ -18,25 +18,25 @@ from pytest_tinyml.history.store import HistoryStore, Record
 SIGMA = math.sqrt(math.log1p(0.03**2))
 
 
-def board_run(store: HistoryStore, seed: int, median: float, *, test="t.py::test_kws", save=False,
-              verdict=None) -> Record:
+def board_run(store: HistoryStore, seed: int, median: float, *, test="t.py::test_kws", verdict="unchanged",
+              change=None, run=None) -> Record:
     samples = median * np.random.default_rng(seed).lognormal(0, SIGMA, 30)
     record = Record.new(test_id=test, kind="board", samples_us=samples,
                         context={"board": {"chip": "esp32s3", "firmware_hash": "f1" * 6}})
-    record.verdict = verdict
+    record.verdict = {"verdict": verdict, "accepted": verdict != "regression", "change": change}
+    record.run = run or f"run-{seed}"
     store.add(record)
-    if save:
-        store.save_baseline(record)
     return record
 
 
 @pytest.fixture
 def history(tmp_path):
     store = HistoryStore(tmp_path / "hist")
-    board_run(store, 1, 1000.0, save=True, verdict={"verdict": "no-baseline"})
-    board_run(store, 2, 1005.0, verdict={"verdict": "unchanged"})
-    board_run(store, 3, 1300.0, verdict={"verdict": "regression", "change": 0.3})
-    board_run(store, 4, 500.0, test="t.py::test_vww", save=True, verdict={"verdict": "no-baseline"})
+    board_run(store, 1, 1000.0, verdict="no-baseline")
+    board_run(store, 1, 500.0, test="t.py::test_vww", verdict="no-baseline", run="run-1")
+    for seed, median in ((2, 1005.0), (3, 995.0), (4, 1002.0)):
+        board_run(store, seed, median)
+    board_run(store, 5, 1300.0, verdict="regression", change=0.3)
     return store
 
 
@@ -45,7 +45,7 @@ def test_list(history, capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0].split()[:4] == ["test", "@", "where", "runs"]
     kws = next(line for line in out if "test_kws" in line)
-    assert kws.split()[:4] == ["t.py::test_kws", "@", "esp32s3", "3"] and "regression" in kws and "last" in kws
+    assert kws.split()[:4] == ["t.py::test_kws", "@", "esp32s3", "5"] and "regression" in kws and "last" in kws
     assert main(["history", "list", "--history", str(history.root), "-k", "vww"]) == 0
     assert "test_kws" not in capsys.readouterr().out
 
@@ -54,18 +54,29 @@ def test_compare_exits_1_on_a_regression(history, capsys):
     assert main(["history", "compare", "--history", str(history.root)]) == 1
     out = capsys.readouterr().out
     assert "regression    t.py::test_kws @ esp32s3: median" in out
-    assert "latency regression in t.py::test_kws @ esp32s3: median +" in out and "n = 30" in out
-    assert "not compared  t.py::test_vww @ esp32s3: the latest run is the baseline itself" in out
+    assert "latency regression in t.py::test_kws @ esp32s3: median 10" in out and "n = 30" in out
+    assert "not compared  t.py::test_vww @ esp32s3: no earlier run of t.py::test_vww @ esp32s3" in out
     assert main(["history", "compare", "--history", str(history.root), "--min-effect", "0.5"]) == 0
-    assert main(["history", "compare", "--history", str(history.root), "--baseline", "v9"]) == 0
-    assert "no baseline 'v9' yet" in capsys.readouterr().out
+    capsys.readouterr()
+    assert main(["history", "compare", "--history", str(history.root), "--baseline", "v9"]) == 2
+    assert "no baseline 'v9' in" in capsys.readouterr().err
 
 
 def test_plot_writes_a_png(history, tmp_path, capsys):
     out = tmp_path / "trend.png"
     assert main(["history", "plot", "--history", str(history.root), "-o", str(out)]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
-    assert "(4 runs)" in capsys.readouterr().out
+    assert "(6 records in 5 runs)" in capsys.readouterr().out
+
+
+def test_plot_shares_the_run_axis_and_draws_one_run_as_bars(history, tmp_path):
+    from pytest_tinyml.history.plot import runs_of
+
+    runs = runs_of(history.records())
+    assert [len(r) for r in runs] == [2, 1, 1, 1, 1]  # run 1 holds both tests: one x for both
+    single = tmp_path / "one.png"
+    plot_history(runs[0], str(single))
+    assert single.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_plot_of_nothing_is_a_clear_error(tmp_path, capsys):

@@ -56,26 +56,59 @@ def test_bad_observations_are_typed_errors(kind, samples, match):
         Record.new(test_id="t", kind=kind, samples_us=samples, context={})
 
 
-def test_baseline_is_the_last_saved_for_the_same_build(tmp_path):
-    store = HistoryStore(tmp_path)
-    first, second = board_record(samples=[1, 2]), board_record(samples=[3, 4])
-    assert store.baseline_for(first) == (None, "no baseline yet for t.py::test_a @ esp32s3")
-    store.save_baseline(first, "v1")
-    store.save_baseline(second)
-    assert store.baseline_for(first)[0].samples_us == [3.0, 4.0]
-    named = store.baseline_for(first, "v1")[0]
-    assert named.samples_us == [1.0, 2.0] and named.baseline_name == "v1"
-    assert store.baseline_for(first, "v9") == (None, "no baseline 'v9' yet for t.py::test_a @ esp32s3")
+def accepted(record: Record, verdict: str = "unchanged", **extra) -> Record:
+    record.verdict = {"verdict": verdict, "accepted": verdict in ("unchanged", "no-baseline", "faster"), **extra}
+    return record
 
 
-def test_other_firmware_build_is_not_compared_and_says_why(tmp_path):
+def test_the_moving_baseline_is_the_last_accepted_runs(tmp_path):
     store = HistoryStore(tmp_path)
-    store.save_baseline(board_record())
-    baseline, why = store.baseline_for(board_record(firmware_hash="e2" * 8))
-    assert baseline is None
-    assert why.startswith("not compared with baseline of ")
-    assert f"firmware build differs: firmware_hash {'f1' * 8} (baseline) vs {'e2' * 8} (now)" in why
-    assert store.baseline_for(board_record())[0] is not None  # the old build still has its baseline
+    now = board_record()
+    assert store.window(now, 10).why == "no earlier run of t.py::test_a @ esp32s3"
+    for i in range(12):
+        store.add(accepted(board_record(samples=[100.0 + i])))
+    store.add(accepted(board_record(samples=[500.0]), "regression"))  # not accepted: not in the window
+    window = store.window(now, 10)
+    assert [r.samples_us[0] for r in window.runs] == [102.0 + i for i in range(10)] and window.why is None
+    assert window.excursions == []  # the regression is the latest run: a change, not noise (yet)
+    store.add(accepted(board_record(samples=[113.0])))  # ... and now an accepted run came after it
+    assert [r.samples_us[0] for r in store.window(now, 10).excursions] == [500.0]
+    assert store.window(now, 10).runs[-1].samples_us == [113.0]  # 'last' moves with accepted runs
+
+
+def test_an_accepted_change_restarts_the_window(tmp_path):
+    store = HistoryStore(tmp_path)
+    for i in range(5):
+        store.add(accepted(board_record(samples=[100.0 + i])))
+    store.add(accepted(board_record(samples=[150.0]), "accepted", accepted=True, reset=True))
+    store.add(accepted(board_record(samples=[151.0])))
+    assert [r.samples_us[0] for r in store.window(board_record(), 10).runs] == [150.0, 151.0]
+
+
+def test_named_baselines_are_saved_windows(tmp_path):
+    store = HistoryStore(tmp_path)
+    runs = [accepted(board_record(samples=[100.0 + i])) for i in range(3)]
+    assert store.baseline_names() == ["last"]
+    store.save_baseline("v1", runs[-1], runs)
+    assert store.baseline_names() == ["last", "v1"]
+    named = store.named(board_record(), "v1")
+    assert [r.samples_us for r in named.runs] == [[100.0], [101.0], [102.0]] and named.why is None
+    missing = store.named(board_record(test_id="t.py::test_other"), "v1")
+    assert missing.runs == [] and missing.why == ("no baseline 'v1' for t.py::test_other @ esp32s3; save one "
+                                                  "with --tinyml-save-baseline=v1")
+    with pytest.raises(HistoryError, match="moving window"):
+        store.save_baseline("last", runs[-1], runs)
+
+
+def test_other_board_is_not_compared_and_says_why_but_a_new_firmware_is(tmp_path):
+    store = HistoryStore(tmp_path)
+    store.add(accepted(board_record()))
+    window = store.window(board_record(cpu_mhz=160), 10)
+    assert window.runs == []
+    assert window.why == "not compared with the 1 earlier run(s): board differs: cpu_mhz 240 (baseline) vs 160 (now)"
+    newer = board_record(firmware_hash="e2" * 8)  # the software measured changed: compared, and named
+    [old] = store.window(newer, 10).runs
+    assert st.changes(old, newer) == [f"firmware hash {'f1' * 8} -> {'e2' * 8}"]
 
 
 def test_other_chip_is_another_series_and_host_differences_are_named():
@@ -84,7 +117,17 @@ def test_other_chip_is_another_series_and_host_differences_are_named():
     b = Record.from_dict(a.to_dict())
     b.host = {**b.host, "cpu_model": "Some Other CPU"}
     assert st.incompatibility(a, b) == (
-        f"host machine differs: cpu_model {a.host['cpu_model']} (baseline) vs Some Other CPU (now)")
+        f"host machine differs: host cpu_model {a.host['cpu_model']} (baseline) vs Some Other CPU (now)")
+    assert st.incompatibility(a, Record.from_dict(a.to_dict())) is None
+
+
+def test_records_say_where_they_were_measured():
+    sim = Record.new(test_id="t", kind="board", samples_us=[1.0], context={"board": {"where": "sim", "chip": "sim"}})
+    assert sim.where == "sim" and sim.host["cpu_model"] and set(sim.load) == {"load_1m", "cpu_count", "xdist_workers"}
+    assert "host cpu_model" in sim.machine() and "chip" in sim.machine()  # the sim is timed by the host's clock
+    assert board_record().host is None and board_record().load is None  # a device's own timer: no host noise
+    host = Record.new(test_id="t", kind="host", samples_us=[1.0], context={})
+    assert "pytest-tinyml" in host.host["libraries"] or "numpy" in host.host["libraries"]
 
 
 def test_corrupt_record_is_moved_aside_with_a_warning(tmp_path):
@@ -111,12 +154,18 @@ def test_record_with_wrong_content_is_corrupt_too(tmp_path):
         assert store.records() == []
 
 
-def test_corrupt_baseline_is_moved_aside(tmp_path):
+def test_corrupt_baseline_stays_in_place_until_replaced_on_purpose(tmp_path):
     store = HistoryStore(tmp_path)
-    path = store.save_baseline(board_record())
+    runs = [accepted(board_record(samples=[100.0 + i])) for i in range(3)]
+    path = store.save_baseline("v1", runs[-1], runs)
     path.write_text("not json")
-    with pytest.warns(HistoryWarning, match="corrupt latency history file .*baselines"):
-        assert store.baseline_for(board_record())[0] is None
+    with pytest.raises(st.CorruptBaseline, match=f"baseline 'v1' of t.py::test_a @ esp32s3 is corrupt: {path}.*"
+                                                 "--tinyml-save-baseline=v1"):
+        store.named(board_record(), "v1")
+    assert path.read_text() == "not json"  # nothing moved, nothing replaced
+    store.save_baseline("v1", runs[-1], runs[:1])  # asked for: replaced, the corrupt copy kept aside
+    assert len(store.named(board_record(), "v1").runs) == 1
+    assert [p.read_text() for p in (tmp_path / "corrupt").iterdir()] == ["not json"]
 
 
 WRITER = textwrap.dedent("""
@@ -126,7 +175,6 @@ WRITER = textwrap.dedent("""
     for i in range(40):
         record = Record.new(test_id=f"t.py::test_{sys.argv[2]}", kind="host", samples_us=[i, i + 1.0], context={})
         store.add(record)
-        store.save_baseline(record)
 """)
 
 
@@ -138,10 +186,7 @@ def test_two_processes_writing_at_once(tmp_path):
     assert len(records) == 80
     assert {r.test_id for r in records} == {"t.py::test_a", "t.py::test_b"}
     assert not list(Path(tmp_path).glob("**/.tmp-*")) and not (Path(tmp_path) / "corrupt").exists()
-    for name in ("a", "b"):
-        baseline = store.baseline_for(Record.new(test_id=f"t.py::test_{name}", kind="host", samples_us=[1],
-                                                 context={}))[0]
-        assert baseline.samples_us == [39.0, 40.0]
+    assert sorted(r.samples_us for r in records if r.test_id == "t.py::test_a")[-1] == [39.0, 40.0]
 
 
 def test_git_info_without_a_repository_or_without_git(tmp_path, monkeypatch):

@@ -2,7 +2,7 @@
 
     pytest-tinyml init MODEL [--data DATA.npz] [--dir DIR] [--headroom 0.1]
     pytest-tinyml history list    [--history DIR] [-k TEXT]
-    pytest-tinyml history compare [--history DIR] [-k TEXT] [--baseline NAME] [--min-effect F] [--alpha A]
+    pytest-tinyml history compare [--history DIR] [-k TEXT] [--baseline NAME] [--min-effect F] [--spread-k K]
     pytest-tinyml history plot    [--history DIR] [-k TEXT] [-o trend.png]
 
 ``init`` writes the first model-quality tests from a ``.keras`` or ``.tflite`` model (see
@@ -42,7 +42,7 @@ def cmd_list(args, store) -> int:
     rows = []
     for series, records in grouped.items():
         last = records[-1]
-        names = sorted({b.baseline_name or "?" for b in store.baselines(last)})
+        names = [n for n in store.baseline_names() if n == "last" or _has_named(store, last, n)]
         rows.append([series, str(len(records)), f"{last.stats.median:.1f}", f"{last.stats.p90:.1f}",
                      str(last.stats.n), (last.verdict or {}).get("verdict", "-"), ",".join(names) or "-",
                      last.time[:19].replace("T", " ")])
@@ -52,38 +52,52 @@ def cmd_list(args, store) -> int:
     return 0
 
 
+def _has_named(store, record, name: str) -> bool:
+    try:
+        return bool(store.named(record, name).runs)
+    except TinyMLError:
+        return True  # there, but corrupt: `compare` says so
+
+
 def cmd_compare(args, store) -> int:
-    from pytest_tinyml.history.compare import compare_samples, default_min_effect, regression_message
+    from pytest_tinyml.history.compare import Gate, compare_runs, default_min_effect, regression_message
+    from pytest_tinyml.history.store import changes
 
     grouped = _series(store, args.k)
     if not grouped:
         print(f"no latency records in {store.root}" + (f" matching {args.k!r}" if args.k else ""))
         return 0
+    if args.baseline and args.baseline not in store.baseline_names():
+        print(f"no baseline {args.baseline!r} in {store.root}; saved baselines: "
+              f"{', '.join(repr(n) for n in store.baseline_names())}", file=sys.stderr)
+        return 2
     regressions = 0
     for series, records in grouped.items():
         last = records[-1]
-        baseline, why = store.baseline_for(last, args.baseline)
-        if baseline is not None and baseline.id == last.id:
-            baseline, why = None, "the latest run is the baseline itself"
-        if baseline is None:
-            print(f"{'not compared':<13} {series}: {why}")
+        baseline = (store.named(last, args.baseline) if args.baseline and args.baseline != "last"
+                    else store.window(last, args.window))
+        if not baseline.runs:
+            print(f"{'not compared':<13} {series}: {baseline.why}")
             continue
         min_effect = default_min_effect(last.kind, last.where) if args.min_effect is None else args.min_effect
-        result = compare_samples(baseline.samples_us, last.samples_us, alpha=args.alpha, min_effect=min_effect)
+        gate = Gate(min_effect=min_effect, spread_k=args.spread_k, window=args.window,
+                    floor_us=2.0 if last.kind == "board" else 0.0)
+        result = compare_runs([r.samples_us for r in baseline.runs], last.samples_us, gate=gate,
+                              excursions=[r.stats.median for r in baseline.excursions])
         print(f"{result.verdict:<13} {series}: {result.summary()}")
         if result.is_regression:
             regressions += 1
-            print(regression_message(result, series=series, baseline_label=f"baseline {baseline.baseline_name!r}",
-                                     now_label=f"run {last.time[:19]}",
+            print(regression_message(result, series=series, baseline_label=f"baseline {baseline.name!r}",
+                                     now_label=f"run {last.time[:19]}", changes=changes(baseline.runs[-1], last),
                                      accept_hint="pytest --tinyml-save-baseline"))
     return 1 if regressions else 0
 
 
 def cmd_plot(args, store) -> int:
-    from pytest_tinyml.history.plot import plot_history
+    from pytest_tinyml.history.plot import plot_history, runs_of
 
     records = [r for r in store.records() if args.k is None or args.k in r.series]
-    print(f"wrote {plot_history(records, args.output)} ({len(records)} runs)")
+    print(f"wrote {plot_history(records, args.output)} ({len(records)} records in {len(runs_of(records))} runs)")
     return 0
 
 
@@ -110,10 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
     actions.add_parser("list", parents=[common], help="one line per test and board: runs, last median, baselines")
     compare = actions.add_parser("compare", parents=[common],
                                  help="latest run of each test against its baseline; exit 1 on a regression")
-    compare.add_argument("--baseline", default=None, help="named baseline (default: the last saved one)")
+    compare.add_argument("--baseline", default=None,
+                         help="named baseline (default 'last': the window of the last accepted runs)")
     compare.add_argument("--min-effect", type=float, default=None,
                          help="median slowdown that counts (default 0.05 board, 0.10 host and sim)")
-    compare.add_argument("--alpha", type=float, default=0.01, help="significance level (default 0.01)")
+    compare.add_argument("--spread-k", type=float, default=4.0,
+                         help="multiple of the between-run spread that counts (default 4)")
+    compare.add_argument("--window", type=int, default=10, help="accepted runs in the baseline window (default 10)")
     plot = actions.add_parser("plot", parents=[common], help="trend plot (PNG), one line per test and board")
     plot.add_argument("-o", "--output", default="latency-trend.png", help="PNG path (default latency-trend.png)")
     return parser

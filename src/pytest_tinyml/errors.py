@@ -107,6 +107,14 @@ class HistoryError(TinyMLError):
     """The latency history cannot be read or written."""
 
 
+class UnknownBaseline(HistoryError, ConfigError):
+    """``--tinyml-baseline=NAME`` names a baseline that was never saved (the message lists those that were)."""
+
+
+class CorruptBaseline(HistoryError):
+    """A saved baseline file cannot be read; it is kept in place until ``--tinyml-save-baseline=NAME`` replaces it."""
+
+
 class TinyMLAssertionError(TinyMLError, AssertionError):
     """A tinyml assertion failed (accuracy drop, budget, parity, TFLM compatibility); the message is a report."""
 

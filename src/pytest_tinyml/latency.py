@@ -29,6 +29,7 @@ class LatencyStats:
 
     samples: tuple[float, ...] = field(repr=False)
     min: float
+    p10: float
     median: float
     mean: float
     p90: float
@@ -44,6 +45,7 @@ class LatencyStats:
         return cls(
             samples=tuple(values),
             min=ordered[0],
+            p10=_percentile(ordered, 0.1),
             median=_percentile(ordered, 0.5),
             mean=statistics.fmean(values),
             p90=_percentile(ordered, 0.9),
@@ -57,6 +59,33 @@ class LatencyStats:
 
     def as_dict(self) -> dict:
         return {
-            "n": self.n, "min": self.min, "median": self.median, "mean": self.mean,
+            "n": self.n, "min": self.min, "p10": self.p10, "median": self.median, "mean": self.mean,
             "p90": self.p90, "max": self.max, "stdev": self.stdev,
         }
+
+
+def median(values) -> float:
+    """Median of numbers (``nan`` for none).
+
+    Example:
+        >>> median([3, 1, 2, 10])
+        2.5
+    """
+    return _percentile(sorted(float(v) for v in values), 0.5)
+
+
+def robust_spread(values) -> float:
+    """Robust standard deviation: 1.4826 x the median absolute deviation (equal to sigma for normal data).
+
+    One wild value moves it little, unlike the standard deviation: the right measure of how much the median
+    of a benchmark run wanders from run to run on a machine that sometimes hiccups.
+
+    Example:
+        >>> round(robust_spread([100, 101, 99, 100, 250]), 3)
+        1.483
+    """
+    values = [float(v) for v in values]
+    if len(values) < 2:
+        return 0.0
+    center = median(values)
+    return 1.4826 * median(abs(v - center) for v in values)

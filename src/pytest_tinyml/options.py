@@ -154,12 +154,12 @@ _OPTIONS = [
     ("--tinyml-firmware-dir", FIRMWARE_DIR, "string", None,
      "the benchmark firmware's ESP-IDF project (default: the firmware shipped with pytest-tinyml).", {}, None),
     ("--tinyml-baseline", BASELINE, "string", None,
-     "compare latencies against this named baseline instead of the last saved run.", {"type": _baseline_name}, _baseline_name),
+     "compare latencies against this saved baseline instead of 'last' (the window of the last accepted runs); a name never saved is a usage error.", {"type": _baseline_name}, _baseline_name),
     ("--tinyml-trust-legacy", TRUST_LEGACY, "bool", False,
      "convert legacy .h5 models whose Lambda layers hold Python bytecode (loading runs it: only files you trust).",
      {"action": "store_true"}, None),
     ("--tinyml-save-baseline", SAVE_BASELINE, "string", None,
-     "save this run's latencies as a baseline (NAME, default 'last').", {"nargs": "?", "const": "last", "type": _baseline_name}, _baseline_name),
+     "accept this run's latencies (a change restarts the 'last' window) or save the window as baseline NAME.", {"nargs": "?", "const": "last", "type": _baseline_name}, _baseline_name),
 ]
 
 

@@ -19,8 +19,9 @@ NO_BOARD_REASON = (
 MARKERS = {
     "tinyml_board": "tinyml_board(kind=None): the test runs on a board given by --tinyml-board; skipped "
     "without one. kind= names the chip the test's budgets are for (e.g. 'esp32s3'); other boards skip it.",
-    "tinyml_latency": "tinyml_latency(min_effect=None, alpha=0.01): latency regression gate of this test; "
-    "min_effect is the smallest median slowdown that fails (default 0.05 on a board, 0.10 on the host and the sim).",
+    "tinyml_latency": "tinyml_latency(min_effect=None, spread_k=4, window=10, min_runs=3, reruns=2, floor_us=None, "
+    "seen_margin=1.25): latency regression gate of this test; min_effect is the smallest median slowdown that fails "
+    "(default 0.05 on a board, 0.10 on the host and the sim).",
 }
 _COLLECTOR = pytest.StashKey["tinyml_report.Collector"]()
 _PREVIOUS_FACTS_ROOT = pytest.StashKey[object]()

@@ -97,7 +97,8 @@ def record_result(result, artifact) -> None:
     context = {"board": identity, "model_sha256": result.model_sha256,
                "recipe": getattr(artifact, "recipe", None), "model": getattr(artifact, "name", None),
                "runs": result.runs, "warmup": result.warmup}
-    history.observe(kind="board", samples_us=list(result.latency_us.samples), context=context)
+    history.observe(kind="board", samples_us=list(result.latency_us.samples), context=context,
+                    remeasure=getattr(result, "remeasure", None))
 
 
 _SESSION = pytest.StashKey[BoardSession]()

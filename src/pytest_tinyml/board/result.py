@@ -6,6 +6,7 @@ or the history needs to say *where* the figures come from (board info, model sha
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +58,8 @@ class BoardResult:
     log: str = field(default="", repr=False)
     identity: Any = None  # BoardIdentity of the board that measured, built at connect
     ops_reason: str | None = None  # why ``ops`` is empty, when the board cannot time operators (the sim)
+    # Times the same benchmark again (samples in us, nothing recorded): the latency gate's re-measurement.
+    remeasure: Callable[[], list[float]] | None = field(default=None, repr=False, compare=False)
 
     @property
     def where(self) -> str:

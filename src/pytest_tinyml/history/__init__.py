@@ -11,17 +11,21 @@ Feed it from anywhere inside a test:
 
   or, after any ``benchmark(...)`` / ``benchmark.pedantic(...)`` call, ``tinyml.history.observe_benchmark(benchmark)``.
 
-After the test passes, the plugin compares each observation with the baseline of the same test and board
-(``--tinyml-baseline=NAME`` picks a named one) and fails the test on a regression (Mann-Whitney U, one-sided,
-``p <= alpha`` and a median slowdown of at least ``min_effect``; per test:
-``@pytest.mark.tinyml_latency(min_effect=0.2, alpha=0.01)``). No baseline yet: this run is saved as one and a
-:class:`HistoryWarning` says so. ``--tinyml-save-baseline[=NAME]`` accepts the run as the new baseline.
+After the test passes, the plugin compares each observation with the baseline of the same test and machine
+and fails the test on a regression (see :mod:`pytest_tinyml.history.compare`): the baseline is the window of
+the last accepted runs ('last', moving with every accepted run) or a named one (``--tinyml-baseline=NAME``);
+a regression is a run median beyond the between-run spread of that window, beyond ``min_effect`` and beyond
+two timer ticks, confirmed by re-measuring (up to twice) when the observer can. Per test:
+``@pytest.mark.tinyml_latency(min_effect=0.2, window=10, spread_k=4, reruns=2)``. Verdicts: regression,
+faster, unchanged, inconclusive (too little history, a busy host, a corrupt baseline: a warning), no-baseline.
+``--tinyml-save-baseline[=NAME]`` accepts this run (a change restarts the window) or saves the window as NAME.
 
 This module imports nothing heavy (no numpy, scipy or matplotlib).
 """
 
 from __future__ import annotations
 
+import time
 import warnings
 
 from pytest_tinyml.errors import HistoryError
@@ -42,7 +46,7 @@ def _current_item():
 
 
 def observe(*, kind: str, samples_us, context: dict | None = None, test_id: str | None = None,
-            history_dir: str | None = None) -> Record | None:
+            history_dir: str | None = None, remeasure=None) -> Record | None:
     """Record per-run latencies (microseconds) of the running test for the regression gate.
 
     ``kind`` is ``"board"`` (``context["board"]`` carries chip, revision, cpu_mhz, firmware_hash, idf_version,
@@ -50,7 +54,10 @@ def observe(*, kind: str, samples_us, context: dict | None = None, test_id: str 
     context keys: ``model_sha256``, ``recipe``, ``model``, ``runtime``. Inside a test the observation is
     compared and stored when the test ends; a second observation of the same test and board is kept apart as
     ``<test id>#2``, or name it with ``test_id=``. Outside pytest, without ``test_id`` this does nothing; with
-    one, the record is written to ``history_dir`` (default ``.tinyml_history``) uncompared.
+    one, the record is written to ``history_dir`` (default ``.tinyml_history``) uncompared. ``remeasure``, a
+    function returning new samples of the same measurement without recording them, lets the gate measure
+    again before it calls a change (``context["tick_us"]`` gives the timer's resolution when it is not 1 us
+    on a board or ``perf_counter``'s on the host).
 
     Example:
         >>> observe(kind="host", samples_us=[812.0, 815.5, 809.9], context={"model_sha256": "ab" * 32})  # doctest: +SKIP
@@ -66,10 +73,11 @@ def observe(*, kind: str, samples_us, context: dict | None = None, test_id: str 
         return record
     from pytest_tinyml.history.hooks import add_observation
 
-    return add_observation(item, record)
+    return add_observation(item, record, remeasure)
 
 
-def observe_benchmark(benchmark, *, context: dict | None = None, test_id: str | None = None) -> Record | None:
+def observe_benchmark(benchmark, *, context: dict | None = None, test_id: str | None = None,
+                      remeasure=None) -> Record | None:
     """Feed the timings of a finished pytest-benchmark run (``benchmark`` fixture) into the history as host
     latency. Returns ``None``, with a :class:`HistoryWarning`, when pytest-benchmark is disabled (under
     pytest-xdist or ``--benchmark-disable``) since then nothing was timed.
@@ -95,7 +103,8 @@ def observe_benchmark(benchmark, *, context: dict | None = None, test_id: str | 
         step = len(samples) / MAX_STORED_SAMPLES
         samples = [samples[int(i * step)] for i in range(MAX_STORED_SAMPLES)]
         extra["thinned_to"] = MAX_STORED_SAMPLES
-    return observe(kind="host", samples_us=samples, context={**extra, **(context or {})}, test_id=test_id)
+    return observe(kind="host", samples_us=samples, context={**extra, **(context or {})}, test_id=test_id,
+                   remeasure=remeasure)
 
 
 def benchmark_invoke(benchmark, runner, *, rounds: int = 50, warmup_rounds: int = 5, context: dict | None = None,
@@ -120,4 +129,15 @@ def benchmark_invoke(benchmark, runner, *, rounds: int = 50, warmup_rounds: int 
         value = getattr(artifact, attr, None)
         if value is not None:
             auto[key] = value if isinstance(value, (str, int, float)) else str(value)
-    return observe_benchmark(benchmark, context={**auto, **(context or {})}, test_id=test_id)
+
+    def remeasure() -> list[float]:  # pytest-benchmark times once per test: the gate's re-runs use its timer
+        for _ in range(warmup_rounds):
+            invoke()
+        samples = []
+        for _ in range(rounds):
+            started = time.perf_counter()
+            invoke()
+            samples.append((time.perf_counter() - started) * 1e6)
+        return samples
+
+    return observe_benchmark(benchmark, context={**auto, **(context or {})}, test_id=test_id, remeasure=remeasure)

@@ -1,31 +1,51 @@
-"""Is this latency a regression? Mann-Whitney U on the per-run samples plus a minimum effect on the median.
+"""Is this latency a regression? The new run's median against the between-run spread of recent runs.
 
-A regression needs both:
-- significance: the one-sided Mann-Whitney U test (``now`` slower than ``baseline``) gives ``p <= alpha``;
-- size: the median slowed down by at least ``min_effect`` (a fraction: 0.05 = 5%).
+Timings vary twice: inside a run (one inference to the next) and between runs (CPU frequency, cache and
+memory layout, a busy neighbour). A test on the samples of one run against one baseline run (Mann-Whitney U
+did this) treats the second kind as impossible, so any shift between runs is "hugely significant": on
+unchanged code it failed one run in three. The gate here compares run medians with run medians:
 
-The rank test is robust to the long right tail of timing noise (interrupts, cache misses); the effect floor
-keeps a tiny but real shift (thermal drift, a 1% change) from failing a test. scipy is imported inside
-:func:`compare_samples` only.
+- the baseline is a window of the last ``window`` accepted runs (their medians);
+- the allowed deviation is the largest of ``spread_k`` x their robust spread (1.4826 x MAD of the run
+  medians), ``min_effect`` x their median, and ``floor_ticks`` ticks of the timer (the sim and the boards
+  count whole microseconds, so 1 us jumps are the clock, not the code);
+- beyond it upwards is a regression, downwards "faster" (the same rule both ways); when the first
+  measurement is beyond, it is measured again (``reruns``, bounded) and the majority decides;
+- fewer than ``min_runs`` runs in the window (a single baseline run, ``runs=1`` firmware figures) or a host
+  busier than at the baseline is ``inconclusive``, never ``unchanged``.
+
+Pure Python; ``benchmarks/regression_detector.py`` measures its false-alarm and detection rates on recorded
+reruns.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 from pytest_tinyml.errors import ConfigError
-from pytest_tinyml.latency import LatencyStats
-
-DEFAULT_ALPHA = 0.01
-DEFAULT_MIN_EFFECT = {"board": 0.05, "host": 0.10}
+from pytest_tinyml.latency import LatencyStats, median, robust_spread
 
 REGRESSION = "regression"
-UNCHANGED = "unchanged"
 FASTER = "faster"
+UNCHANGED = "unchanged"
+INCONCLUSIVE = "inconclusive"
 NO_BASELINE = "no-baseline"
+VERDICTS = (REGRESSION, FASTER, UNCHANGED, INCONCLUSIVE, NO_BASELINE)
+# Outcomes of a test that are not a comparison: the test failed, or --tinyml-save-baseline accepted a change.
 NOT_COMPARED = "not-compared"
 ACCEPTED = "accepted"
+
+DEFAULT_MIN_EFFECT = {"board": 0.05, "host": 0.10}
+DEFAULT_SPREAD_K = 4.0
+DEFAULT_WINDOW = 10
+MIN_RUNS = 3
+DEFAULT_RERUNS = 2
+DEFAULT_SEEN_MARGIN = 1.25
+FLOOR_TICKS = 2
+BOARD_TICK_US = 1.0  # esp_timer and the sim's clock count whole microseconds
+
 
 
 def default_min_effect(kind: str, where: str) -> float:
@@ -38,111 +58,216 @@ def default_min_effect(kind: str, where: str) -> float:
     return DEFAULT_MIN_EFFECT["host" if kind == "host" or where == "sim" else "board"]
 
 
-def check_thresholds(alpha: float, min_effect: float) -> None:
-    """Raise :class:`ConfigError` for an ``alpha`` outside (0, 1) or a negative ``min_effect``."""
-    if not (isinstance(alpha, (int, float)) and 0 < alpha < 1):
-        raise ConfigError(f"tinyml_latency(alpha=...) must be between 0 and 1 (e.g. 0.01), got {alpha!r}")
-    if not (isinstance(min_effect, (int, float)) and math.isfinite(min_effect) and min_effect >= 0):
-        raise ConfigError(
-            f"tinyml_latency(min_effect=...) is a fraction of the median, >= 0 (e.g. 0.05 for 5%), got {min_effect!r}"
-        )
+@dataclass(frozen=True)
+class Gate:
+    """The thresholds of one comparison (per test: ``@pytest.mark.tinyml_latency(min_effect=0.2, ...)``).
+
+    Example:
+        >>> Gate(min_effect=0.1, floor_us=2.0).allowed_us(center=100.0, spread=1.0)
+        10.0
+    """
+
+    min_effect: float = 0.05
+    spread_k: float = DEFAULT_SPREAD_K
+    window: int = DEFAULT_WINDOW
+    min_runs: int = MIN_RUNS
+    reruns: int = DEFAULT_RERUNS
+    floor_us: float = FLOOR_TICKS * BOARD_TICK_US
+    seen_margin: float = DEFAULT_SEEN_MARGIN
+
+    def __post_init__(self) -> None:
+        def bad(name: str, want: str) -> ConfigError:
+            return ConfigError(f"tinyml_latency({name}=...) must be {want}, got {getattr(self, name)!r}")
+
+        def number(value) -> bool:
+            return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+        if not (number(self.min_effect) and self.min_effect >= 0):
+            raise bad("min_effect", "a fraction of the median, >= 0 (e.g. 0.05 for 5%)")
+        if not (number(self.spread_k) and self.spread_k > 0):
+            raise bad("spread_k", "a multiple of the between-run spread, > 0 (e.g. 4)")
+        if not (number(self.seen_margin) and self.seen_margin >= 1):
+            raise bad("seen_margin", "a factor >= 1 on the largest deviation already seen (e.g. 1.25)")
+        if not (number(self.floor_us) and self.floor_us >= 0):
+            raise bad("floor_us", "microseconds, >= 0 (e.g. 2 for two 1 us ticks)")
+        for name, low in (("window", 2), ("min_runs", 2), ("reruns", 0)):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and not isinstance(value, bool) and value >= low):
+                raise bad(name, f"a whole number >= {low}")
+        if self.min_runs > self.window:
+            raise ConfigError(f"tinyml_latency(min_runs={self.min_runs}) cannot exceed window={self.window}")
+
+    def allowed_us(self, *, center: float, spread: float, seen: float = 0.0) -> float:
+        """How far (us) a run median may stray from the baseline's before it counts as a change; ``seen`` is the
+        largest deviation in that direction among the baseline's runs and excursions."""
+        return max(self.spread_k * spread, self.seen_margin * seen, self.min_effect * center, self.floor_us)
 
 
 @dataclass(frozen=True)
 class Comparison:
-    """Outcome of comparing latency samples with a baseline.
+    """Outcome of comparing one run (plus any re-measurements) with a window of baseline runs.
 
-    ``change`` is the relative change of the median (0.2 = 20% slower); ``p_value`` is the one-sided
-    Mann-Whitney U p-value for "now is slower".
+    ``change`` is the relative change of the median (0.2 = 20% slower); ``allowed_us`` the deviation the gate
+    tolerates; ``medians_us`` the medians of every measurement of this run (first, then re-measurements).
 
     Example:
-        >>> c = compare_samples([100, 101, 102] * 10, [120, 121, 122] * 10)
+        >>> base = [[100, 101, 99], [102, 100, 101], [99, 100, 98], [101, 100, 102]]
+        >>> c = compare_runs(base, [125, 126, 124], gate=Gate(min_effect=0.05))
         >>> c.verdict, round(c.change, 3)
-        ('regression', 0.198)
+        ('regression', 0.244)
     """
 
     verdict: str
-    baseline: LatencyStats
     now: LatencyStats
+    baseline_medians: tuple[float, ...]
+    baseline_n: int
+    center: float
+    spread: float
+    allowed_us: float
     change: float
-    p_value: float
-    alpha: float
-    min_effect: float
+    gate: Gate
+    reason: str = ""
+    medians_us: tuple[float, ...] = field(default=())
+    allowed_down_us: float = math.nan
 
     @property
     def is_regression(self) -> bool:
         return self.verdict == REGRESSION
 
+    @property
+    def runs(self) -> int:
+        return len(self.baseline_medians)
+
     def summary(self) -> str:
-        """One line: medians, change, p-value and sample counts."""
-        return (
-            f"median {self.baseline.median:.1f} -> {self.now.median:.1f} us ({self.change:+.1%}), "
-            f"p90 {self.baseline.p90:.1f} -> {self.now.p90:.1f} us, p = {self.p_value:.2g}, "
-            f"n = {self.baseline.n}/{self.now.n}"
-        )
+        """One line: medians, change, allowed deviation, window size (and why, when inconclusive)."""
+        if not self.baseline_medians:
+            return self.reason
+        text = (f"median {self.center:.1f} -> {self.now.median:.1f} us ({self.change:+.1%}), "
+                f"allowed +{self.allowed_us:.1f}/-{self.allowed_down_us:.1f} us, baseline of {self.runs} run(s)")
+        if len(self.medians_us) > 1:
+            text += f", measured {len(self.medians_us)}x: " + ", ".join(f"{m:.1f}" for m in self.medians_us)
+        return f"{text}; {self.reason}" if self.reason else text
 
     def as_dict(self) -> dict:
         return {
-            "verdict": self.verdict, "change": self.change, "p_value": self.p_value, "alpha": self.alpha,
-            "min_effect": self.min_effect, "baseline": self.baseline.as_dict(), "now": self.now.as_dict(),
+            "verdict": self.verdict, "change": self.change, "center_us": self.center, "spread_us": self.spread,
+            "allowed_us": self.allowed_us, "allowed_down_us": self.allowed_down_us, "runs": self.runs, "baseline_medians_us": list(self.baseline_medians),
+            "medians_us": list(self.medians_us), "reason": self.reason, "now": self.now.as_dict(),
+            "gate": {"min_effect": self.gate.min_effect, "spread_k": self.gate.spread_k, "window": self.gate.window,
+                     "min_runs": self.gate.min_runs, "floor_us": self.gate.floor_us,
+                     "seen_margin": self.gate.seen_margin},
         }
 
 
-def compare_samples(baseline_us, now_us, *, alpha: float = DEFAULT_ALPHA, min_effect: float = 0.05) -> Comparison:
-    """Compare two sets of per-run latencies (microseconds): the gate the plugin and the CLI use.
+def _direction(value: float, center: float, up: float, down: float) -> str:
+    if value > center + up:
+        return REGRESSION
+    if value < center - down:
+        return FASTER
+    return UNCHANGED
+
+
+def compare_runs(baseline_runs: Sequence[Sequence[float]], now_us: Sequence[float], *, gate: Gate = Gate(),
+                 excursions: Sequence[float] = (), remeasure: Callable[[], Sequence[float] | None] | None = None,
+                 unreliable: str | None = None) -> Comparison:
+    """Compare this run's samples (us) with the samples of the baseline's runs: the gate of the plugin and CLI.
+
+    ``excursions`` are medians of earlier runs that failed the gate but were followed by accepted runs (noise
+    that came and went): the allowed deviation covers the largest deviation seen among them and the baseline
+    runs, times ``gate.seen_margin``. ``remeasure`` (optional) measures the same thing again and returns new
+    samples; it is called at most ``gate.reruns`` times and only when the first measurement is beyond the
+    allowed deviation. ``unreliable`` (a reason, e.g. "load 3.1 vs 0.4 at the baseline") turns a would-be
+    regression or speed-up into ``inconclusive``.
 
     Example:
-        >>> compare_samples([100, 102, 101, 99, 100], [100, 101, 99, 102, 100]).verdict
+        >>> runs = [[1000 + d] * 5 for d in (0, 4, -3, 2, -1)]
+        >>> compare_runs(runs, [1003] * 5, gate=Gate(min_effect=0.05)).verdict
         'unchanged'
+        >>> compare_runs(runs[:1], [5000] * 5).verdict   # one baseline run says nothing about noise
+        'inconclusive'
     """
-    check_thresholds(alpha, min_effect)
-    base, now = LatencyStats.from_samples(baseline_us), LatencyStats.from_samples(now_us)
-    if base.n < 2 or now.n < 2:
-        # One sample a side has no rank information; only an effect could speak, and noise is unknown.
-        p_value = 1.0
-    elif len(set(base.samples) | set(now.samples)) == 1:
-        p_value = 1.0  # all equal: scipy would divide by a zero variance
-    else:
-        from scipy.stats import mannwhitneyu
+    now = LatencyStats.from_samples(now_us)
+    runs = [LatencyStats.from_samples(r) for r in baseline_runs]
+    medians = tuple(r.median for r in runs)
+    baseline_n = min((r.n for r in runs), default=0)
+    if not runs:
+        return Comparison(NO_BASELINE, now, (), 0, math.nan, math.nan, math.nan, math.nan, gate,
+                          "no baseline runs", (now.median,))
+    center, spread = median(medians), robust_spread(medians)
+    seen = list(medians) + [float(m) for m in excursions]
+    up = gate.allowed_us(center=center, spread=spread, seen=max(m - center for m in seen))
+    down = gate.allowed_us(center=center, spread=spread, seen=max(center - m for m in seen))
 
-        p_value = float(mannwhitneyu(now.samples, base.samples, alternative="greater").pvalue)
-    change = (now.median / base.median - 1.0) if base.median > 0 else (math.inf if now.median > 0 else 0.0)
-    if p_value <= alpha and change >= min_effect:
-        verdict = REGRESSION
-    elif change < 0 and base.n >= 2 and now.n >= 2 and _faster_p(base, now) <= alpha:
-        verdict = FASTER
-    else:
-        verdict = UNCHANGED
-    return Comparison(verdict, base, now, change, p_value, alpha, min_effect)
+    def change_of(value: float) -> float:
+        return (value / center - 1.0) if center > 0 else (math.inf if value > 0 else 0.0)
+
+    if len(runs) < gate.min_runs:
+        samples = f" of {baseline_n} sample" + ("s" if baseline_n != 1 else "") if baseline_n <= 1 else ""
+        reason = (f"too little history: {len(runs)} baseline run(s){samples}, {gate.min_runs} needed to know "
+                  f"the run-to-run spread")
+        return Comparison(INCONCLUSIVE, now, medians, baseline_n, center, spread, up, change_of(now.median),
+                          gate, reason, (now.median,), down)
+    measured = [now]
+    first = _direction(now.median, center, up, down)
+    if first != UNCHANGED and remeasure is not None:
+        votes = 1
+        while len(measured) < 1 + gate.reruns and votes < 2 and len(measured) - votes < 2:
+            samples = remeasure()
+            if samples is None:  # the observer could not measure again (e.g. the board went away)
+                break
+            again = LatencyStats.from_samples(samples)
+            measured.append(again)
+            votes += _direction(again.median, center, up, down) == first
+    # The measurement that decides: the middle one (of two, the one nearer the baseline).
+    ordered = sorted(measured, key=lambda s: s.median)
+    chosen = ordered[len(ordered) // 2] if len(ordered) % 2 else min(ordered, key=lambda s: abs(s.median - center))
+    verdict, reason = _direction(chosen.median, center, up, down), ""
+    if verdict != UNCHANGED and unreliable:
+        verdict, reason = INCONCLUSIVE, f"unreliable measurement: {unreliable}"
+    return Comparison(verdict, chosen, medians, baseline_n, center, spread, up, change_of(chosen.median),
+                      gate, reason, tuple(s.median for s in measured), down)
 
 
-def _faster_p(base: LatencyStats, now: LatencyStats) -> float:
-    from scipy.stats import mannwhitneyu
+def compare_samples(baseline_us, now_us, *, gate: Gate = Gate()) -> Comparison:
+    """One baseline run against one new run: always ``inconclusive`` (one run says nothing about the
+    run-to-run spread), whatever the change. Use :func:`compare_runs` with several baseline runs.
 
-    if len(set(base.samples) | set(now.samples)) == 1:
-        return 1.0
-    return float(mannwhitneyu(now.samples, base.samples, alternative="less").pvalue)
+    Example:
+        >>> c = compare_samples([1000.0], [5000 + i for i in range(20)])
+        >>> c.verdict, f"{c.change:+.0%}"
+        ('inconclusive', '+401%')
+    """
+    return compare_runs([baseline_us], now_us, gate=gate)
 
 
 def regression_message(comparison: Comparison, *, series: str, baseline_label: str, now_label: str,
-                       accept_hint: str) -> str:
-    """The failure text of a regression: baseline vs now (median, p90), change, p-value, counts, next step.
+                       changes: Sequence[str] = (), accept_hint: str) -> str:
+    """The failure text of a regression: baseline window vs now, the allowed deviation, what changed
+    between them (model, recipe, firmware, host), and the next step.
 
     Example:
-        >>> c = compare_samples([100, 101, 102] * 10, [120, 121, 122] * 10)
+        >>> base = [[100, 101, 99], [102, 100, 101], [99, 100, 98], [101, 100, 102]]
+        >>> c = compare_runs(base, [125, 126, 124], gate=Gate(min_effect=0.05))
         >>> print(regression_message(c, series="t.py::test_a @ sim", baseline_label="baseline 'last'",
         ...                          now_label="now", accept_hint="pytest --tinyml-save-baseline").splitlines()[0])
-        latency regression in t.py::test_a @ sim: median +19.8% (limit +5.0%), p = 8e-12 <= 0.01
+        latency regression in t.py::test_a @ sim: median 100.5 -> 125.0 us (+24.4%), allowed +5.0 us (+5.0%)
     """
     c = comparison
-    b, n = c.baseline, c.now
+    n, g = c.now, c.gate
     width = max(len(baseline_label), len(now_label))
-    return "\n".join([
-        f"latency regression in {series}: median {c.change:+.1%} (limit +{c.min_effect:.1%}), "
-        f"p = {c.p_value:.2g} <= {c.alpha:g}",
-        f"  {baseline_label:<{width}}  median {b.median:10.1f} us   p90 {b.p90:10.1f} us   n = {b.n}",
-        f"  {now_label:<{width}}  median {n.median:10.1f} us   p90 {n.p90:10.1f} us   n = {n.n}",
-        f"  change: median {c.change:+.1%}, p90 {(n.p90 / b.p90 - 1) if b.p90 else math.inf:+.1%}; "
-        f"Mann-Whitney U one-sided (slower) p = {c.p_value:.3g}",
-        f"  if this slowdown is expected, accept it as the new baseline: {accept_hint}",
-    ])
+    lines = [
+        f"latency regression in {series}: median {c.center:.1f} -> {n.median:.1f} us ({c.change:+.1%}), "
+        f"allowed +{c.allowed_us:.1f} us ({c.allowed_us / c.center if c.center else math.inf:+.1%})",
+        f"  {baseline_label:<{width}}  median of {c.runs} run medians {c.center:10.1f} us   "
+        f"between-run spread {c.spread:.2f} us ({min(c.baseline_medians):.1f}-{max(c.baseline_medians):.1f})",
+        f"  {now_label:<{width}}  median {n.median:10.1f} us   p10-p90 {n.p10:.1f}-{n.p90:.1f} us   n = {n.n}"
+        + (f"   measured {len(c.medians_us)}x: " + ", ".join(f"{m:.1f}" for m in c.medians_us)
+           if len(c.medians_us) > 1 else ""),
+        f"  allowed = max({g.spread_k:g} x spread {g.spread_k * c.spread:.1f} us, {g.seen_margin:g} x the largest "
+        f"slowdown seen {max(m - c.center for m in c.baseline_medians):.1f} us, min_effect {g.min_effect:.0%} "
+        f"{g.min_effect * c.center:.1f} us, floor {g.floor_us:.3g} us)",
+    ]
+    lines.append("  changed since the baseline: " + "; ".join(changes) if changes else
+                 "  changed since the baseline: nothing recorded (same model, recipe, build and host)")
+    lines.append(f"  if this slowdown is expected, accept it as the new baseline: {accept_hint}")
+    return "\n".join(lines)

@@ -10,60 +10,122 @@ and the OpenMetrics file. Nothing heavy is imported until a test observes a late
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import time
+import uuid
 import warnings
 
 import pytest
 
 from pytest_tinyml import options
 from pytest_tinyml import report as tinyml_report
-from pytest_tinyml.errors import ConfigError
+from pytest_tinyml.errors import ConfigError, CorruptBaseline
 from pytest_tinyml.history import compare as cmp
-from pytest_tinyml.history.store import DEFAULT_BASELINE, HistoryStore, HistoryWarning, Record
+from pytest_tinyml.history.store import DEFAULT_BASELINE, Baseline, HistoryStore, HistoryWarning, Record
+from pytest_tinyml.history.store import changes as store_changes
 
 OBSERVATIONS = pytest.StashKey[list]()
+REMEASURE = pytest.StashKey[dict]()
 OUTCOMES = pytest.StashKey[list]()
 PLUGIN = pytest.StashKey["HistoryPlugin"]()
 METRICS_FILE = "metrics.txt"
 _PROPERTY = "latency_comparisons"
+# The host counts as busier than at the baseline when its 1-minute load is above 1.5x the baseline's median
+# load plus half a load unit per core: a neighbour then steals enough time to move a median.
+_LOAD_FACTOR, _LOAD_PER_CPU = 1.5, 0.5
 
 
 def register(config) -> None:
-    """Called from the plugin's ``pytest_configure``; registering twice is a no-op."""
+    """Called from the plugin's ``pytest_configure``; registering twice is a no-op.
+
+    Raises :class:`pytest.UsageError` for ``--tinyml-baseline=NAME`` when no baseline NAME was ever saved.
+    """
     if config.pluginmanager.has_plugin("tinyml-history"):
         return
     plugin = HistoryPlugin(config)
+    if not hasattr(config, "workerinput"):
+        plugin.check_baseline_name()
     config.stash[PLUGIN] = plugin
     config.pluginmanager.register(plugin, "tinyml-history")
 
 
-def add_observation(item, record: Record) -> Record:
-    """Queue ``record`` on the running test; a repeated test id and place gets ``#2``, ``#3``, ..."""
+def add_observation(item, record: Record, remeasure=None) -> Record:
+    """Queue ``record`` on the running test; a repeated test id and place gets ``#2``, ``#3``, ...
+
+    ``remeasure``, when given, measures the same thing again (returns samples in us, records nothing); the
+    gate calls it, a bounded number of times, before it calls a change.
+    """
     queued = item.stash.setdefault(OBSERVATIONS, [])
     taken = {r.series for r in queued}
     base, number = record.test_id, 1
     while record.series in taken:
         number += 1
         record.test_id = f"{base}#{number}"
+    plugin = item.config.stash.get(PLUGIN, None)
+    if plugin is not None:
+        record.run = plugin.run_id
     queued.append(record)
+    if remeasure is not None:
+        item.stash.setdefault(REMEASURE, {})[record.id] = remeasure
     return record
 
 
-def _thresholds(item, record: Record) -> tuple[float, float]:
+def _gate(item, record: Record) -> cmp.Gate:
     marker = item.get_closest_marker("tinyml_latency")
+    known = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(cmp.Gate))
     if marker is not None and marker.args:
         raise ConfigError(f"tinyml_latency takes keywords only on {item.nodeid}, got {marker.args!r}: "
-                          "write @pytest.mark.tinyml_latency(min_effect=0.2, alpha=0.01)")
+                          "write @pytest.mark.tinyml_latency(min_effect=0.2)")
     kwargs = dict(marker.kwargs) if marker else {}
-    unknown = set(kwargs) - {"min_effect", "alpha"}
+    unknown = set(kwargs) - {f.name for f in dataclasses.fields(cmp.Gate)}
     if unknown:
-        raise ConfigError(f"tinyml_latency got unknown arguments {sorted(unknown)} on {item.nodeid}; "
-                              "known: min_effect=0.05, alpha=0.01")
-    alpha = kwargs.get("alpha", cmp.DEFAULT_ALPHA)
-    min_effect = kwargs.get("min_effect")
-    min_effect = cmp.default_min_effect(record.kind, record.where) if min_effect is None else min_effect
-    cmp.check_thresholds(alpha, min_effect)
-    return float(alpha), float(min_effect)
+        raise ConfigError(f"tinyml_latency got unknown arguments {sorted(unknown)} on {item.nodeid}; known: {known}")
+    if kwargs.get("min_effect") is None:
+        kwargs["min_effect"] = cmp.default_min_effect(record.kind, record.where)
+    if "floor_us" not in kwargs:
+        kwargs["floor_us"] = cmp.FLOOR_TICKS * _tick_us(record)
+    return cmp.Gate(**kwargs)
+
+
+def _tick_us(record: Record) -> float:
+    """The timer's resolution: given by the observer, else 1 us on boards and the sim, perf_counter's on the host."""
+    tick = record.context.get("tick_us")
+    if isinstance(tick, (int, float)) and tick > 0:
+        return float(tick)
+    if record.kind == "board":
+        return cmp.BOARD_TICK_US
+    return time.get_clock_info("perf_counter").resolution * 1e6
+
+
+def unreliable_host(record: Record, runs: list[Record]) -> str | None:
+    """Why this host measurement cannot be trusted against ``runs``, or ``None``: more pytest-xdist workers
+    than at the baseline, or a load average well above the baseline's.
+
+    Example:
+        >>> now = Record.new(test_id="t", kind="host", samples_us=[1], context={})
+        >>> now.load = {"load_1m": 3.6, "cpu_count": 2, "xdist_workers": 1}
+        >>> base = Record.new(test_id="t", kind="host", samples_us=[1], context={})
+        >>> base.load = {"load_1m": 0.4, "cpu_count": 2, "xdist_workers": 1}
+        >>> unreliable_host(now, [base])
+        'host busier than at the baseline: load average 3.6 now, 0.4 then (2 cores)'
+    """
+    from pytest_tinyml.latency import median
+
+    if record.load is None:
+        return None
+    workers = record.load.get("xdist_workers") or 1
+    before = max(((r.load or {}).get("xdist_workers") or 1 for r in runs), default=1)
+    if workers > before:
+        return f"{workers} pytest-xdist workers share this host now, {before} at the baseline"
+    load, cpus = record.load.get("load_1m"), record.load.get("cpu_count") or 1
+    loads = [(r.load or {}).get("load_1m") for r in runs]
+    loads = [v for v in loads if isinstance(v, (int, float))]
+    if isinstance(load, (int, float)) and loads:
+        then = median(loads)
+        if load > _LOAD_FACTOR * then + _LOAD_PER_CPU * cpus:
+            return f"host busier than at the baseline: load average {load:g} now, {then:g} then ({cpus} cores)"
+    return None
 
 
 def _label(record: Record, prefix: str) -> str:
@@ -81,6 +143,9 @@ class HistoryPlugin:
         self.save_name = resolved.save_baseline
         self.baseline_name = resolved.baseline
         self.root = resolved.history_dir
+        # One id for this pytest session, shared by the xdist workers: the trend plot's runs.
+        workerinput = getattr(config, "workerinput", None) or {}
+        self.run_id = str(workerinput.get("testrunuid") or uuid.uuid4().hex)[:12]
         self.rows: list[dict] = []  # controller: one per comparison, for the terminal and the metrics file
         self.outputs: list[str] = []  # files written at session end, named in the terminal section
         self._store: HistoryStore | None = None
@@ -91,10 +156,23 @@ class HistoryPlugin:
             self._store = HistoryStore(self.root)
         return self._store
 
+    def check_baseline_name(self) -> None:
+        """A mistyped ``--tinyml-baseline`` must not pass a slowdown: refuse a name that was never saved."""
+        name = self.baseline_name
+        if not name or name == DEFAULT_BASELINE or name == self.save_name:
+            return
+        names = self.store.baseline_names()
+        if name not in names:
+            raise pytest.UsageError(
+                f"--tinyml-baseline={name}: no baseline {name!r} in {self.root}; saved baselines: "
+                f"{', '.join(repr(n) for n in names)} ('last' is the moving window of accepted runs). "
+                f"Save one with --tinyml-save-baseline={name}")
+
     # -- per test ---------------------------------------------------------------------------------------
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item):
         item.stash[OBSERVATIONS] = []
+        item.stash[REMEASURE] = {}
         try:
             result = yield
         except BaseException:
@@ -122,19 +200,23 @@ class HistoryPlugin:
             return
         outcomes, notices = [], []
         for record in records:
-            outcome = self._judge(item, record, passed)
-            record.verdict = {k: v for k, v in outcome.items() if k != "message"}
+            outcome = self._judge(item, record, passed, item.stash.get(REMEASURE, {}).get(record.id))
+            record.verdict = {k: v for k, v in outcome.items() if k not in ("message", "test_id", "where", "kind")}
             self.store.add(record)
+            if self.save_name and self.save_name != DEFAULT_BASELINE and outcome["accepted"]:
+                moving = self.store.window(record, outcome.get("window", cmp.DEFAULT_WINDOW))
+                runs = [] if record.verdict.get("reset") else moving.runs
+                self.store.save_baseline(self.save_name, record, runs + [record], moving.excursions if runs else [])
             outcomes.append(outcome)
-            if outcome["verdict"] in (cmp.NO_BASELINE, cmp.NOT_COMPARED) and passed:
-                notices.append(f"{record.series}: {outcome['note']}")
+            if outcome["verdict"] in (cmp.NO_BASELINE, cmp.NOT_COMPARED, cmp.INCONCLUSIVE) and passed:
+                notices.append(f"{outcome['verdict']}: {record.series}: {outcome['note']}")
         item.stash[OUTCOMES] = outcomes
         token = tinyml_report.set_current_item(item)
         try:
             # Flat figures of the most telling comparison (a regression first) for JUnit readers; the full
             # list for the JSON report and the controller's summary.
             worst = max(outcomes, key=lambda o: (o["verdict"] == cmp.REGRESSION, o.get("change") or 0.0))
-            flat = {f"latency_{k}": worst[k] for k in ("verdict", "change", "p_value", "baseline_median_us")
+            flat = {f"latency_{k}": worst[k] for k in ("verdict", "change", "baseline_median_us")
                     if worst.get(k) is not None}
             tinyml_report.record(
                 latency_median_us=records[-1].stats.median, **flat,
@@ -143,42 +225,76 @@ class HistoryPlugin:
         finally:
             tinyml_report.reset_current_item(token)
         path, line = str(item.path), (item.location[1] or 0) + 1
-        for notice in notices:  # attributed to the test, so the warnings summary names it
+        for notice in notices:  # attributed to the test, so the warnings summary names it (and only it)
             warnings.warn_explicit(HistoryWarning(notice), HistoryWarning, path, line)
 
-    def _judge(self, item, record: Record, passed: bool) -> dict:
+    def _judge(self, item, record: Record, passed: bool, remeasure) -> dict:
         stats = record.stats
         row = {"test_id": record.test_id, "where": record.where, "kind": record.kind, "median_us": stats.median,
-               "p90_us": stats.p90, "n": stats.n}
+               "p10_us": stats.p10, "p90_us": stats.p90, "n": stats.n, "accepted": False}
         if not passed:
             return {**row, "verdict": cmp.NOT_COMPARED, "note": "not compared: the test did not pass"}
-        alpha, min_effect = _thresholds(item, record)
-        baseline, why = self.store.baseline_for(record, self.baseline_name)
-        if baseline is None:
-            name = self.save_name or self.baseline_name or DEFAULT_BASELINE
-            self.store.save_baseline(record, name)
+        gate = _gate(item, record)
+        row["window"] = gate.window
+        name = self.baseline_name or DEFAULT_BASELINE
+        saving = self.save_name is not None
+        try:
+            baseline = (self.store.window(record, gate.window) if name == DEFAULT_BASELINE
+                        else self.store.named(record, name))
+        except CorruptBaseline as exc:
+            if self.save_name == name:  # replacing it is what was asked
+                baseline = Baseline(name, [], [], f"{exc}; replaced as asked")
+            else:
+                return {**row, "verdict": cmp.INCONCLUSIVE, "baseline_name": name, "note": str(exc),
+                        "reason": "corrupt baseline"}
+        runs, why = baseline.runs, baseline.why
+        if not runs:
             verdict = cmp.NOT_COMPARED if why.startswith("not compared") else cmp.NO_BASELINE
-            return {**row, "verdict": verdict, "note": f"{why}; saved this run as baseline {name!r} "
-                    f"in {self.root} (nothing was compared)"}
-        result = cmp.compare_samples(baseline.samples_us, record.samples_us, alpha=alpha, min_effect=min_effect)
-        row.update(baseline_name=baseline.baseline_name, baseline_median_us=result.baseline.median,
-                   baseline_p90_us=result.baseline.p90, baseline_n=result.baseline.n, change=result.change,
-                   p_value=result.p_value, alpha=alpha, min_effect=min_effect, verdict=result.verdict,
-                   note=result.summary())
-        if self.save_name:
-            self.store.save_baseline(record, self.save_name)
+            starts = ("starts the moving baseline 'last'" if name == DEFAULT_BASELINE else "nothing was compared")
+            note = f"{why}; this run {starts} (comparisons begin after {gate.min_runs} runs)"
+            if saving:
+                note += f"; saved as baseline {self.save_name!r}"
+            return {**row, "verdict": verdict, "baseline_name": name, "note": note, "accepted": True}
+        unreliable = unreliable_host(record, runs)
+        failed_again: list[str] = []
+
+        def again():
+            try:
+                return remeasure()
+            except Exception as exc:  # the first measurement stands; say why there was no second
+                failed_again.append(f"{type(exc).__name__}: {exc}")
+                return None
+
+        result = cmp.compare_runs([r.samples_us for r in runs], record.samples_us, gate=gate,
+                                  excursions=[r.stats.median for r in baseline.excursions],
+                                  remeasure=again if remeasure is not None else None, unreliable=unreliable)
+        if len(result.medians_us) > 1:  # re-measured: keep the samples of the measurement that decided
+            record.samples_us = list(result.now.samples)
+            record.context["measured_medians_us"] = list(result.medians_us)
+        row.update(median_us=result.now.median, p10_us=result.now.p10, p90_us=result.now.p90, n=result.now.n,
+                   baseline_name=name, baseline_median_us=result.center, baseline_spread_us=result.spread,
+                   baseline_runs=result.runs, baseline_n=result.baseline_n, allowed_us=result.allowed_us,
+                   change=result.change, verdict=result.verdict, measured_medians_us=list(result.medians_us),
+                   reason=result.reason, note=result.summary(), min_effect=gate.min_effect)
+        if failed_again:
+            row["note"] += f"; could not measure again ({failed_again[0]})"
+        too_little = result.verdict == cmp.INCONCLUSIVE and not unreliable
+        row["accepted"] = result.verdict in (cmp.UNCHANGED, cmp.FASTER) or too_little or saving
+        if saving:
             row["note"] += f"; saved as baseline {self.save_name!r}"
-            if result.is_regression:
-                row.update(verdict=cmp.ACCEPTED, note=row["note"] + " (slowdown accepted)")
+            if result.verdict in (cmp.REGRESSION, cmp.FASTER):
+                # The change is accepted: the baseline starts again from this run, or the old runs would
+                # outvote it and call the next run at the new speed a regression (or a speed-up) again.
+                row.update(verdict=cmp.ACCEPTED, reset=True,
+                           note=row["note"] + f" ({result.verdict} accepted: the baseline starts again here)")
         elif result.is_regression:
             accept = f"pytest '{item.nodeid}' --tinyml-save-baseline" + (
                 f"={self.baseline_name}" if self.baseline_name else "")
+            label = f"baseline {name!r}" + (f" ({runs[0].time[:16].replace('T', ' ')} .. "
+                                             f"{runs[-1].time[:16].replace('T', ' ')} UTC)")
             row["message"] = cmp.regression_message(
-                result, series=record.series, baseline_label=_label(baseline, f"baseline {baseline.baseline_name!r}"),
-                now_label=_label(record, "now"), accept_hint=accept)
-        elif result.verdict == cmp.FASTER:
-            # Left alone, the old baseline would hide a later slowdown back to the old speed.
-            row["note"] += "; to keep the gain, save it: --tinyml-save-baseline"
+                result, series=record.series, baseline_label=label, now_label=_label(record, "now"),
+                changes=store_changes(runs[-1], record), accept_hint=accept)
         return row
 
     # -- controller: gather, summarize, export --------------------------------------------------------
@@ -222,38 +338,38 @@ class HistoryPlugin:
 
 
 def summary_lines(rows: list[dict]) -> list[str]:
-    """The terminal section as plain text (pure data in, lines out): a table of every observation, then one
-    note per observation that was not compared (or was accepted), saying why and what was saved.
+    """The terminal section as plain text (pure data in, lines out): a table of every observation, then a
+    note for the outcomes that no warning explains (a speed-up, an accepted change). No-baseline,
+    inconclusive and not-compared outcomes are explained once, by their warning.
 
     Example:
         >>> for line in summary_lines([{"test_id": "t.py::a", "where": "sim", "verdict": "no-baseline",
-        ...                             "median_us": 812.0, "n": 30, "note": "no baseline yet; saved"}]):
+        ...                             "median_us": 812.0, "n": 30, "note": "no earlier run"}]):
         ...     print(line.rstrip())
-        verdict      test @ where   baseline us  now us  change  p-value  n
-        -----------  -------------  -----------  ------  ------  -------  ----
-        no-baseline  t.py::a @ sim            -   812.0       -        -  -/30
-        no-baseline  t.py::a @ sim: no baseline yet; saved
+        verdict      test @ where   baseline us  now us  change  allowed us  runs   n
+        -----------  -------------  -----------  ------  ------  ----------  ----  --
+        no-baseline  t.py::a @ sim            -   812.0       -           -     -  30
     """
 
     def number(value, fmt: str) -> str:
-        return fmt.format(value) if isinstance(value, (int, float)) else "-"
+        return fmt.format(value) if isinstance(value, (int, float)) and value == value else "-"
 
-    headings = ["verdict", "test @ where", "baseline us", "now us", "change", "p-value", "n"]
+    headings = ["verdict", "test @ where", "baseline us", "now us", "change", "allowed us", "runs", "n"]
     cells = [[str(row.get("verdict", "?")), f"{row.get('test_id')} @ {row.get('where')}",
               number(row.get("baseline_median_us"), "{:.1f}"), number(row.get("median_us"), "{:.1f}"),
-              number(row.get("change"), "{:+.1%}"), number(row.get("p_value"), "{:.2g}"),
-              f"{row.get('baseline_n', '-')}/{row.get('n', '-')}"] for row in rows]
+              number(row.get("change"), "{:+.1%}"), number(row.get("allowed_us"), "{:.1f}"),
+              number(row.get("baseline_runs"), "{}"), number(row.get("n"), "{}")] for row in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headings)]
-    right = {2, 3, 4, 5}  # numbers line up on the right
+    right = {2, 3, 4, 5, 6, 7}  # numbers line up on the right
 
     def line(values) -> str:
         return "  ".join(v.rjust(w) if i in right else v.ljust(w)
                          for i, (v, w) in enumerate(zip(values, widths, strict=True)))
 
     lines = [line(headings), line(["-" * w for w in widths])] + [line(c) for c in cells]
-    quiet = (cmp.UNCHANGED, cmp.REGRESSION)  # the table says it all; a regression failed its test
+    explained = (cmp.FASTER, cmp.ACCEPTED)  # the others: the table, a failed test, or their warning
     lines += [f"{row.get('verdict', '?'):<12} {row.get('test_id')} @ {row.get('where')}: {row.get('note', '')}"
-              for row in rows if row.get("verdict") not in quiet]
+              for row in rows if row.get("verdict") in explained]
     return lines
 
 
@@ -270,7 +386,8 @@ def openmetrics(rows: list[dict]) -> str:
     """
     fields = [("median_us", "tinyml_latency_median_us"), ("p90_us", "tinyml_latency_p90_us"),
               ("n", "tinyml_latency_samples"), ("baseline_median_us", "tinyml_latency_baseline_median_us"),
-              ("change", "tinyml_latency_change_ratio"), ("p_value", "tinyml_latency_p_value")]
+              ("change", "tinyml_latency_change_ratio"), ("allowed_us", "tinyml_latency_allowed_us"),
+              ("baseline_runs", "tinyml_latency_baseline_runs")]
     lines = []
     for row in rows:
         labels = ",".join(f'{k}="{_label_value(row.get(src))}"'
@@ -280,6 +397,7 @@ def openmetrics(rows: list[dict]) -> str:
                 lines.append(f"{name}{{{labels}}} {row[src]}")
         if "verdict" in row and "baseline_median_us" in row:
             lines.append(f"tinyml_latency_regression{{{labels}}} {int(row['verdict'] == cmp.REGRESSION)}")
+            lines.append(f"tinyml_latency_inconclusive{{{labels}}} {int(row['verdict'] == cmp.INCONCLUSIVE)}")
     return "".join(line + "\n" for line in lines)
 
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_tinyml.errors import HistoryError
+from pytest_tinyml.errors import CorruptBaseline, HistoryError
 from pytest_tinyml.latency import LatencyStats
 
 SCHEMA = 1
@@ -38,10 +38,16 @@ KINDS = ("board", "host")
 DEFAULT_BASELINE = "last"
 _LOCK_TIMEOUT_S = 60.0
 _GIT_TIMEOUT_S = 2.0
-# Board-info keys that identify a firmware build: two results are compared only when these agree.
-BUILD_KEYS = ("chip", "cpu_mhz", "firmware_hash", "idf_version", "tflm_version", "esp_nn_version", "build_flags")
-# Host-info keys that identify a machine.
-HOST_KEYS = ("system", "machine", "cpu_model", "python")
+# What makes two records comparable: the same hardware. A board of another chip, revision or clock, or another
+# host machine (the sim is timed by the host's clock, so it needs both), is never compared; the reason is said.
+BOARD_MACHINE_KEYS = ("chip", "revision", "cpu_mhz")
+HOST_MACHINE_KEYS = ("system", "machine", "cpu_model", "cpu_count", "python")
+# What may change between comparable records and is named in a regression message: the software measured.
+BUILD_KEYS = ("firmware_hash", "idf_version", "tflm_version", "esp_nn_version", "build_flags")
+# Libraries whose version is part of the host fingerprint (read from package metadata, nothing imported).
+LIBRARIES = ("tensorflow", "keras", "ai-edge-litert", "tflite-runtime", "tflite-micro", "numpy", "pytest-tinyml")
+# Verdicts whose run joins the moving baseline 'last' (a regression or an unreliable run does not).
+_ACCEPTED = ("unchanged", "faster", "no-baseline", "accepted")
 
 
 class HistoryWarning(UserWarning):
@@ -120,7 +126,38 @@ def host_info() -> dict:
         "python": ".".join(platform.python_version_tuple()[:2]),
         "python_full": platform.python_version(),
         "implementation": platform.python_implementation(),
+        "libraries": _library_versions(),
     }
+
+
+def _library_versions() -> dict:
+    from importlib import metadata
+
+    found = {}
+    for name in LIBRARIES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def host_load() -> dict:
+    """How busy this host is right now: 1-minute load average, cores, pytest-xdist workers of this run.
+
+    Example:
+        >>> sorted(host_load())
+        ['cpu_count', 'load_1m', 'xdist_workers']
+    """
+    try:
+        load = round(os.getloadavg()[0], 2)
+    except (OSError, AttributeError):  # Windows has no load average
+        load = None
+    try:
+        workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    except ValueError:
+        workers = 1
+    return {"load_1m": load, "cpu_count": os.cpu_count(), "xdist_workers": workers}
 
 
 def _clean_samples(samples_us) -> list[float]:
@@ -161,6 +198,8 @@ class Record:
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     baseline_name: str | None = None
     saved_at: str | None = None
+    run: str | None = None  # one id per pytest session (shared by xdist workers): the x of the trend plot
+    load: dict | None = None  # host_load() when measured on the host's clock (host, sim)
 
     @classmethod
     def new(cls, *, test_id: str, kind: str, samples_us, context: dict | None, git_dir: str | None = None) -> Record:
@@ -177,12 +216,14 @@ class Record:
             sim = str(board.get("where", "")) in ("host-sim", "sim") or board.get("chip") == "sim"
             where = "sim" if sim else str(board.get("chip") or "board")
         else:
-            host = host_info()
             where = "host"
+        if where in ("host", "sim"):  # timed by this host's clock: its fingerprint and load explain the figure
+            host = host_info()
         return cls(
             test_id=test_id, kind=kind, where=where, samples_us=_clean_samples(samples_us), time=_now(),
             model_sha256=context.get("model_sha256"), recipe=context.get("recipe"), board=board, host=host,
             git=git_info(git_dir or os.getcwd()), context=_plain(context),
+            load=host_load() if where in ("host", "sim") else None,
         )
 
     @property
@@ -194,11 +235,32 @@ class Record:
     def stats(self) -> LatencyStats:
         return LatencyStats.from_samples(self.samples_us)
 
-    def build(self) -> dict:
-        """What must be equal for two records to be compared: the firmware build, or the host machine."""
+    def machine(self) -> dict:
+        """What must be equal for two records to be compared: the board's hardware, the host machine, or both
+        for the sim (its figures come from the host's clock)."""
+        found = {}
         if self.kind == "board":
-            return {k: self.board.get(k) for k in BUILD_KEYS if (self.board or {}).get(k) is not None}
-        return {k: (self.host or {}).get(k) for k in HOST_KEYS}
+            found.update({k: self.board.get(k) for k in BOARD_MACHINE_KEYS if (self.board or {}).get(k) is not None})
+        if self.host is not None:
+            found.update({f"host {k}": self.host.get(k) for k in HOST_MACHINE_KEYS})
+        return found
+
+    def software(self) -> dict:
+        """What was measured, which may change between comparable runs: model, recipe, firmware build, libraries,
+        commit. A regression message names every difference."""
+        found = {"model sha256": self.model_sha256, "recipe": self.recipe}
+        found.update({k.replace("_", " "): (self.board or {}).get(k) for k in BUILD_KEYS})
+        found.update({f"{k} version": v for k, v in ((self.host or {}).get("libraries") or {}).items()})
+        found["commit"] = (self.git or {}).get("commit")
+        return {k: v for k, v in found.items() if v is not None}
+
+    @property
+    def accepted(self) -> bool:
+        """Whether this run joins the moving baseline: it passed the gate (or was accepted explicitly)."""
+        verdict = self.verdict or {}
+        if "accepted" in verdict:
+            return bool(verdict["accepted"])
+        return verdict.get("verdict") in _ACCEPTED  # records written before 'accepted' was stored
 
     def to_dict(self) -> dict:
         return {"schema": SCHEMA, **{k: getattr(self, k) for k in self.__dataclass_fields__}}
@@ -229,20 +291,55 @@ def incompatibility(baseline: Record, current: Record) -> str | None:
     """Why two records must not be compared, or ``None`` when they may be.
 
     Example:
-        >>> a = Record.new(test_id="t", kind="board", samples_us=[1], context={"board": {"chip": "esp32", "firmware_hash": "aa"}})
-        >>> b = Record.new(test_id="t", kind="board", samples_us=[1], context={"board": {"chip": "esp32", "firmware_hash": "bb"}})
+        >>> a = Record.new(test_id="t", kind="board", samples_us=[1], context={"board": {"chip": "esp32", "cpu_mhz": 240}})
+        >>> b = Record.new(test_id="t", kind="board", samples_us=[1], context={"board": {"chip": "esp32", "cpu_mhz": 160}})
         >>> incompatibility(a, b)
-        'firmware build differs: firmware_hash aa (baseline) vs bb (now)'
+        'board differs: cpu_mhz 240 (baseline) vs 160 (now)'
     """
     if baseline.kind != current.kind or baseline.where != current.where:
         return f"ran elsewhere: baseline on {baseline.where} ({baseline.kind}), now on {current.where} ({current.kind})"
-    old, new = baseline.build(), current.build()
+    old, new = baseline.machine(), current.machine()
     diffs = [f"{k} {old.get(k)} (baseline) vs {new.get(k)} (now)" for k in sorted(set(old) | set(new))
              if old.get(k) != new.get(k)]
     if not diffs:
         return None
-    what = "firmware build differs" if current.kind == "board" else "host machine differs"
+    board_side = any(not k.startswith("host ") and old.get(k) != new.get(k) for k in old.keys() | new.keys())
+    what = "board differs" if board_side else "host machine differs"
     return f"{what}: " + "; ".join(diffs)
+
+
+def changes(baseline: Record, current: Record) -> list[str]:
+    """What was measured differently between a baseline run and now (model, recipe, firmware, libraries, commit).
+
+    Example:
+        >>> a = Record.new(test_id="t", kind="board", samples_us=[1], context={"board": {"chip": "esp32", "firmware_hash": "aa"}})
+        >>> b = Record.new(test_id="t", kind="board", samples_us=[1], context={"board": {"chip": "esp32", "firmware_hash": "bb"}})
+        >>> changes(a, b)
+        ['firmware hash aa -> bb']
+    """
+    old, new = baseline.software(), current.software()
+
+    def short(value) -> str:
+        text = str(value)
+        return text[:12] if len(text) >= 40 and all(c in "0123456789abcdef" for c in text) else text
+
+    found = [f"{k} {short(old.get(k, '-'))} -> {short(new.get(k, '-'))}" for k in old.keys() | new.keys()
+             if old.get(k) != new.get(k) and k != "commit"]
+    if old.get("commit") != new.get("commit") and new.get("commit"):
+        found.append(f"commit {short(old.get('commit', '-'))} -> {short(new.get('commit'))}")
+    if (current.git or {}).get("dirty") and (baseline.git or {}).get("dirty") is False:
+        found.append("uncommitted changes now (the baseline's checkout was clean)")
+    return sorted(found, key=lambda t: (t.startswith(("commit", "uncommitted")), t))
+
+
+@dataclass
+class Baseline:
+    """What a run is compared with: the baseline's accepted runs, its known excursions, or why there are none."""
+
+    name: str
+    runs: list[Record]
+    excursions: list[Record]
+    why: str | None
 
 
 class HistoryStore:
@@ -296,16 +393,101 @@ class HistoryStore:
         except OSError as exc:
             raise HistoryError(f"cannot write latency record {path}: {exc}") from None
 
-    def save_baseline(self, record: Record, name: str = DEFAULT_BASELINE) -> Path:
-        """Save ``record`` as baseline ``name`` for its series and build (replacing an older one)."""
-        saved = Record.from_dict(record.to_dict())
-        saved.baseline_name, saved.saved_at = name, _now()
-        path = self.root / "baselines" / name / self._series_dir(record) / f"{_digest(record.build())}.json"
+    def _baseline_path(self, record: Record, name: str) -> Path:
+        return self.root / "baselines" / name / self._series_dir(record) / f"{_digest(record.machine())}.json"
+
+    def save_baseline(self, name: str, record: Record, runs: list[Record], excursions: list[Record] = ()) -> Path:
+        """Save ``runs`` (oldest first, ``record`` last) as baseline ``name`` of ``record``'s series and machine,
+        replacing what was there (a corrupt file is moved to corrupt/ first, never lost)."""
+        if name == DEFAULT_BASELINE:
+            raise HistoryError(f"baseline {DEFAULT_BASELINE!r} is the moving window of accepted runs; it is not saved "
+                               "to a file")
+        path = self._baseline_path(record, name)
+        data = {"schema": SCHEMA, "baseline": name, "saved_at": _now(), "series": record.series,
+                "runs": [r.to_dict() for r in runs], "excursions": [r.to_dict() for r in excursions]}
         try:
             with self._lock():
-                return self._write(path, saved.to_dict())
+                if path.exists():
+                    try:
+                        json.loads(path.read_text(encoding="utf-8"))
+                    except (OSError, ValueError):
+                        self._move_aside(path)
+                return self._write(path, data)
         except OSError as exc:
             raise HistoryError(f"cannot write latency baseline {path}: {exc}") from None
+
+    def baseline_names(self) -> list[str]:
+        """Names of the saved baselines, plus 'last' (always there: the moving window).
+
+        Example:
+            >>> import tempfile
+            >>> HistoryStore(tempfile.mkdtemp()).baseline_names()
+            ['last']
+        """
+        base = self.root / "baselines"
+        saved = sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
+        return [DEFAULT_BASELINE] + [n for n in saved if n != DEFAULT_BASELINE]
+
+    def window(self, record: Record, size: int) -> Baseline:
+        """The moving baseline 'last' of ``record``: its series' last ``size`` accepted runs on the same machine,
+        since the last accepted change, with the excursions among them (runs that failed the gate but were
+        followed by accepted runs: noise that came and went, which the spread must know); ``why`` says why
+        there are no runs (e.g. they ran on another machine).
+
+        Example:
+            >>> import tempfile
+            >>> store = HistoryStore(tempfile.mkdtemp())
+            >>> store.window(Record.new(test_id="t", kind="host", samples_us=[1], context={}), 10).why
+            'no earlier run of t @ host'
+        """
+        pattern = self.root / "records" / self._series_dir(record)
+        paths = sorted(p for p in pattern.glob("*.json") if not p.name.startswith(".tmp-")) if pattern.is_dir() else []
+        earlier = sorted((r for r in map(self._read, paths) if r is not None and r.series == record.series
+                          and r.id != record.id), key=lambda r: r.time)
+        same = [r for r in earlier if incompatibility(r, record) is None]
+        if not same:
+            if earlier:
+                return Baseline(DEFAULT_BASELINE, [], [], f"not compared with the {len(earlier)} earlier run(s): "
+                                f"{incompatibility(earlier[-1], record)}")
+            return Baseline(DEFAULT_BASELINE, [], [], f"no earlier run of {record.series}")
+        runs: list[Record] = []
+        excursions: list[Record] = []
+        for r in reversed(same):
+            if not r.accepted:
+                if runs and (r.verdict or {}).get("verdict") in ("regression", "faster"):
+                    excursions.append(r)  # an accepted run came after it: it was noise, not a change
+                continue
+            runs.append(r)
+            if len(runs) == size or (r.verdict or {}).get("reset"):
+                break
+        if not runs:
+            return Baseline(DEFAULT_BASELINE, [], [], f"none of the {len(same)} earlier run(s) of {record.series} "
+                            "passed the gate")
+        return Baseline(DEFAULT_BASELINE, runs[::-1], excursions[::-1], None)
+
+    def named(self, record: Record, name: str) -> Baseline:
+        """Baseline ``name`` of ``record``'s series and machine; ``([], why)`` when it has none. Raises
+        :class:`CorruptBaseline` (the file stays where it is) when it cannot be read."""
+        path = self._baseline_path(record, name)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(data, dict) and "runs" not in data:  # written before baselines were windows
+                data = {"runs": [data]}
+            runs = [Record.from_dict(r) for r in data["runs"]]
+            excursions = [Record.from_dict(r) for r in data.get("excursions", [])]
+            if not runs:
+                raise ValueError("no runs")
+        except FileNotFoundError:
+            others = [p.parent.name for p in (self.root / "baselines" / name).glob(f"{self._series_dir(record)}/*.json")]
+            why = (f"baseline {name!r} of {record.series} was saved on another machine" if others
+                   else f"no baseline {name!r} for {record.series}")
+            return Baseline(name, [], [], f"{why}; save one with --tinyml-save-baseline={name}")
+        except (OSError, ValueError, TypeError, KeyError, HistoryError) as exc:
+            raise CorruptBaseline(
+                f"baseline {name!r} of {record.series} is corrupt: {path} ({type(exc).__name__}: {exc}); it was left "
+                f"in place: restore it, or replace it with this run's window: --tinyml-save-baseline={name}"
+            ) from None
+        return Baseline(name, runs, excursions, None)
 
     def _read(self, path: Path) -> Record | None:
         try:
@@ -316,17 +498,22 @@ class HistoryStore:
             self._quarantine(path, exc)
             return None
 
-    def _quarantine(self, path: Path, error: Exception) -> None:
-        """Move an unreadable file to corrupt/ (keeping it for inspection) and warn with its name."""
+    def _move_aside(self, path: Path) -> Path:
+        """Move ``path`` to corrupt/ (caller holds the lock); returns where it went."""
         relative = path.relative_to(self.root)
         target = self.root / "corrupt" / "__".join(relative.parts)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():
+            target = target.with_name(f"{target.stem}-{uuid.uuid4().hex[:6]}{target.suffix}")
+        os.replace(path, target)
+        return target
+
+    def _quarantine(self, path: Path, error: Exception) -> None:
+        """Move an unreadable record to corrupt/ (keeping it for inspection) and warn with its name."""
         with self._lock():
             if not path.exists():
                 return
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if target.exists():
-                target = target.with_name(f"{target.stem}-{uuid.uuid4().hex[:6]}{target.suffix}")
-            os.replace(path, target)
+            target = self._move_aside(path)
         warnings.warn(
             HistoryWarning(f"corrupt latency history file {path} ({type(error).__name__}: {error}); "
                            f"moved it to {target} and carried on without it"),
@@ -342,34 +529,3 @@ class HistoryStore:
         found = [r for r in map(self._read, self._glob("records")) if r is not None]
         found = [r for r in found if (test_id is None or r.test_id == test_id) and (where is None or r.where == where)]
         return sorted(found, key=lambda r: r.time)
-
-    def baselines(self, record: Record | None = None, name: str | None = None) -> list[Record]:
-        """Saved baselines (of ``record``'s series, of one name), oldest save first.
-
-        With a record only its series' directories are read, so a test's lookup does not grow with the suite.
-        """
-        if record is None:
-            paths = self._glob(*(["baselines"] + ([name] if name else [])))
-        else:
-            pattern = f"{name or '*'}/{self._series_dir(record)}/*.json"
-            base = self.root / "baselines"
-            paths = sorted(p for p in base.glob(pattern) if not p.name.startswith(".tmp-")) if base.is_dir() else []
-        found = [b for b in map(self._read, paths) if b is not None]
-        if record is not None:
-            found = [b for b in found if b.series == record.series]
-        return sorted(found, key=lambda b: b.saved_at or b.time)
-
-    def baseline_for(self, record: Record, name: str | None = None) -> tuple[Record | None, str | None]:
-        """The baseline to compare ``record`` with, or ``(None, why there is none)``.
-
-        Without a name: the last baseline saved for the same test, place and build. With a name: that
-        baseline; if it exists only for another build, the reason names the difference.
-        """
-        candidates = self.baselines(record, name)
-        label = f"baseline {name!r}" if name else "baseline"
-        if not candidates:
-            return None, f"no {label} yet for {record.series}"
-        same_build = [b for b in candidates if incompatibility(b, record) is None]
-        if same_build:
-            return same_build[-1], None
-        return None, f"not compared with {label} of {candidates[-1].time[:19]}: {incompatibility(candidates[-1], record)}"
