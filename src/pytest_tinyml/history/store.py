@@ -210,7 +210,7 @@ class Record:
         board = host = None
         if kind == "board":
             board = dict(context.get("board") or context.get("info") or {})
-            for key in BUILD_KEYS + ("revision", "where"):
+            for key in BOARD_MACHINE_KEYS + BUILD_KEYS + ("where",):
                 if key in context and key not in board:
                     board[key] = context[key]
             sim = str(board.get("where", "")) in ("host-sim", "sim") or board.get("chip") == "sim"
