@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     data = json.loads(DATA.read_text())
     print(f"replay of measured unchanged reruns ({DATA.name}), window {WINDOW}, seed {args.seed}")
     header = (f"{'data set':<11}{'where':<6}{'runs':>5}{'median us':>10}{'run-to-run':>12}{'judged':>7}"
-              f"{'false alarms':>13}{'busy host':>10}{'caught 10%':>11}{'caught 20%':>11}  conditions")
+              f"{'false alarms':>13}{'unreliable':>11}{'caught 10%':>11}{'caught 20%':>11}  conditions")
     print(header)
     gated_false = 0
     for name, ds in data["datasets"].items():
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             gated_false += same[REGRESSION]
         judged, busy = same["judged"], same["busy"]
         print(f"{name:<11}{ds['where']:<6}{len(runs):>5}{median(medians):>10.1f}{f'+{spread:.0%} max':>12}"
-              f"{judged:>7}{f'{same[REGRESSION]}/{judged}':>13}{f'{busy}/{judged}':>10}"
+              f"{judged:>7}{f'{same[REGRESSION]}/{judged}':>13}{f'{busy}/{judged}':>11}"
               f"{f'{slow10[REGRESSION]}/{judged}':>11}{f'{slow20[REGRESSION]}/{judged}':>11}  {ds['conditions']}")
     print("judged = runs compared with >= 3 earlier runs; run-to-run = largest/smallest run median - 1; busy host ="
           " inconclusive for load or xdist; caught = the slowed run called a regression")

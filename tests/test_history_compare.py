@@ -99,6 +99,14 @@ def test_an_unreliable_host_makes_a_change_inconclusive_not_a_failure():
     assert cmp.compare_runs(CALM, run(31, 1000.0), gate=BOARD, unreliable="load").verdict == cmp.UNCHANGED
 
 
+def test_a_run_disturbed_halfway_is_inconclusive_a_uniformly_slower_one_a_regression():
+    """Measured on the sim under -n 2 next to a training test: half the samples normal, then the CPU taken."""
+    split = run(60, 1000.0)[:15] + run(61, 3700.0)[:15]
+    disturbed = cmp.compare_runs(CALM, split, gate=BOARD)
+    assert disturbed.verdict == cmp.INCONCLUSIVE and "the host was disturbed while it measured" in disturbed.reason
+    assert cmp.compare_runs(CALM, run(62, 2350.0), gate=BOARD).verdict == cmp.REGRESSION  # same median, every sample
+
+
 def test_noise_that_came_and_went_widens_the_allowed_deviation():
     """A host in a slow mode now and then (+40%, seen and gone): the next such run is not a regression."""
     assert cmp.compare_runs(CALM, run(40, 1350.0), gate=BOARD).verdict == cmp.REGRESSION

@@ -43,6 +43,9 @@ DEFAULT_WINDOW = 10
 MIN_RUNS = 3
 DEFAULT_RERUNS = 2
 DEFAULT_SEEN_MARGIN = 1.25
+# A run whose samples spread this many times wider than the baseline runs' (p10-p90 over the median) was
+# disturbed while it was measured (a neighbour took the CPU halfway through): its median says nothing.
+DISTURBED_SPREAD = 4.0
 FLOOR_TICKS = 2
 BOARD_TICK_US = 1.0  # esp_timer and the sim's clock count whole microseconds
 
@@ -167,6 +170,55 @@ def _direction(value: float, center: float, up: float, down: float) -> str:
     return UNCHANGED
 
 
+def _dispersion(stats: LatencyStats) -> float:
+    return (stats.p90 - stats.p10) / stats.median if stats.median > 0 else 0.0
+
+
+def _disturbed(now: LatencyStats, runs: list[LatencyStats]) -> str | None:
+    """Why ``now`` looks disturbed (its samples spread far wider than the baseline runs'), or ``None``.
+
+    A slower build moves every sample; a neighbour that takes the CPU halfway through a run splits the
+    samples in two. Timer ticks (a p10-p90 of zero) count as a 1% spread.
+
+    Example:
+        >>> calm = [LatencyStats.from_samples([100, 101, 102, 103, 101, 102]) for _ in range(3)]
+        >>> _disturbed(LatencyStats.from_samples([100, 101, 102, 350, 360, 380]), calm) is not None
+        True
+        >>> _disturbed(LatencyStats.from_samples([120, 121, 122, 124, 121, 122]), calm) is None
+        True
+    """
+    if now.n < 5 or any(r.n < 5 for r in runs):
+        return None  # too few samples to tell a spread
+    usual = max(median(_dispersion(r) for r in runs), 0.01)
+    if _dispersion(now) > DISTURBED_SPREAD * usual:
+        return (f"its samples spread {_dispersion(now):.0%} of the median (p10-p90), over {DISTURBED_SPREAD:g}x the "
+                f"baseline runs' {usual:.0%}: the host was disturbed while it measured")
+    return None
+
+
+def _fastest_unmoved(verdict: str, now: LatencyStats, runs: list[LatencyStats], gate: Gate) -> str | None:
+    """Why a change of the median is not a change of the code: its fastest samples (p10) did not move.
+
+    Interference only adds time: a neighbour that takes the CPU for part of a run lifts the median and leaves
+    the fastest inferences where they were, while a slower build lifts them all. So a change must show in the
+    p10 too, judged by the same rule against the baseline runs' p10s.
+    """
+    if verdict == UNCHANGED:
+        return None
+    p10s = [r.p10 for r in runs]
+    center, spread = median(p10s), robust_spread(p10s)
+    if verdict == REGRESSION:
+        allowed = gate.allowed_us(center=center, spread=spread, seen=max(p - center for p in p10s))
+        moved = now.p10 > center + allowed
+    else:
+        allowed = gate.allowed_us(center=center, spread=spread, seen=max(center - p for p in p10s))
+        moved = now.p10 < center - allowed
+    if moved:
+        return None
+    return (f"the median moved but the fastest samples did not (p10 {now.p10:.1f} us, baseline {center:.1f} us "
+            f"+/-{allowed:.1f}): something else took the CPU during the measurement")
+
+
 def compare_runs(baseline_runs: Sequence[Sequence[float]], now_us: Sequence[float], *, gate: Gate = Gate(),
                  excursions: Sequence[float] = (), remeasure: Callable[[], Sequence[float] | None] | None = None,
                  unreliable: str | None = None) -> Comparison:
@@ -222,8 +274,9 @@ def compare_runs(baseline_runs: Sequence[Sequence[float]], now_us: Sequence[floa
     ordered = sorted(measured, key=lambda s: s.median)
     chosen = ordered[len(ordered) // 2] if len(ordered) % 2 else min(ordered, key=lambda s: abs(s.median - center))
     verdict, reason = _direction(chosen.median, center, up, down), ""
-    if verdict != UNCHANGED and unreliable:
-        verdict, reason = INCONCLUSIVE, f"unreliable measurement: {unreliable}"
+    disturbed = _disturbed(chosen, runs) or _fastest_unmoved(verdict, chosen, runs, gate)
+    if verdict != UNCHANGED and (unreliable or disturbed):
+        verdict, reason = INCONCLUSIVE, f"unreliable measurement: {unreliable or disturbed}"
     return Comparison(verdict, chosen, medians, baseline_n, center, spread, up, change_of(chosen.median),
                       gate, reason, tuple(s.median for s in measured), down)
 
