@@ -8,7 +8,7 @@ plugin uses (``pytest_tinyml.history.compare.compare_runs``), in order, with the
 
 - false alarms: unchanged reruns called a regression;
 - detection: the same run slowed by 10% / 20% (every sample scaled) called a regression;
-- inconclusive: runs the gate refused to judge (too little history, busy host).
+- unreliable: runs the gate refused to judge (busy host, more xdist workers, a run disturbed halfway).
 
 A board-like noise model (a device's own timer: within-run CV 0.5%, between-run CV 1%, whole-us ticks) shows
 the board gate, for which there is no board on this machine to record.
@@ -187,8 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:<11}{ds['where']:<6}{len(runs):>5}{median(medians):>10.1f}{f'+{spread:.0%} max':>12}"
               f"{judged:>7}{f'{same[REGRESSION]}/{judged}':>13}{f'{busy}/{judged}':>11}"
               f"{f'{slow10[REGRESSION]}/{judged}':>11}{f'{slow20[REGRESSION]}/{judged}':>11}  {ds['conditions']}")
-    print("judged = runs compared with >= 3 earlier runs; run-to-run = largest/smallest run median - 1; busy host ="
-          " inconclusive for load or xdist; caught = the slowed run called a regression")
+    print("judged = runs compared with >= 3 earlier runs; run-to-run = largest/smallest run median - 1; unreliable ="
+          " inconclusive for a busy host, more xdist workers or a disturbed run; caught = the slowed run called a regression")
     print()
     print(f"board-like noise model (device timer, whole-us ticks, 1 ms, 20 samples a run, window {WINDOW}, "
           f"{args.trials} trials a cell, board defaults: min_effect 5%)")
