@@ -125,7 +125,7 @@ def record_data_set(args) -> int:
     """Add the runs of one test in a history directory to the data file, as data set ``args.name``."""
     from pytest_tinyml.history.store import HistoryStore
 
-    found = [r for r in HistoryStore(args.history).records() if args.k in r.series]
+    found = [r for r in HistoryStore(args.history).records() if args.k in r.series][:args.first]
     if not found:
         print(f"no records matching {args.k!r} in {args.history}", file=sys.stderr)
         return 1
@@ -157,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     rec.add_argument("--name", required=True)
     rec.add_argument("--conditions", required=True)
     rec.add_argument("-k", required=True, help="text in 'test @ where' that picks one series")
+    rec.add_argument("--first", type=int, default=None, help="only the first N runs (e.g. before a slowed run)")
     rec.add_argument("--no-goal", action="store_true", help="report this data set but leave it out of the goal")
     parser.add_argument("--trials", type=int, default=4000, help="board-model trials per cell (default 4000)")
     parser.add_argument("--seed", type=int, default=7)

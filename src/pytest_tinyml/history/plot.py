@@ -40,18 +40,22 @@ def _run_label(index: int, run: list[Record]) -> str:
 def _place_labels(axes, points: list[tuple[float, float, str]], renderer) -> None:
     """Annotate each (x, y, text) near its point, moving a label up until it overlaps no label placed before."""
     placed = []
+    low, high = axes.get_xlim()
     for x, y, text in sorted(points):
+        # Labels of points in the right quarter go to their left, so they stay inside the axes.
+        side, align = (-8, "right") if x > low + 0.75 * (high - low) else (8, "left")
         dy = 6.0
         while True:
-            note = axes.annotate(text, (x, y), textcoords="offset points", xytext=(8, dy), color="red", fontsize=8,
-                                 zorder=6)
+            note = axes.annotate(text, (x, y), textcoords="offset points", xytext=(side, dy), color="red",
+                                 fontsize=8, zorder=6, ha=align)
             box = note.get_window_extent(renderer).expanded(1.05, 1.2)  # the text alone, before any leader line
             if not any(box.overlaps(other) for other in placed) or dy > 200:
                 placed.append(box)
                 if dy > 6:  # moved away from its point: a thin leader line shows which point it belongs to
                     note.remove()
-                    axes.annotate(text, (x, y), textcoords="offset points", xytext=(8, dy), color="red", fontsize=8,
-                                  zorder=6, arrowprops={"arrowstyle": "-", "color": "red", "lw": 0.6})
+                    axes.annotate(text, (x, y), textcoords="offset points", xytext=(side, dy), color="red",
+                                  fontsize=8, zorder=6, ha=align,
+                                  arrowprops={"arrowstyle": "-", "color": "red", "lw": 0.6, "alpha": 0.6})
                 break
             note.remove()
             dy += 10.0
