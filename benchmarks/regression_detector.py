@@ -116,7 +116,7 @@ def board_model(rng: random.Random, trials: int, *, within_cv: float, between_cv
         window = [one_run(1.0) for _ in range(WINDOW)]
         offset = rng.lognormvariate(0.0, between_cv)
         scale = 1.0 + slowdown
-        result = compare_runs(window, one_run(scale, offset), gate=gate, remeasure=lambda: one_run(scale, offset))
+        result = compare_runs(window, one_run(scale, offset), gate=gate, remeasure=lambda s=scale, o=offset: one_run(s, o))
         hits += result.is_regression
     return hits / trials
 
