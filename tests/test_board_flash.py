@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 from board_pty_peer import PtyPeer, ScriptedFirmware
 
@@ -19,6 +21,10 @@ def firmware_dir(tmp_path):
     (root / "CMakeLists.txt").write_text("project(tinyml-bench)\n")
     (root / "host").mkdir()
     (root / "host" / "main.c").write_text("int main(void) { return 0; }\n")
+    real = flash.locate_firmware_dir()
+    (root / "tools").mkdir()
+    shutil.copy(real / "tools" / "targets.py", root / "tools" / "targets.py")  # the board configurations
+    shutil.copytree(real / "boards", root / "boards")
     return root
 
 
@@ -117,3 +123,40 @@ def test_flash_failure_is_a_firmware_error_with_the_fix(tmp_path):
 def test_a_build_without_flasher_args_says_rebuild(tmp_path):
     with pytest.raises(FirmwareError, match="flasher_args.json is missing or unreadable.*rebuild"):
         flash.FirmwareBuild("esp32", tmp_path, "ab" * 8).flash_files()
+
+
+def test_target_values_are_the_firmware_board_configs():
+    """--tinyml-target accepts exactly tools/targets.py's configurations, and its help names each of them."""
+    from pytest_tinyml import firmware_tools, options
+
+    names = firmware_tools.board_config_names()
+    assert {"esp32", "esp32-psram", "esp32c3-usb"} <= set(names)
+    for name in names:
+        assert options._target(name) == name
+    help_text = next(o for o in options._OPTIONS if o[0] == "--tinyml-target")[4]
+    assert [n for n in names if n in help_text.replace(",", " ").replace(":", " ").replace("(", " ").split()] == list(names)
+    with pytest.raises(Exception, match="unknown target 'esp32s2'.*esp32c3-usb"):
+        options._target("esp32s2")
+
+
+def test_build_uses_the_board_config_and_the_id_cmake_wrote(monkeypatch, firmware_dir, tmp_path):
+    """A fake idf.py on PATH records its arguments and writes the build id as the firmware's CMake does."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    args_log = tmp_path / "args.txt"
+    fake = bin_dir / "idf.py"
+    fake.write_text("#!/bin/sh\n"
+                    f'echo "$@" > {args_log}\n'
+                    'while [ "$1" != "-B" ]; do shift; done; mkdir -p "$2"; echo cafe1234 > "$2/tinyml_build_id.txt"\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    built = flash.build(firmware_dir, "esp32c3-usb", tmp_path / "cache", "0123456789abcdef0123")
+    args = args_log.read_text().split()
+    assert args[args.index("set-target") + 1] == "esp32c3"
+    defaults = next(a for a in args if a.startswith("-DSDKCONFIG_DEFAULTS="))
+    assert defaults.endswith("boards/esp32c3-usb.defaults")
+    assert not any(a.startswith("-DTINYML_BUILD_ID") for a in args)
+    assert (built.target, built.build_hash) == ("esp32c3-usb", "cafe1234")
+    assert flash.build(firmware_dir, "esp32c3-usb", tmp_path / "cache", "0123456789abcdef0123") == built  # cached
+    with pytest.raises(FirmwareError, match="no board configuration 'esp32c6'.*esp32c3-usb"):
+        flash.build(firmware_dir, "esp32c6", tmp_path / "cache", "0123")

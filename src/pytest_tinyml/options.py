@@ -29,7 +29,6 @@ TRUST_LEGACY = "tinyml_trust_legacy"
 
 DEFAULT_CACHE_DIR = ".tinyml_cache"
 DEFAULT_HISTORY = ".tinyml_history"
-TARGETS = ("esp32", "esp32s2", "esp32s3", "esp32c3", "esp32c6", "esp32p4")
 
 _HOSTPORT = re.compile(r"^(rfc2217|socket)://([A-Za-z0-9_.\-]+|\[[0-9A-Fa-f:]+\]):(\d{1,5})(\?.*)?$")
 _SIM = re.compile(r"^sim(?::([a-z_]+=[^,]+(?:,[a-z_]+=[^,]+)*))?$")
@@ -111,8 +110,12 @@ def _positive_float(value: str) -> float:
 
 
 def _target(value: str) -> str:
-    if value not in TARGETS:
-        raise argparse.ArgumentTypeError(f"unknown target {value!r}; expected one of {', '.join(TARGETS)}")
+    from pytest_tinyml.firmware_tools import board_config_names
+
+    names = board_config_names()
+    if value not in names:
+        raise argparse.ArgumentTypeError(f"unknown target {value!r}; expected a board configuration: "
+                                         f"{', '.join(names)} (see firmware/README.md)")
     return value
 
 
@@ -146,7 +149,8 @@ _OPTIONS = [
     ("--tinyml-skip-flash", SKIP_FLASH, "bool", False,
      "never build or flash the firmware: use what is on the board (fails if it is stale).", {"action": "store_true"}, None),
     ("--tinyml-target", TARGET, "string", None,
-     f"chip the firmware is built for ({', '.join(TARGETS)}); default: detected from the board.", {"type": _target}, _target),
+     "board configuration the firmware is built for (esp32, esp32-psram, esp32s3, esp32s3-usb, esp32c3, "
+     "esp32c3-usb: firmware/tools/targets.py); default: from the chip the board reports.", {"type": _target}, _target),
     ("--tinyml-baud", BAUD, "string", 921600, "console baud rate of the benchmark firmware (default: 921600).",
      {"type": _positive_int}, _positive_int),
     ("--tinyml-timeout", TIMEOUT, "string", 30.0, "seconds to wait for a board reply (default: 30).",

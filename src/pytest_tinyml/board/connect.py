@@ -60,16 +60,19 @@ def open_board(spec, *, baud: int = 921600, timeout: float = 30.0, skip_flash: b
         raise
     if not stale:
         return board
-    chip = target or board.identity.chip
+    chip = board.identity.chip
+    config = target or flash.default_board_config(fw_dir, chip)
     board.close()
-    if not chip or chip == "unknown":
-        raise flash.FirmwareError(f"cannot tell which chip is on {port} to build the firmware for: pass "
-                                  "--tinyml-target (e.g. esp32s3)", port=port)
-    flash.flash(port, flash.build(fw_dir, chip, cache_dir, expected))
+    if not config:
+        raise flash.FirmwareError(f"cannot tell which board configuration to build for {port} (it reports chip "
+                                  f"{chip or 'unknown'!r}): pass --tinyml-target (e.g. esp32s3, esp32c3-usb)",
+                                  port=port)
+    firmware = flash.build(fw_dir, config, cache_dir, expected)
+    flash.flash(port, firmware)
     board = connect()
-    if not flash.same_build_hash(board.identity.firmware_hash or "", expected):
+    if not flash.same_build_hash(board.identity.firmware_hash or "", firmware.build_hash):
         board.close()
         raise flash.FirmwareError(f"{port} still reports build {board.identity.firmware_hash} after flashing "
-                                  f"{expected}: the firmware does not embed TINYML_BUILD_ID; check "
+                                  f"{firmware.build_hash}: the firmware does not embed TINYML_BUILD_ID; check "
                                   "firmware/main/CMakeLists.txt", port=port)
     return board

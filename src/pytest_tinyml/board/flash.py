@@ -17,6 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from pytest_tinyml import firmware_tools
 from pytest_tinyml.errors import FirmwareError
 
 __all__ = ["FirmwareError", "build", "check_current", "device_build_id", "flash", "locate_firmware_dir"]
@@ -41,28 +42,37 @@ def locate_firmware_dir(configured: str | None = None) -> Path:
             raise FirmwareError(f"--tinyml-firmware-dir {configured}: no such directory; give the benchmark "
                                 "firmware's ESP-IDF project (the folder with CMakeLists.txt and main/)")
         return path
-    package = Path(__file__).resolve().parents[1]
-    for candidate in (package / "firmware_src", package.parents[1] / "firmware"):
-        if candidate.is_dir():
-            return candidate
+    shipped = firmware_tools.shipped_firmware_dir()
+    if shipped is not None:
+        return shipped
     raise FirmwareError(
-        f"the benchmark firmware sources were not found next to {package} (expected firmware/ in the "
-        "pytest-tinyml checkout); pass --tinyml-firmware-dir=PATH")
+        f"the benchmark firmware sources were not found next to {Path(__file__).resolve().parents[1]} "
+        "(expected firmware/ in the pytest-tinyml checkout); pass --tinyml-firmware-dir=PATH")
 
 
 def _build_id_module():
     """``firmware/tools/build_id.py`` of the firmware shipped with pytest-tinyml: the one definition of the
     build id, which the firmware's CMake runs too (so boards built by hand report the id we expect)."""
-    import importlib.util
+    return firmware_tools.load("build_id", locate_firmware_dir())
 
-    path = locate_firmware_dir() / "tools" / "build_id.py"
-    spec = importlib.util.spec_from_file_location("_tinyml_firmware_build_id", path)
-    if spec is None or spec.loader is None or not path.is_file():
-        raise FirmwareError(f"{path} is missing: the firmware sources shipped with pytest-tinyml are incomplete; "
-                            "reinstall pytest-tinyml")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+
+def board_config(firmware_dir: Path, name: str):
+    """The board configuration ``name`` (a ``--tinyml-target`` value) of ``firmware/tools/targets.py``.
+
+    Example:
+        >>> board_config(locate_firmware_dir(), "esp32c3-usb").chip
+        'esp32c3'
+    """
+    configs = firmware_tools.load("targets", firmware_dir).BOARD_CONFIGS
+    if name not in configs:
+        raise FirmwareError(f"no board configuration {name!r} in {firmware_dir}/tools/targets.py; "
+                            f"pass --tinyml-target as one of {', '.join(configs)}")
+    return configs[name]
+
+
+def default_board_config(firmware_dir: Path, chip: str | None) -> str | None:
+    """The board configuration used for a board reporting ``chip`` when --tinyml-target is not given."""
+    return firmware_tools.load("targets", firmware_dir).DEFAULT_FOR_CHIP.get(chip or "")
 
 
 def source_files(root: Path, subdir: str | None = None) -> list[Path]:
@@ -137,29 +147,35 @@ class FirmwareBuild:
 
 
 def build(firmware_dir: Path, target: str, cache_dir: Path, expected_hash: str) -> FirmwareBuild:
-    """Build ``firmware_dir`` for ``target`` with idf.py unless a build of the same sources is cached.
+    """Build ``firmware_dir`` for the board configuration ``target`` (``--tinyml-target``: ``esp32``,
+    ``esp32s3-usb``, ...; see ``firmware/tools/targets.py``) with idf.py unless that build is cached.
 
-    ``expected_hash`` is the build hash the firmware reports (derived from its sources); it names the cache.
+    ``expected_hash`` is the build id the sources give; it names the cache. The id of the image is the one the
+    firmware's CMake wrote (``tinyml_build_id.txt``: sources plus the resolved esp-tflite-micro / esp-nn
+    versions), so a board flashed with it is recognised as current later.
 
     Example:
         >>> build(locate_firmware_dir(), "esp32s3", Path(".tinyml_cache"), "ab12")  # doctest: +SKIP
     """
-    build_dir = Path(cache_dir) / "firmware" / f"{target}-{expected_hash[:16]}"
+    config = board_config(firmware_dir, target)
+    build_dir = Path(cache_dir) / "firmware" / f"{config.name}-{expected_hash[:16]}"
     done = build_dir / "tinyml-build.json"
     if done.is_file():
-        return FirmwareBuild(target, build_dir, expected_hash)
-    command = find_idf() + ["-C", str(firmware_dir), "-B", str(build_dir), f"-DTINYML_BUILD_ID={expected_hash}",
-                            f"-DSDKCONFIG={build_dir / 'sdkconfig'}", "set-target", target, "build"]
+        return FirmwareBuild(config.name, build_dir, json.loads(done.read_text())["build_hash"])
+    command = find_idf() + ["-C", str(firmware_dir), "-B", str(build_dir), f"-DSDKCONFIG={build_dir / 'sdkconfig'}",
+                            *config.idf_args(firmware_dir), "build"]
     build_dir.mkdir(parents=True, exist_ok=True)
     log_path = build_dir / "idf-build.log"
     with open(log_path, "w") as log:
         proc = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=False)
     if proc.returncode != 0:
         tail = log_path.read_text(errors="replace")[-3000:]
-        raise FirmwareError(f"idf.py build of {firmware_dir} for {target} failed (exit {proc.returncode}); "
+        raise FirmwareError(f"idf.py build of {firmware_dir} for {config.name} failed (exit {proc.returncode}); "
                             f"full log: {log_path}\n{tail}")
-    done.write_text(json.dumps({"target": target, "build_hash": expected_hash}))
-    return FirmwareBuild(target, build_dir, expected_hash)
+    id_file = build_dir / "tinyml_build_id.txt"
+    build_hash = id_file.read_text().strip() if id_file.is_file() else expected_hash
+    done.write_text(json.dumps({"target": config.name, "chip": config.chip, "build_hash": build_hash}))
+    return FirmwareBuild(config.name, build_dir, build_hash)
 
 
 def flash(port: str, firmware: FirmwareBuild, *, baud: int = 460800) -> None:
