@@ -23,7 +23,7 @@ BRIDGED = [
     "teacher",
     "student",
     "kws_dscnn",
-    pytest.param("vww_mobilenet_v1", marks=pytest.mark.slow),
+    "vww_mobilenet_v1",
     "ic_resnet8",
     "ad_autoencoder",
 ]
