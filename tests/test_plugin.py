@@ -58,6 +58,7 @@ def test_readme_options_table_matches_help(pytester):
         ("sim", "sim"),
         ("sim:delay_us=500", "sim"),
         ("sim:delay_us=500,seed=2", "sim"),
+        ("embedded", "embedded"),
     ],
 )
 def test_board_values_parse(value, kind):
@@ -76,6 +77,7 @@ def test_board_values_parse(value, kind):
         ("sim:speed=2", "unknown sim parameter 'speed'"),
         ("sim:delay_us=fast", "must be a whole number"),
         ("", "empty board"),
+        ("embedded:port=1", "expected a serial device"),
     ],
 )
 def test_bad_board_values_fail_at_parse_time(pytester, value, message):

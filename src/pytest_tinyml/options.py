@@ -34,7 +34,8 @@ _HOSTPORT = re.compile(r"^(rfc2217|socket)://([A-Za-z0-9_.\-]+|\[[0-9A-Fa-f:]+\]
 _SIM = re.compile(r"^sim(?::([a-z_]+=[^,]+(?:,[a-z_]+=[^,]+)*))?$")
 _BOARD_HELP = (
     "a serial device (/dev/ttyUSB0, /dev/cu.usbserial-0001, COM3), rfc2217://host:port, "
-    "socket://host:port, or sim (the host simulator; sim:delay_us=500 slows it down)"
+    "socket://host:port, sim (the host simulator; sim:delay_us=500 slows it down), or embedded "
+    "(pytest-embedded's dut: its --port, --baud and --target)"
 )
 
 
@@ -48,7 +49,7 @@ class BoardSpec:
     """
 
     text: str
-    kind: str  # "serial", "rfc2217", "socket" or "sim"
+    kind: str  # "serial", "rfc2217", "socket", "sim" or "embedded"
     params: tuple[tuple[str, str], ...] = ()
 
     @property
@@ -64,6 +65,8 @@ def parse_board(value: str) -> BoardSpec:
     text = value.strip()
     if not text:
         raise argparse.ArgumentTypeError(f"empty board; give {_BOARD_HELP}")
+    if text == "embedded":  # pytest-embedded's dut (pytest_tinyml.board.embedded)
+        return BoardSpec(text, "embedded")
     sim = _SIM.match(text)
     if sim:
         params = tuple(tuple(kv.split("=", 1)) for kv in sim.group(1).split(",")) if sim.group(1) else ()
@@ -239,6 +242,11 @@ class TinyMLOptions:
         unique: dict[str, BoardSpec] = {}
         for spec in _parse(config, BOARD) or []:
             unique.setdefault(spec.text, spec)
+        if "embedded" in unique and len(unique) > 1:
+            import pytest
+
+            raise pytest.UsageError("--tinyml-board=embedded uses pytest-embedded's dut (its --port): give it "
+                                    "alone, not with " + ", ".join(t for t in unique if t != "embedded"))
         return cls(
             boards=tuple(unique.values()),
             cache_dir=_absolute(config, _parse(config, CACHE_DIR)),

@@ -119,8 +119,12 @@ def tinyml_cache(request):
 @pytest.fixture
 def tinyml_board(request):
     """The board this worker leased (``--tinyml-board``); skips the test when none was given."""
-    if not options.of(request.config).boards:
+    boards = options.of(request.config).boards
+    if not boards:
         pytest.skip(NO_BOARD_REASON)
-    from pytest_tinyml.board.fixture import board_for_test
+    if boards[0].kind == "embedded":  # over pytest-embedded's dut; nothing of it is imported otherwise
+        from pytest_tinyml.board.embedded import board_for_test
+    else:
+        from pytest_tinyml.board.fixture import board_for_test
 
     return board_for_test(request)

@@ -1,0 +1,211 @@
+"""``--tinyml-board=embedded``: the tinyml-bench protocol over pytest-embedded's ``dut``, in the test that uses it.
+
+pytest-embedded owns the port: its ``Serial`` opens it once (``--port``, ``--baud``), a reader thread copies
+every byte into a message queue, a listener process appends the queue to the test's ``dut.log``, and
+``dut.expect`` reads that log file through a pexpect ``fdspawn``. :class:`DutLink` reads through the same
+pexpect stream (first what a ``dut.expect`` already buffered past its match, then the log file) and writes
+with ``dut.write``, so there is no second open of the port, every board line stays in pytest-embedded's log,
+and a ``dut.expect`` after a benchmark continues where the protocol stopped reading.
+
+Flashing belongs to pytest-embedded too: with ``--embedded-services esp,idf --app-path <tinyml-bench build>``
+it flashed the app when it created the ``dut``; here the firmware's build id is only checked, and a stale one is
+a ``FirmwareError`` saying which of the two flashing paths to use. ``--skip-autoflash`` counts as
+``--tinyml-skip-flash``.
+
+This module is imported only by the ``tinyml_board`` fixture under ``--tinyml-board=embedded``; nothing of
+pytest-embedded is imported before that (its plugin hands us its objects through fixtures).
+"""
+
+from __future__ import annotations
+
+import errno
+import time
+
+import pytest
+
+from pytest_tinyml import options
+from pytest_tinyml.errors import ConfigError, FirmwareError
+
+PLUGIN = "pytest_embedded"
+NOT_ACTIVE = (
+    "--tinyml-board=embedded runs the benchmark over pytest-embedded's `dut`, but its plugin is not active in "
+    "this run: install it (`pip install 'pytest-tinyml[embedded]'`) and enable it with `-p pytest_embedded` "
+    "(a `-p no:pytest_embedded` in addopts, or PYTEST_DISABLE_PLUGIN_AUTOLOAD, keeps it out), then pass "
+    "`--embedded-services serial --port /dev/ttyUSB0` (or `esp,idf` to let it flash)"
+)
+WRONG_TARGET = ("pytest-embedded's target is {target}, the test's tinyml_board(kind=...) is for {want}: run it with "
+                "--target {want}, or parametrize `target` indirectly to route it to a matching runner")
+_POLL_S = 0.002  # between two looks at the dut's log file when nothing new is in it
+
+
+class DutLink:
+    """A pyserial-like link (``read``, ``write``, ``flush``, ``in_waiting``, ``timeout``) over a pytest-embedded
+    ``dut``: reads its pexpect stream, writes with ``dut.write``; :meth:`close` leaves the dut open (its fixture
+    closes it).
+
+    Example:
+        >>> link = DutLink(dut)  # doctest: +SKIP
+        >>> link.write(b"tinyml-version%"); link.read(64)  # doctest: +SKIP
+        b'm-protocol-[1.0]\\r\\nm-ready\\r\\n'
+    """
+
+    def __init__(self, dut, *, timeout: float = 0.05) -> None:
+        self.dut = dut
+        self.proc = dut.pexpect_proc
+        serial = getattr(dut, "serial", None)
+        self.serial = getattr(serial, "proc", None)  # the pyserial object pytest-embedded opened
+        self.port = getattr(serial, "port", None) or ""
+        self.timeout = timeout
+        self.closed = False
+
+    @property
+    def in_waiting(self) -> int:
+        return len(self.proc.buffer)
+
+    def read(self, size: int = 1) -> bytes:
+        """Up to ``size`` bytes: what pexpect holds unread first, else new log bytes within ``timeout``."""
+        if self.closed:
+            raise OSError(errno.EBADF, "the dut link was closed")
+        held = self.proc.buffer
+        if held:
+            self.proc.buffer = held[size:]
+            return bytes(held[:size])
+        import pexpect
+
+        deadline = time.monotonic() + (self.timeout or 0)
+        while True:
+            try:
+                chunk = self.proc.read_nonblocking(max(size, 1), timeout=0)
+            except pexpect.TIMEOUT:
+                chunk = b""
+            except pexpect.EOF as exc:  # the dut's log stream is gone: the dut was closed under us
+                raise OSError(errno.EBADF, f"pytest-embedded's dut stream ended ({exc})") from None
+            if chunk:
+                return chunk
+            if time.monotonic() >= deadline:
+                return b""
+            time.sleep(_POLL_S)
+
+    def write(self, data: bytes) -> int:
+        if self.closed:
+            raise OSError(errno.EBADF, "the dut link was closed")
+        self.dut.write(bytes(data))  # bytes go out as they are (a str would get a '\n')
+        return len(data)
+
+    def flush(self) -> None:
+        if self.serial is not None:
+            self.serial.flush()
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _truthy(value) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("y", "yes", "true", "1")
+    return bool(value)
+
+
+def skip_flash(config) -> bool:
+    """``--tinyml-skip-flash`` (or ini), or pytest-embedded's ``--skip-autoflash y``.
+
+    Example:
+        >>> skip_flash(request.config)  # doctest: +SKIP
+        True
+    """
+    return options.of(config).skip_flash or _truthy(config.getoption("skip_autoflash", None))
+
+
+def check_target(request) -> None:
+    """Skip a ``tinyml_board(kind=...)`` test whose kind is not pytest-embedded's ``--target`` (before the dut)."""
+    marker = request.node.get_closest_marker("tinyml_board")
+    wanted = marker.kwargs.get("kind") if marker is not None else None
+    target = request.getfixturevalue("target")
+    if not wanted or not target or str(target).lower() == "auto":
+        return
+    allowed = (wanted,) if isinstance(wanted, str) else tuple(wanted)
+    if str(target) not in allowed:
+        pytest.skip(WRONG_TARGET.format(target=target, want=" or ".join(allowed)))
+
+
+def check_firmware(board, config, *, port: str) -> None:
+    """The board runs the tinyml-bench build of this checkout (``tinyml-host``'s for a sim on the pty), or a
+    ``FirmwareError`` naming how to flash it through pytest-embedded."""
+    from pytest_tinyml.board import flash, sim
+
+    resolved = options.of(config)
+    skipping = skip_flash(config)
+    if board.mlperf_only:
+        if skipping:
+            return  # an MLPerf Tiny firmware flashed by hand: benchmark(None) times its built-in model
+        raise FirmwareError(f"{port} runs an MLPerf Tiny firmware without the tinyml-bench protocol: pass "
+                            "--tinyml-skip-flash to time its built-in model, or flash the tinyml-bench firmware",
+                            port=port, log=board.client.log)
+    fw_dir = flash.locate_firmware_dir(resolved.firmware_dir)
+    expected = sim.build_hash(fw_dir) if board.where == "sim" else flash.device_build_id(fw_dir)
+    reported = board.identity.firmware_hash or ""
+    if reported and flash.same_build_hash(reported, expected):
+        return
+    services = str(config.getoption("embedded_services", None) or "")
+    app_path = config.getoption("app_path", None)
+    if skipping:
+        why = ("--tinyml-skip-flash / --skip-autoflash keep what is on the board; flash the current firmware "
+               "(drop them and run with --embedded-services esp,idf --app-path <tinyml-bench build>)")
+    elif "esp" in services.split(","):
+        why = (f"pytest-embedded flashed --app-path {app_path or '(the test file directory)'}: point it at a build "
+               f"of {fw_dir} (`idf.py -C {fw_dir} build`, then --app-path {fw_dir} --build-dir build)")
+    else:
+        why = ("only the serial service is active, which does not flash: add `--embedded-services esp,idf "
+               f"--app-path {fw_dir}` after building it, or flash by hand: `{flash.by_hand_command(fw_dir, expected)}`")
+    if board.where == "sim":
+        why = "the sim on this pty was started from other sources: restart it from this checkout's tinyml-host"
+    raise FirmwareError(f"the firmware on {port} is stale: it reports build {reported or '(none)'}, the sources in "
+                        f"this checkout give {expected[:16]}. {why}", port=port, log=board.client.log)
+
+
+def board_for_test(request):
+    """A :class:`~pytest_tinyml.board.board.Board` over this test's ``dut``, connected and checked; closed
+    (the dut left open) when the test ends.
+
+    Example:
+        >>> board = board_for_test(request)  # doctest: +SKIP
+        >>> board.identity.where  # doctest: +SKIP
+        'device'
+    """
+    from pytest_tinyml.board.board import Board
+    from pytest_tinyml.board.client import BenchClient
+    from pytest_tinyml.board.fixture import WRONG_KIND, record_result
+
+    config = request.config
+    if not config.pluginmanager.has_plugin(PLUGIN):
+        raise ConfigError(NOT_ACTIVE)
+    check_target(request)
+    dut = request.getfixturevalue("dut")
+    if isinstance(dut, (tuple, list)):
+        raise ConfigError(f"--tinyml-board=embedded drives one dut; this test has {len(dut)} (--count): "
+                          "use one, or call Board on dut[i] yourself")
+    if getattr(dut, "pexpect_proc", None) is None or not hasattr(dut, "write"):
+        raise ConfigError(f"pytest-embedded's dut {type(dut).__name__} has no serial stream: run with "
+                          "--embedded-services serial (or esp,idf) and --port")
+    resolved = options.of(config)
+    link = DutLink(dut)
+    port = link.port or "dut"
+    baud = config.getoption("baud", None)
+    baud = int(baud) if baud else getattr(getattr(dut, "serial", None), "baud", None) or resolved.baud
+    name = f"embedded {port}"
+    board = Board(BenchClient(link, port=name, timeout=resolved.timeout, baud=baud), name=name, where="device",
+                  on_result=record_result)
+    request.addfinalizer(board.close)
+    board.connect()
+    if board.identity is not None and board.identity.chip == "host-sim":
+        board.where = "sim"  # the firmware's host build on a pty says so: its figures are the sim's
+        board.connect()
+    check_firmware(board, config, port=name)
+    marker = request.node.get_closest_marker("tinyml_board")
+    wanted = marker.kwargs.get("kind") if marker is not None else None
+    if wanted:
+        have = (board.identity.chip if board.identity is not None else None) or "unknown"
+        allowed = (wanted,) if isinstance(wanted, str) else tuple(wanted)
+        if have not in allowed:
+            pytest.skip(WRONG_KIND.format(want=" or ".join(allowed), board=name, have=have))
+    return board
