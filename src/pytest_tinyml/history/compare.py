@@ -11,8 +11,10 @@ unchanged code it failed one run in three. The gate here compares run medians wi
   count whole microseconds, so 1 us jumps are the clock, not the code);
 - beyond it upwards is a regression, downwards "faster" (the same rule both ways); when the first
   measurement is beyond, it is measured again (``reruns``, bounded) and the majority decides;
-- fewer than ``min_runs`` runs in the window (a single baseline run, ``runs=1`` firmware figures) or a host
-  busier than at the baseline is ``inconclusive``, never ``unchanged``.
+- interference only adds time, so a change must move the fastest samples (p10) too; a run whose samples
+  spread over ``DISTURBED_SPREAD`` x wider than the baseline runs' was disturbed while it measured;
+- fewer than ``min_runs`` runs in the window (a single baseline run, ``runs=1`` firmware figures), a host
+  busier than at the baseline or a disturbed run is ``inconclusive``, never ``unchanged``.
 
 Pure Python; ``benchmarks/regression_detector.py`` measures its false-alarm and detection rates on recorded
 reruns.
