@@ -148,8 +148,7 @@ def test_init_refuses_an_existing_baseline_too(tmp_path):
 @pytest.mark.parametrize(
     "name, message",
     [
-        ("model.h5", "does not load legacy .h5 models: loading one can run the Python code"),
-        ("model.pb", "MODEL must be a .keras or a .tflite"),
+        ("model.pb", "MODEL must be a .keras, a .tflite or"),
     ],
 )
 def test_init_refuses_models_it_cannot_vouch_for(tmp_path, name, message):
@@ -246,3 +245,41 @@ def test_init_keras_without_data_calibrates_on_generated_inputs_and_says_so(pyte
     assert "def generated_inputs():" in text and "test_float_accuracy" not in text  # no labels, no accuracy
     result = pytester.runpytest_subprocess(str(project), "-rs", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=5, skipped=1)
+
+
+H5_WITH_LAMBDA = textwrap.dedent(
+    """
+    import sys
+    import numpy as np, keras
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Lambda(lambda t: t * 2.0, name="double"),
+                              keras.layers.Dense(3, activation="softmax", name="head")])
+    model.save(sys.argv[1])
+    np.savez(sys.argv[2], x_train=np.random.default_rng(0).uniform(0, 1, (128, 8)).astype("float32"))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def h5_with_lambda(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("h5")
+    done = _run("-c", H5_WITH_LAMBDA, str(out / "lambda.h5"), str(out / "x.npz"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out
+
+
+def test_init_refuses_an_h5_with_bytecode_without_trust_and_names_the_layer(h5_with_lambda, tmp_path):
+    with pytest.raises(ScaffoldError, match=r"double \(Lambda\) hold Python bytecode.*--trust"):
+        init(h5_with_lambda / "lambda.h5", directory=tmp_path)
+    assert not (tmp_path / "tests").exists()
+
+
+@pytest.mark.slow
+def test_init_with_trust_writes_a_suite_that_loads_the_h5_unsafely_and_passes(h5_with_lambda, tmp_path):
+    done = _init(str(h5_with_lambda / "lambda.h5"), "--data", str(h5_with_lambda / "x.npz"), "--trust",
+                 "--dir", str(tmp_path), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    written = (tmp_path / "tests" / "test_lambda_quality.py").read_text()
+    assert "safe_mode=False" in written and "init --trust" in written
+    suite = _run("-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path / "tests"), cwd=tmp_path)
+    assert suite.returncode == 0, suite.stdout[-3000:]

@@ -87,3 +87,17 @@ def test_the_session_option_trusts_legacy_files(pytester, lambda_h5, how):
         result.stdout.fnmatch_lines(["*UntrustedModelError*double (Lambda)*--tinyml-trust-legacy*"])
     else:
         result.assert_outcomes(passed=1)
+
+
+def test_a_keras_model_with_a_lambda_is_reloaded_by_the_worker_only_when_trusted():
+    """The worker reloads what it converts; Keras's safe_mode refuses the lambda unless trust=True says so."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Lambda(lambda t: t * 2.0, name="double"),
+                              keras.layers.Dense(2)])
+    with pytest.raises(ConversionError, match="trust=True"):
+        tinyml.convert(model, "float32")
+    art = tinyml.convert(model, "float32", trust=True)
+    x = np.ones((1, 4), np.float32)
+    np.testing.assert_allclose(tinyml.runtime.predict(art, x), model.predict(x, verbose=0), rtol=1e-5)

@@ -157,7 +157,7 @@ def test_budget_{key}({expr(key).split("[")[0]}):
 
 
 def render(*, kind: str, name: str, model_rel: str, data_rel: str | None, inputs: Inputs, measured: Measured,
-           headroom: float, notes: list[str]) -> str:
+           headroom: float, notes: list[str], unsafe_load: bool = False) -> str:
     """The test module's text."""
     n = len(inputs.x_eval)
     text = _header(name, kind, measured, notes, headroom)
@@ -170,26 +170,32 @@ def render(*, kind: str, name: str, model_rel: str, data_rel: str | None, inputs
     if data_rel is not None:
         text += f'DATA = HERE / "{data_rel}"\n'
     text += _inputs_code(inputs) + _data_fixture(data_rel, inputs)
-    return text + (_keras_tests(name, inputs, measured, headroom, n) if kind == "keras"
+    return text + (_keras_tests(name, inputs, measured, headroom, n, unsafe_load) if kind == "keras"
                    else _tflite_tests(inputs, measured, headroom, n))
 
 
-def _keras_tests(name: str, inputs: Inputs, measured: Measured, headroom: float, n: int) -> str:
+def _keras_tests(name: str, inputs: Inputs, measured: Measured, headroom: float, n: int,
+                 unsafe_load: bool = False) -> str:
     keys = ["float32", "int8"]
+    load = ("# init --trust: this legacy .h5 holds Python bytecode (Lambda layers), which loading it runs\n"
+            "    return keras.saving.load_model(MODEL, compile=False, safe_mode=False)" if unsafe_load
+            else "return keras.saving.load_model(MODEL, compile=False)")
+    # The conversion worker reloads the model: it may run a trusted .h5's lambdas only with trust=True.
+    source, trust = "float_model", (", trust=True" if unsafe_load else "")
     text = f'''
 
 @pytest.fixture(scope="module")
 def float_model():
     import keras
 
-    return keras.saving.load_model(MODEL, compile=False)
+    {load}
 
 
 @pytest.fixture(scope="module")
 def artifacts(float_model, data, tinyml_cache):
     return {{
-        "float32": tinyml_cache.convert(float_model, "float32", name="{name}_float32"),
-        "int8": tinyml_cache.convert(float_model, "int8", representative=data["x_calibration"], name="{name}_int8"),
+        "float32": tinyml_cache.convert({source}, "float32", name="{name}_float32"{trust}),
+        "int8": tinyml_cache.convert({source}, "int8", representative=data["x_calibration"], name="{name}_int8"{trust}),
     }}
 '''
     if measured.classifier:

@@ -1,6 +1,6 @@
 """The ``pytest-tinyml`` command.
 
-    pytest-tinyml init MODEL [--data DATA.npz] [--dir DIR] [--headroom 0.1]
+    pytest-tinyml init MODEL [--data DATA.npz] [--dir DIR] [--headroom 0.1] [--trust]
     pytest-tinyml history list    [--history DIR] [-k TEXT]
     pytest-tinyml history compare [--history DIR] [-k TEXT] [--baseline NAME] [--min-effect F] [--spread-k K]
     pytest-tinyml history plot    [--history DIR] [-k TEXT] [-o trend.png]
@@ -108,11 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
                                description="Measure MODEL (and its float32 / int8 conversions) and write "
                                "tests/test_<model>_quality.py, the [pytest] settings and .gitignore lines. "
                                "Never overwrites a file.")
-    init.add_argument("model", metavar="MODEL", help="a trained .keras model, or a .tflite")
+    init.add_argument("model", metavar="MODEL", help="a trained .keras model, a .tflite, or a legacy .h5")
     init.add_argument("--data", metavar="DATA.npz", default=None,
                       help="arrays x_train, y_train, x_test, y_test (any subset); without it, inputs are "
                       "generated in the model's input range")
     init.add_argument("--dir", default=".", help="project directory to write into (default: .)")
+    init.add_argument("--trust", action="store_true",
+                      help="accept a legacy .h5 MODEL whose Lambda layers hold Python bytecode (loading runs it)")
     init.add_argument("--headroom", type=float, default=0.10,
                       help="flash and arena budgets are the measured figures times 1 + HEADROOM (default 0.10)")
     history = commands.add_parser("history", help="latency history: list, compare, plot")

@@ -29,19 +29,26 @@ _PYTEST_CONFIGS = (("pytest.ini", "[pytest]"), ("pyproject.toml", "[tool.pytest.
                    ("tox.ini", "[pytest]"), ("setup.cfg", "[tool:pytest]"))
 
 
-def _model_kind(path: Path) -> str:
+def _model_kind(path: Path, trust: bool) -> str:
     suffix = path.suffix.lower()
     if suffix == ".keras":
         return "keras"
     if suffix == ".tflite":
         return "tflite"
     if suffix in (".h5", ".hdf5"):
-        raise ScaffoldError(
-            f"{path}: init does not load legacy .h5 models: loading one can run the Python code its Lambda "
-            "layers hold. Re-save it as .keras from Python you trust (keras.saving.load_model('model.h5')"
-            ".save('model.keras')), then run init on the .keras file."
-        )
-    raise ScaffoldError(f"{path}: MODEL must be a .keras or a .tflite file (got {suffix or 'no suffix'!r})")
+        from pytest_tinyml.identity import bytecode_layers
+
+        layers = bytecode_layers(path)
+        if layers and not trust:
+            raise ScaffoldError(
+                f"{path}: a legacy .h5 model whose layer(s) {', '.join(layers)} hold Python bytecode, which "
+                "loading it runs. Pass --trust if you trust where it came from (the written tests then load it "
+                "with safe_mode=False too), or better, re-save it as .keras from Python you trust "
+                "(keras.saving.load_model('model.h5').save('model.keras')) and run init on that."
+            )
+        return "keras"
+    raise ScaffoldError(f"{path}: MODEL must be a .keras, a .tflite or (with --trust when it holds Python code) "
+                        f"a legacy .h5 file (got {suffix or 'no suffix'!r})")
 
 
 def _identifier(stem: str) -> str:
@@ -239,7 +246,8 @@ def measure_tflite(artifact, inputs: Inputs) -> Measured:
     return measured
 
 
-def init(model, *, data=None, directory=".", headroom: float = DEFAULT_HEADROOM, out=print) -> Path:
+def init(model, *, data=None, directory=".", headroom: float = DEFAULT_HEADROOM, trust: bool = False,
+         out=print) -> Path:
     """Write ``tests/test_<model>_quality.py``, the ``[pytest]`` settings and ``.gitignore`` lines into
     ``directory`` from measurements of ``model`` (``.keras`` or ``.tflite``) on ``data`` (an ``.npz``).
     Returns the test file's path. ``ScaffoldError`` names a file that is in the way, or what is wrong with
@@ -254,7 +262,8 @@ def init(model, *, data=None, directory=".", headroom: float = DEFAULT_HEADROOM,
     model_path, directory = Path(model).resolve(), Path(directory).resolve()
     if not model_path.is_file():
         raise ScaffoldError(f"{model}: no such model file")
-    kind = _model_kind(model_path)
+    kind = _model_kind(model_path, trust)
+    unsafe = kind == "keras" and trust and model_path.suffix.lower() in (".h5", ".hdf5")
     data_path = Path(data).resolve() if data is not None else None
     if data_path is not None and (not data_path.is_file() or data_path.suffix.lower() != ".npz"):
         raise ScaffoldError(f"{data}: DATA must be an existing .npz file (np.savez(path, x_train=..., ...))")
@@ -272,13 +281,15 @@ def init(model, *, data=None, directory=".", headroom: float = DEFAULT_HEADROOM,
         import keras
 
         out(f"loading {model_path} ...")
-        keras_model = keras.saving.load_model(str(model_path), compile=False)
-        float32 = cache.convert(keras_model, "float32", name=f"{name}_float32")
+        keras_model = keras.saving.load_model(str(model_path), compile=False, safe_mode=not unsafe)
+        # The conversion worker reloads the model: it may run a trusted .h5's lambdas only with trust=True.
+        source, trust_kw = keras_model, ({"trust": True} if unsafe else {})
+        float32 = cache.convert(source, "float32", name=f"{name}_float32", **trust_kw)
         inputs, notes = _choose_inputs(arrays, float32)
         out("converting to float32 and int8 (calibrated on "
             f"{inputs.calibration_key or 'the generated inputs'}) ...")
         artifacts = {"float32": float32,
-                     "int8": cache.convert(keras_model, "int8", representative=inputs.x_calibration,
+                     "int8": cache.convert(source, "int8", representative=inputs.x_calibration, **trust_kw,
                                            name=f"{name}_int8")}
         measured = measure_keras(keras_model, artifacts, inputs)
     else:
@@ -288,7 +299,8 @@ def init(model, *, data=None, directory=".", headroom: float = DEFAULT_HEADROOM,
     tests_dir = writer.tests
     text = _scaffold_text.render(kind=kind, name=name, model_rel=_relative(model_path, tests_dir),
                                  data_rel=_relative(data_path, tests_dir) if data_path else None,
-                                 inputs=inputs, measured=measured, headroom=headroom, notes=notes)
+                                 inputs=inputs, measured=measured, headroom=headroom, notes=notes,
+                                 unsafe_load=unsafe)
 
     tests_dir.mkdir(parents=True, exist_ok=True)
     if kind == "tflite":
@@ -321,7 +333,7 @@ def _relative(path: Path, start: Path) -> str:
 def main(args) -> int:
     """``pytest-tinyml init`` (arguments parsed by :mod:`pytest_tinyml.cli`)."""
     try:
-        init(args.model, data=args.data, directory=args.dir, headroom=args.headroom)
+        init(args.model, data=args.data, directory=args.dir, headroom=args.headroom, trust=args.trust)
     except TinyMLError as exc:
         import sys
 

@@ -213,6 +213,8 @@ def convert(
             "io_dtype": io,
             "params": params,
             "representative": None,
+            # A Keras model holding Python lambdas is reloaded by the worker only when the caller trusts it.
+            "trust": bool(trust if trust is not None else identity.trust_legacy_default()),
         }
         if samples is not None:
             import numpy as np

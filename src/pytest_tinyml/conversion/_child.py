@@ -53,7 +53,14 @@ def _load(job: dict):
         import keras
 
         versions["keras"] = keras.__version__
-        model = keras.saving.load_model(path, compile=False)
+        try:
+            model = keras.saving.load_model(path, compile=False, safe_mode=not job.get("trust", False))
+        except ValueError as exc:
+            if "safe_mode" not in str(exc):
+                raise
+            raise ValueError(f"{exc} -- the model holds a Python lambda, which the conversion worker must run to "
+                             "reload it: pass trust=True to convert() (or --tinyml-trust-legacy) if you trust "
+                             "where the model came from, or replace the Lambda with a registered layer") from None
     elif kind == "tf_keras":
         import tensorflow_model_optimization as tfmot
         import tf_keras
