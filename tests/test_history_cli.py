@@ -79,6 +79,28 @@ def test_plot_shares_the_run_axis_and_draws_one_run_as_bars(history, tmp_path):
     assert single.read_bytes()[:4] == b"\x89PNG"
 
 
+def test_regression_labels_never_overlap():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from pytest_tinyml.history.plot import _place_labels
+
+    figure = Figure(figsize=(6, 4))
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    axes.plot([0, 1, 2], [100, 120, 100])
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    points = [(1, 120, "+20% test_kws"), (1, 120, "+21% test_kws_int16"), (1.02, 119, "+19% test_vww")]
+    boxes = _place_labels(axes, points, renderer)
+    assert len(boxes) == 3
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    # The same labels at their points' default offset do overlap: the placement is what keeps them apart.
+    naive = [axes.annotate(t, (x, y), textcoords="offset points", xytext=(8, 6)).get_window_extent(renderer)
+             for x, y, t in points]
+    assert naive[0].overlaps(naive[1])
+
+
 def test_plot_of_nothing_is_a_clear_error(tmp_path, capsys):
     with pytest.raises(HistoryError, match="no latency records to plot"):
         plot_history([], str(tmp_path / "x.png"))

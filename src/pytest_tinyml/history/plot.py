@@ -37,8 +37,9 @@ def _run_label(index: int, run: list[Record]) -> str:
     return f"{index + 1}\n{commit[:7]}" if commit else f"{index + 1}"
 
 
-def _place_labels(axes, points: list[tuple[float, float, str]], renderer) -> None:
-    """Annotate each (x, y, text) near its point, moving a label up until it overlaps no label placed before."""
+def _place_labels(axes, points: list[tuple[float, float, str]], renderer) -> list:
+    """Annotate each (x, y, text) near its point, moving a label up until it overlaps no label placed before;
+    returns the labels' boxes (display coordinates)."""
     placed = []
     low, high = axes.get_xlim()
     for x, y, text in sorted(points):
@@ -59,6 +60,7 @@ def _place_labels(axes, points: list[tuple[float, float, str]], renderer) -> Non
                 break
             note.remove()
             dy += 10.0
+    return placed
 
 
 def _bars(figure, records: list[Record], title: str) -> None:
