@@ -6,8 +6,9 @@
 
 Each journey is one pytest run in a fresh interpreter. A profile hook (``sys.setprofile`` plus
 ``threading.setprofile``) records the ``__name__`` of every ``pytest_tinyml`` module one of whose functions
-ran, from pytest's start to its end: the plugin's hooks, fixtures, the journey itself and the report;
-modules that were only imported (their body ran, none of their functions) are listed apart. Child processes started by that interpreter are counted from ``subprocess.Popen`` calls (their
+was called, from pytest's start to its end: the plugin's hooks, fixtures, the journey itself and the report.
+Module and class bodies, and whatever they call while a module of ours is being imported, are import cost,
+not the journey: modules that were only imported are listed apart. Child processes started by that interpreter are counted from ``subprocess.Popen`` calls (their
 own modules are not traced; the list says what each runs). Prints, per journey, the count and the modules.
 
 Run: ``python benchmarks/journeys.py`` (about a minute warm; the sim binary is built on first use).
@@ -61,12 +62,18 @@ TRACER = '''
 import json, subprocess, sys, threading
 out, args = sys.argv[1], sys.argv[2:]
 seen, imported, children = set(), set(), []
+importing = [0]  # depth of our module bodies on the stack: what runs then is import cost, not the journey
 
 def profile(frame, event, arg):
-    if event == "call":
-        name = frame.f_globals.get("__name__") or ""
-        if name.startswith("pytest_tinyml"):
-            (imported if frame.f_code.co_name == "<module>" else seen).add(name)
+    name = frame.f_globals.get("__name__") or ""
+    if not name.startswith("pytest_tinyml") or event not in ("call", "return"):
+        return
+    code = frame.f_code
+    if code.co_name == "<module>":
+        importing[0] += 1 if event == "call" else -1
+        imported.add(name)
+    elif event == "call" and code.co_flags & 1 and not importing[0]:  # a function (not a class body) called
+        seen.add(name)
 
 real_init = subprocess.Popen.__init__
 def spawn(self, argv, *a, **k):
