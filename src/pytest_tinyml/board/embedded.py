@@ -24,6 +24,7 @@ import time
 import pytest
 
 from pytest_tinyml import options
+from pytest_tinyml.board.board import Board
 from pytest_tinyml.errors import ConfigError, FirmwareError
 
 PLUGIN = "pytest_embedded"
@@ -100,6 +101,20 @@ class DutLink:
         self.closed = True
 
 
+class DutBoard(Board):
+    """A ``Board`` sharing its link with the test: the test may talk to the ``dut`` between two benchmarks and
+    leave replies unread, or load another model, so each benchmark first resynchronises and asks the board
+    which model it holds.
+
+    Example:
+        >>> board = DutBoard(BenchClient(DutLink(dut), port="embedded"), name="embedded")  # doctest: +SKIP
+    """
+
+    def benchmark(self, *args, **kwargs):
+        self.needs_sync = True
+        return super().benchmark(*args, **kwargs)
+
+
 def _truthy(value) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in ("y", "yes", "true", "1")
@@ -172,7 +187,6 @@ def board_for_test(request):
         >>> board.identity.where  # doctest: +SKIP
         'device'
     """
-    from pytest_tinyml.board.board import Board
     from pytest_tinyml.board.client import BenchClient
     from pytest_tinyml.board.fixture import WRONG_KIND, record_result
 
@@ -193,7 +207,7 @@ def board_for_test(request):
     baud = config.getoption("baud", None)
     baud = int(baud) if baud else getattr(getattr(dut, "serial", None), "baud", None) or resolved.baud
     name = f"embedded {port}"
-    board = Board(BenchClient(link, port=name, timeout=resolved.timeout, baud=baud), name=name, where="device",
+    board = DutBoard(BenchClient(link, port=name, timeout=resolved.timeout, baud=baud), name=name, where="device",
                   on_result=record_result)
     request.addfinalizer(board.close)
     board.connect()
