@@ -1,0 +1,131 @@
+"""Device figures without a board: the 32-bit arena and a per-chip latency estimate.
+
+``estimate(model, target="esp32s3")`` returns an :class:`Estimate`: ``arena_bytes`` (the 32-bit device arena,
+from the host's measured arena, :mod:`pytest_tinyml.estimate.arena`), ``latency_ms`` with an honest
+``latency_ms_range`` and ``per_op`` (op, output shape, MACs, estimated ms, kernel path on that chip), from the
+per-op cost model of :mod:`pytest_tinyml.estimate.latency`. Every figure is labelled ``where = "estimate"``:
+reports and history never mix it with a measurement. ``benchmarks/estimate.py`` prints how good it is.
+
+The arena is TFLite Micro's with reference kernels; ESP-NN's scratch buffers (requested by its conv and
+depthwise kernels on the device) are not included.
+
+Example:
+    >>> est = estimate(int8_artifact, target="esp32s3")  # doctest: +SKIP
+    >>> est.arena_bytes, round(est.latency_ms, 1), est.where  # doctest: +SKIP
+    (23152, 6.3, 'estimate')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pytest_tinyml.errors import ConfigError
+
+__all__ = ["TARGETS", "Estimate", "OpEstimate", "estimate"]
+
+WHERE = "estimate"
+TARGETS = ("esp32", "esp32s3", "esp32c3")
+
+
+@dataclass(frozen=True)
+class OpEstimate:
+    """One operator's estimate: ``kernel`` is its path on the chip (``esp-nn optimized``, ``tflm reference``...)."""
+
+    index: int
+    op: str
+    shape: tuple
+    macs: int
+    ms: float
+    kernel: str
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Estimated device figures of one model on one chip (``where`` is always ``"estimate"``)."""
+
+    model: str
+    target: str
+    cpu_mhz: float
+    arena_bytes: int
+    latency_ms: float
+    latency_ms_range: tuple
+    per_op: list = field(default_factory=list)
+    where: str = WHERE
+
+    @property
+    def arena_kb(self) -> float:
+        return self.arena_bytes / 1024
+
+    def summary(self) -> str:
+        """A table a user reads.
+
+        Example:
+            >>> print(Estimate("m", "esp32s3", 240, 1128, 0.5, (0.35, 0.65)).summary().splitlines()[0])
+            estimate of 'm' on esp32s3 at 240 MHz: arena 1128 bytes (32-bit), latency 0.50 ms (0.35 - 0.65) [where=estimate]
+        """
+        from pytest_tinyml._failure import table
+
+        low, high = self.latency_ms_range
+        head = (f"estimate of {self.model!r} on {self.target} at {self.cpu_mhz:g} MHz: arena {self.arena_bytes} bytes "
+                f"(32-bit), latency {self.latency_ms:.2f} ms ({low:.2f} - {high:.2f}) [where={self.where}]")
+        rows = [[str(o.index), o.op, "x".join(map(str, o.shape)), f"{o.macs:,}", f"{o.ms:.3f}", o.kernel]
+                for o in self.per_op]
+        return "\n".join([head, *table(["#", "op", "output", "MACs", "ms", "kernel"], rows)]) if rows else head
+
+    def as_dict(self) -> dict:
+        data = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "per_op"}
+        data["latency_ms_range"] = list(self.latency_ms_range)
+        data["per_op"] = [vars(o) | {"shape": list(o.shape)} for o in self.per_op]
+        return data
+
+
+def _kernel_key(op, path: str, chip: str) -> str:
+    """The cost model's key: ESP-NN's S3 SIMD convolution (input channels a multiple of 8) apart.
+
+    The published S3 rows time a 1x1 convolution for that path; other filter sizes over aligned channels
+    take the same per-MAC rate (an assumption: ESP-NN runs them on its aligned SIMD path too, no published
+    figure checks it). Fewer or unaligned channels take the 3-channel row's rate.
+    """
+    from pytest_tinyml.espnn import OPTIMIZED
+
+    filt = op.inputs[1][0] if op.op == "CONV_2D" and len(op.inputs) > 1 and op.inputs[1] else None
+    if chip == "esp32s3" and path == OPTIMIZED and filt is not None and len(filt) == 4:
+        if filt[3] % 8 == 0:
+            return "CONV_2D/1x1"
+    return op.op
+
+
+def estimate(model, target: str = "esp32s3", cpu_mhz: float | None = None) -> Estimate:
+    """Estimate the 32-bit arena and the latency of a model on an Espressif chip, without a board.
+
+    ``model``: a ``TFLiteArtifact``, bytes or a ``.tflite`` path (an int8 TFLite Micro model). ``target``: one of
+    :data:`TARGETS`. ``cpu_mhz``: the chip's clock (default: 240 for esp32 and esp32s3, 160 for esp32c3).
+
+    Example:
+        >>> print(estimate("kws_int8.tflite", target="esp32c3").summary())  # doctest: +SKIP
+    """
+    from pytest_tinyml import analyze, espnn
+    from pytest_tinyml.estimate import arena, latency
+    from pytest_tinyml.runtime import load
+
+    chip = str(target).lower().replace("-", "")
+    if chip not in TARGETS:
+        raise ConfigError(f"no latency model for target {target!r}: estimate() knows {', '.join(TARGETS)} "
+                          "(calibrated on published figures for those chips)")
+    mhz = latency.CHIP_MHZ[chip] if cpu_mhz is None else cpu_mhz
+    if not isinstance(mhz, (int, float)) or isinstance(mhz, bool) or not 1 <= mhz <= 1000:
+        raise ConfigError(f"cpu_mhz={cpu_mhz!r} is not a CPU clock in MHz; give a number such as 240")
+    artifact = load(model)
+    paths = {p.index: p.path for p in espnn.esp_nn_paths(artifact, chip).ops}
+    per_op = []
+    for op in analyze.read_ops(artifact)[0]:
+        path = paths.get(op.index, espnn.REFERENCE)
+        shape = tuple(int(d) for d in (op.outputs[0][0] if op.outputs and op.outputs[0] else ()))
+        elements = 1
+        for d in shape:
+            elements *= max(d, 1)
+        cycles = latency.op_cycles(_kernel_key(op, path, chip), op.macs, elements, chip, path)
+        per_op.append(OpEstimate(op.index, op.op, shape, op.macs, cycles / (mhz * 1000), path))
+    total = sum(o.ms for o in per_op)
+    band = (total * (1 - latency.BAND), total * (1 + latency.BAND))
+    return Estimate(artifact.name, chip, float(mhz), arena.device_arena_of(artifact), total, band, per_op)

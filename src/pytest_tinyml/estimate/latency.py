@@ -1,0 +1,145 @@
+"""A per-operator latency model for Espressif chips, calibrated on published measurements.
+
+``cycles(op) = OVERHEAD_CYCLES + cycles_per_mac[chip][path][op] * MACs`` for the MAC operators (conv,
+depthwise conv, fully connected), ``OVERHEAD_CYCLES + ELEMENT_CYCLES * output elements`` for the others;
+``path`` is where the op runs on that chip (:func:`pytest_tinyml.espnn.esp_nn_paths`: ESP-NN optimized,
+ESP-NN plain C, TFLM reference). The per-MAC constants come from the rows of
+:mod:`pytest_tinyml.estimate.published` marked ``calibration`` (:func:`calibration`); the ``held-out`` rows
+are never used to fit and ``benchmarks/estimate.py`` prints the error on them.
+
+Example:
+    >>> round(calibration()["esp32s3"]["esp-nn optimized"]["CONV_2D/1x1"], 2)
+    0.81
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pytest_tinyml.espnn import OPTIMIZED, PLAIN_C, REFERENCE
+from pytest_tinyml.estimate import published
+
+CHIP_MHZ = {"esp32": 240, "esp32s3": 240, "esp32c3": 160}
+MAC_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+# Assumed, not fitted: the interpreter's per-op dispatch and a kernel's fixed set-up, and the cost of an
+# element of a non-MAC op (copy, requantize, compare).
+OVERHEAD_CYCLES = 1000
+ELEMENT_CYCLES = 20
+# The published end-to-end figures are matched within this fraction on held-out rows (benchmarks/estimate.py),
+# so the estimate's range is latency * (1 -/+ BAND).
+BAND = 0.30
+
+
+def _op_row_macs(row: dict) -> tuple[int, int]:
+    """(MACs, output elements) of an ESP-NN benchmark row."""
+    if row["op"] == "FULLY_CONNECTED":
+        return row["len"] * row["out_c"], row["out_c"]
+    h, w, _c = row["in"]
+    kh, kw = row["k"]
+    oh = (h + 2 * row["pad"] - kh) // row["stride"] + 1
+    ow = (w + 2 * row["pad"] - kw) // row["stride"] + 1
+    per_output = kh * kw * (row["in"][2] if row["op"] == "CONV_2D" else 1)
+    return oh * ow * row["out_c"] * per_output, oh * ow * row["out_c"]
+
+
+def _base(key: str) -> str:
+    return key.split("/")[0]
+
+
+def _per_mac(table: dict, path: str, key: str):
+    """cycles per MAC of ``key`` on ``path`` (a variant such as ``CONV_2D/1x1`` falls back to its op)."""
+    per_path = table.get(path, {})
+    return per_path.get(key, per_path.get(_base(key)))
+
+
+def _default_path(key: str, chip: str, esp_nn: bool) -> str:
+    """The path of the person-detection example's ops (int8, no dilation): as espnn's rules give them."""
+    op = _base(key)
+    if not esp_nn or op not in MAC_OPS:
+        return REFERENCE
+    if op == "FULLY_CONNECTED" and chip != "esp32s3":
+        return PLAIN_C
+    return OPTIMIZED
+
+
+def _graph_cycles(ops, chip: str, table: dict, esp_nn: bool, unknown: str | None = None) -> tuple[float, float]:
+    """(cycles known from ``table``, MACs of the ops on path ``unknown`` whose constant is being solved)."""
+    known = 0.0
+    free_macs = 0.0
+    for key, macs, elements in ops:
+        path = _default_path(key, chip, esp_nn)
+        known += OVERHEAD_CYCLES
+        if _base(key) not in MAC_OPS:
+            known += ELEMENT_CYCLES * elements
+        elif path == unknown:
+            free_macs += macs
+        else:
+            known += _per_mac(table, path, key) * macs
+    return known, free_macs
+
+
+@lru_cache(maxsize=1)
+def calibration() -> dict:
+    """cycles per MAC by chip, path and op, fitted on the calibration rows only.
+
+    Example:
+        >>> sorted(calibration())
+        ['esp32', 'esp32c3', 'esp32s3']
+    """
+    ops = published.PERSON_DETECTION_OPS
+    rows = {r["id"]: r for r in published.MODEL_ROWS}
+    table: dict = {chip: {OPTIMIZED: {}, PLAIN_C: {}, REFERENCE: {}} for chip in CHIP_MHZ}
+    s3 = table["esp32s3"]
+    for row in published.OP_ROWS:
+        if row["role"] != "calibration":
+            continue
+        macs, _ = _op_row_macs(row)
+        # kernel benchmarks time the kernel alone: no interpreter overhead to take off
+        s3[OPTIMIZED][row["key"]] = row["optimized"] / macs
+        s3[PLAIN_C].setdefault(row["op"], row["ansi"] / macs)
+    # TFLM reference kernels: one constant per chip from the example without ESP-NN.
+    for chip in CHIP_MHZ:
+        row = rows[f"person detection {chip} reference"]
+        known, macs = _graph_cycles(ops, chip, table[chip], False, unknown=REFERENCE)
+        per_mac = (row["ms"] * row["mhz"] * 1000 - known) / macs
+        table[chip][REFERENCE] = dict.fromkeys(MAC_OPS, per_mac)
+    # ESP-NN's plain C elsewhere: S3's figure scaled by the chip's reference speed.
+    for chip in ("esp32", "esp32c3"):
+        scale = table[chip][REFERENCE]["CONV_2D"] / s3[REFERENCE]["CONV_2D"]
+        table[chip][PLAIN_C] = {op: v * scale for op, v in s3[PLAIN_C].items()}
+    # ESP-NN's generic optimized C (esp32, esp32c3): fitted on the esp32 example with ESP-NN; the esp32c3
+    # gets esp32's optimized/reference ratio (its own figure is held out).
+    row = rows["person detection esp32 esp-nn"]
+    known, free = _graph_cycles(ops, "esp32", table["esp32"], True, unknown=OPTIMIZED)
+    per_mac = (row["ms"] * row["mhz"] * 1000 - known) / free
+    table["esp32"][OPTIMIZED] = dict.fromkeys(("CONV_2D", "DEPTHWISE_CONV_2D"), per_mac)
+    ratio = table["esp32c3"][REFERENCE]["CONV_2D"] / table["esp32"][REFERENCE]["CONV_2D"]
+    table["esp32c3"][OPTIMIZED] = {op: v * ratio for op, v in table["esp32"][OPTIMIZED].items()}
+    return table
+
+
+def op_cycles(key: str, macs: int, elements: int, chip: str, path: str) -> float:
+    """Estimated CPU cycles of one operator (``key``: its op name, or a kernel variant as ``CONV_2D/1x1``).
+
+    Example:
+        >>> op_cycles("SOFTMAX", 0, 10, "esp32s3", REFERENCE)
+        1200.0
+    """
+    if _base(key) in MAC_OPS and macs:
+        table = calibration()[chip]
+        per_mac = _per_mac(table, path, key)
+        if per_mac is None:  # e.g. FC optimized on a generic chip: ESP-NN's plain C, or the reference kernel
+            per_mac = _per_mac(table, PLAIN_C, key) or _per_mac(table, REFERENCE, key)
+        return OVERHEAD_CYCLES + per_mac * macs
+    return float(OVERHEAD_CYCLES + ELEMENT_CYCLES * elements)
+
+
+def graph_ms(ops, chip: str, mhz: float, esp_nn: bool = True) -> float:
+    """Milliseconds of a graph given as (op, MACs, output elements), with the example's kernel paths.
+
+    Example:
+        >>> round(graph_ms(published.PERSON_DETECTION_OPS, "esp32s3", 240, esp_nn=False))
+        2300
+    """
+    cycles = sum(op_cycles(key, m, e, chip, _default_path(key, chip, esp_nn)) for key, m, e in ops)
+    return cycles / (mhz * 1000)
