@@ -2,7 +2,7 @@
 
 Run: ``.venv/bin/python benchmarks/estimate.py``
 
-Rows come from :mod:`pytest_tinyml.estimate.published` (ESP-NN's kernel table for ESP32-S3 and the
+Rows come from :mod:`pytest_tinyml.estimation.published` (ESP-NN's kernel table for ESP32-S3 and the
 person-detection ``invoke()`` times of esp-tflite-micro's README, with and without ESP-NN). ``calibration``
 rows fitted a constant of the cost model (their error is small by construction); ``HELD-OUT`` rows were
 never used to fit. The last lines give the worst error over the held-out rows, end-to-end and per kernel.
@@ -12,7 +12,7 @@ No TensorFlow, no board: the cost model is pure arithmetic on the published shap
 from __future__ import annotations
 
 from pytest_tinyml.espnn import OPTIMIZED, PLAIN_C
-from pytest_tinyml.estimate import latency, published
+from pytest_tinyml.estimation import latency, published
 
 
 def _rows():

@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import pytest
 
-from pytest_tinyml.estimate.arena import device_arena
+from pytest_tinyml.estimation.arena import device_arena
 
 
 class Measured(NamedTuple):
@@ -70,7 +70,7 @@ def test_a_breakdown_that_does_not_match_the_model_moves_the_prediction_off():
 
 def test_estimate_of_the_builtin_model_from_the_real_host_runtime():
     """End to end on the real host TFLite Micro: bisected host arena, its breakdown, then the rescaling."""
-    from pytest_tinyml.estimate import estimate
+    from pytest_tinyml.estimation import estimate
 
     est = estimate(BUILTIN, target="esp32s3")
     assert est.where == "estimate"

@@ -37,8 +37,8 @@ _LAZY = {
     "assert_tflm_compatible": ("pytest_tinyml.assertions", "assert_tflm_compatible"),
     "assert_esp_nn_fast_path": ("pytest_tinyml.espnn", "assert_esp_nn_fast_path"),
     "diagnose": ("pytest_tinyml.diagnosis", "diagnose"),
-    "estimate": ("pytest_tinyml.estimate", "estimate"),
-    "Estimate": ("pytest_tinyml.estimate", "Estimate"),
+    "estimate": ("pytest_tinyml.estimation", "estimate"),
+    "Estimate": ("pytest_tinyml.estimation", "Estimate"),
     "esp_nn_paths": ("pytest_tinyml.espnn", "esp_nn_paths"),
     "record": ("pytest_tinyml.report", "record"),
 }

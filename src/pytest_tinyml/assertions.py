@@ -151,27 +151,43 @@ def assert_accuracy_drop(reference, candidate, x, y, *, max_drop: float = 0.01, 
 # ---------------------------------------------------------------------------------------------- budget
 
 
-def assert_budget(model, *, flash_kb: float | None = None, arena_kb: float | None = None) -> dict:
-    """Fail when the flatbuffer is larger than ``flash_kb`` or the TFLite Micro arena than ``arena_kb``.
+def assert_budget(model, *, flash_kb: float | None = None, arena_kb: float | None = None,
+                  latency_ms: float | None = None, target: str | None = None,
+                  cpu_mhz: float | None = None) -> dict:
+    """Fail when the flatbuffer is larger than ``flash_kb``, the TFLite Micro arena than ``arena_kb`` or the
+    latency than ``latency_ms``.
 
-    Flash is the flatbuffer size. The arena is the exact minimum found by the TFLite Micro runtime on this
-    host: a 64-bit estimate of the 32-bit device arena (pointers are wider here). A Keras model is
-    converted with the float32 recipe first. KB = 1024 bytes. Returns the figures.
+    Flash is the flatbuffer size. Without ``target`` the arena is the exact minimum found by the TFLite Micro
+    runtime on this host (64-bit pointers: larger than the device's) and ``where`` is ``host``. With
+    ``target="esp32s3"`` (or ``esp32``, ``esp32c3``; ``cpu_mhz`` optional) and no board, the figures are
+    :func:`pytest_tinyml.estimation.estimate`'s: the 32-bit device arena and the estimated latency, reported
+    with ``where=estimate`` (never compared with a measurement). ``latency_ms`` needs a ``target``. A Keras
+    model is converted with the float32 recipe first. KB = 1024 bytes. Returns the figures.
 
     Example:
         >>> assert_budget(int8_model, flash_kb=64, arena_kb=16)  # doctest: +SKIP
+        >>> assert_budget(int8_model, arena_kb=24, latency_ms=30, target="esp32s3")  # doctest: +SKIP
     """
     __tracebackhide__ = True
     flash_kb = _check_budget("flash_kb", flash_kb)
     arena_kb = _check_budget("arena_kb", arena_kb)
-    if flash_kb is None and arena_kb is None:
-        raise ConfigError("assert_budget needs a budget: give flash_kb=..., arena_kb=... or both (in KB)")
+    latency_ms = _check_budget("latency_ms", latency_ms)
+    if flash_kb is None and arena_kb is None and latency_ms is None:
+        raise ConfigError("assert_budget needs a budget: give flash_kb=..., arena_kb=..., latency_ms=... (KB, ms)")
+    if latency_ms is not None and target is None:
+        raise ConfigError("assert_budget(latency_ms=...) needs target= (esp32, esp32s3 or esp32c3): the latency "
+                          "is estimated for that chip")
     resolved = _model_io.resolve(model, "model")
     artifact = _model_io.artifact_of(resolved)
     flash = len(artifact.content) / 1024
     figures = {"flash_kb": flash}
     rows = []
     hints = []
+    estimated = None
+    if target is not None and (arena_kb is not None or latency_ms is not None):
+        from pytest_tinyml.estimation import estimate
+
+        estimated = estimate(artifact, target=target, cpu_mhz=cpu_mhz)
     if flash_kb is not None:
         over = flash > flash_kb
         rows.append(["flash (flatbuffer)", _fmt(flash, "{:.1f} KB"), _fmt(flash_kb, "{:.1f} KB"),
@@ -182,24 +198,44 @@ def assert_budget(model, *, flash_kb: float | None = None, arena_kb: float | Non
             hints.append("raise the budget or prune the architecture: fewer or narrower layers (pruned or "
                          "clustered weights save flash only in a compressed image: TFLite stores the zeros)")
     if arena_kb is not None:
-        from pytest_tinyml.runtime import tflm
+        if estimated is not None:
+            arena, label = estimated.arena_kb, f"arena ({estimated.target} 32-bit estimate)"
+        else:
+            from pytest_tinyml.runtime import tflm
 
-        arena = tflm.arena(artifact).arena_kb
+            arena, label = tflm.arena(artifact).arena_kb, "arena (host 64-bit estimate)"
         figures["arena_kb"] = arena
         over = arena > arena_kb
-        rows.append(["arena (host 64-bit estimate)", _fmt(arena, "{:.1f} KB"), _fmt(arena_kb, "{:.1f} KB"),
+        rows.append([label, _fmt(arena, "{:.1f} KB"), _fmt(arena_kb, "{:.1f} KB"),
                      _fmt(arena - arena_kb, "{:+.1f} KB"), "OVER" if over else "ok"])
         if over:
             hints.append("the arena holds activations: a smaller input, narrower layers or int8 activations "
                          "shrink it; raise the budget if the board has the RAM")
-    report.record(model=resolved.name, recipe=resolved.recipe, where="host", **figures,
+    if latency_ms is not None:
+        low, high = estimated.latency_ms_range
+        figures["latency_ms"] = estimated.latency_ms
+        over = estimated.latency_ms > latency_ms
+        rows.append([f"latency ({estimated.target} {estimated.cpu_mhz:g} MHz estimate, {low:.1f}-{high:.1f})",
+                     _fmt(estimated.latency_ms, "{:.1f} ms"), _fmt(latency_ms, "{:.1f} ms"),
+                     _fmt(estimated.latency_ms - latency_ms, "{:+.1f} ms"), "OVER" if over else "ok"])
+        if over:
+            slow = sorted(estimated.per_op, key=lambda o: -o.ms)[:3]
+            hints.append("the slowest ops (estimated): " + ", ".join(f"#{o.index} {o.op} {o.ms:.1f} ms ({o.kernel})"
+                                                                   for o in slow)
+                         + "; fewer MACs, or ops on ESP-NN's optimized path (tinyml.esp_nn_paths), are faster")
+    where = "estimate" if estimated is not None else "host"
+    extra = {"target": estimated.target} if estimated is not None else {}
+    report.record(model=resolved.name, recipe=resolved.recipe, where=where, **figures, **extra,
                   **report.optimization_figures(getattr(artifact, "params", None)))
     if hints:
+        note = ("; the arena and latency are estimates for the device (where=estimate), not measurements)"
+                if estimated is not None else
+                "; the arena is measured by TFLite Micro on this 64-bit host, an estimate of the 32-bit device "
+                "arena)" if arena_kb is not None else ")")
         _fail(
             f"{resolved.describe()} is over its budget",
-            ["  (KB = 1024 bytes" + ("; the arena is measured by TFLite Micro on this 64-bit host, an estimate "
-                                    "of the 32-bit device arena)" if arena_kb is not None else ")")],
-            ["metric", "measured", "budget", "difference", "result"],
+            ["  (KB = 1024 bytes" + note],
+            ["metric", "measured" if estimated is None else "estimated", "budget", "difference", "result"],
             rows,
             hints,
         )

@@ -32,6 +32,8 @@ COLUMNS = [
     ("top1_agreement", "top-1 agree", "{:.4f}"),
     ("max_error_steps", "max err steps", "{:.0f}"),
     ("latency_median_us", "latency us", "{:.0f}"),
+    ("latency_ms", "latency ms", "{:.1f}"),
+    ("target", "target", "{}"),
     ("where", "where", "{}"),
 ]
 

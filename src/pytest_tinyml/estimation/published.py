@@ -1,7 +1,7 @@
 """Published latency figures the cost model is calibrated on and checked against (facts, with their source).
 
 Each row: an ESP-NN kernel benchmark (ticks = CPU cycles for one call) or a whole-model ``invoke()`` time.
-``role`` is ``"calibration"`` (used to fit a constant of :mod:`pytest_tinyml.estimate.latency`) or
+``role`` is ``"calibration"`` (used to fit a constant of :mod:`pytest_tinyml.estimation.latency`) or
 ``"held-out"`` (never used to fit; ``benchmarks/estimate.py`` reports the error on it).
 
 Example:

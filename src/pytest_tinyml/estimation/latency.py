@@ -4,7 +4,7 @@
 depthwise conv, fully connected), ``OVERHEAD_CYCLES + ELEMENT_CYCLES * output elements`` for the others;
 ``path`` is where the op runs on that chip (:func:`pytest_tinyml.espnn.esp_nn_paths`: ESP-NN optimized,
 ESP-NN plain C, TFLM reference). The per-MAC constants come from the rows of
-:mod:`pytest_tinyml.estimate.published` marked ``calibration`` (:func:`calibration`); the ``held-out`` rows
+:mod:`pytest_tinyml.estimation.published` marked ``calibration`` (:func:`calibration`); the ``held-out`` rows
 are never used to fit and ``benchmarks/estimate.py`` prints the error on them.
 
 Example:
@@ -17,7 +17,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from pytest_tinyml.espnn import OPTIMIZED, PLAIN_C, REFERENCE
-from pytest_tinyml.estimate import published
+from pytest_tinyml.estimation import published
 
 CHIP_MHZ = {"esp32": 240, "esp32s3": 240, "esp32c3": 160}
 MAC_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")

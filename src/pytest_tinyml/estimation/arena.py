@@ -17,7 +17,7 @@ against, a 32-bit (``-m32``) build of esp-tflite-micro 1.4.0 (``tests/test_estim
 measured minimum arenas of the zoo models).
 
 Example:
-    >>> from pytest_tinyml.estimate.arena import device_arena_of
+    >>> from pytest_tinyml.estimation.arena import device_arena_of
     >>> device_arena_of(kws_int8)  # doctest: +SKIP
     23152
 """

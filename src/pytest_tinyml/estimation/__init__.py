@@ -1,9 +1,9 @@
 """Device figures without a board: the 32-bit arena and a per-chip latency estimate.
 
 ``estimate(model, target="esp32s3")`` returns an :class:`Estimate`: ``arena_bytes`` (the 32-bit device arena,
-from the host's measured arena, :mod:`pytest_tinyml.estimate.arena`), ``latency_ms`` with an honest
+from the host's measured arena, :mod:`pytest_tinyml.estimation.arena`), ``latency_ms`` with an honest
 ``latency_ms_range`` and ``per_op`` (op, output shape, MACs, estimated ms, kernel path on that chip), from the
-per-op cost model of :mod:`pytest_tinyml.estimate.latency`. Every figure is labelled ``where = "estimate"``:
+per-op cost model of :mod:`pytest_tinyml.estimation.latency`. Every figure is labelled ``where = "estimate"``:
 reports and history never mix it with a measurement. ``benchmarks/estimate.py`` prints how good it is.
 
 The arena is TFLite Micro's with reference kernels; ESP-NN's scratch buffers (requested by its conv and
@@ -105,7 +105,7 @@ def estimate(model, target: str = "esp32s3", cpu_mhz: float | None = None) -> Es
         >>> print(estimate("kws_int8.tflite", target="esp32c3").summary())  # doctest: +SKIP
     """
     from pytest_tinyml import analyze, espnn
-    from pytest_tinyml.estimate import arena, latency
+    from pytest_tinyml.estimation import arena, latency
     from pytest_tinyml.runtime import load
 
     chip = str(target).lower().replace("-", "")
