@@ -91,6 +91,7 @@ def test_benchmark_over_pytest_embedded_dut(project, pty_sim, board_cache, worke
     assert float(median) > 0 and int(arena) > 0
 
 
+@pytest.mark.slow
 def test_a_stale_sim_is_refused_under_skip_autoflash(project, board_cache):
     """pytest-embedded's --skip-autoflash counts as --tinyml-skip-flash: a stale build fails, naming it."""
     project.makepyfile(test_both=BOTH)
@@ -103,6 +104,7 @@ def test_a_stale_sim_is_refused_under_skip_autoflash(project, board_cache):
     result.stdout.fnmatch_lines(["*FirmwareError*stale*reports build 0123456789ab*"])
 
 
+@pytest.mark.slow
 def test_kind_and_pytest_embedded_target_must_agree(project, pty_sim, board_cache):
     project.makepyfile(test_kinds='''
 import pytest

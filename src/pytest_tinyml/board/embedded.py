@@ -19,6 +19,7 @@ pytest-embedded is imported before that (its plugin hands us its objects through
 from __future__ import annotations
 
 import errno
+import os
 import time
 
 import pytest
@@ -61,7 +62,13 @@ class DutLink:
 
     @property
     def in_waiting(self) -> int:
-        return len(self.proc.buffer)
+        """Bytes readable now: pexpect's unread buffer plus what the listener appended to the log file."""
+        try:
+            fd = self.proc.child_fd
+            pending = os.fstat(fd).st_size - os.lseek(fd, 0, os.SEEK_CUR)
+        except (OSError, TypeError):
+            pending = 0
+        return len(self.proc.buffer) + max(pending, 0)
 
     def read(self, size: int = 1) -> bytes:
         """Up to ``size`` bytes: what pexpect holds unread first, else new log bytes within ``timeout``."""
