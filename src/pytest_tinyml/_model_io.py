@@ -177,9 +177,7 @@ def outputs_of(model: Model, x: np.ndarray, role: str, *, reference_kernels: boo
     matches bit for bit (for comparisons with a board).
     """
     if model.kind == "keras":
-        predict = getattr(model.obj, "predict", None)
-        raw = predict(x, verbose=0) if predict is not None else model.obj(x)
-        outputs = single_output(raw, role)
+        outputs = keras_outputs(model.obj, x, role)
     elif model.kind == "tflite":
         outputs = single_output(_litert(model, reference_kernels).predict(x), role)
     else:
@@ -188,6 +186,80 @@ def outputs_of(model: Model, x: np.ndarray, role: str, *, reference_kernels: boo
         hint = (" (a board result holds the outputs of the inputs given to tinyml_board.benchmark: "
                 "pass those same inputs as x)") if model.kind == "device" else ""
         raise ConfigError(f"{role} has outputs for {len(outputs)} samples but x has {len(x)}{hint}")
+    return outputs
+
+
+# Layer classes whose output is a function of the architecture JSON and the weights alone. A custom layer or a
+# Lambda runs Python code the content hash does not see (editing it would not change the key), so a model
+# holding one is always predicted afresh.
+_PURE_MODULES = ("keras.", "tf_keras.", "tensorflow_model_optimization.")
+_IMPURE_CLASSES = {"Lambda", "TFOpLambda", "SlicingOpLambda"}
+PREDICTION_FACT = "keras-outputs"
+
+
+def _hash_of_pure_model(obj) -> str | None:
+    """The content hash of a Keras model whose outputs depend on its architecture and weights only, else None."""
+    from pytest_tinyml import identity
+
+    if identity.model_family(obj) is None:
+        return None
+    classes = [type(obj), *(type(layer) for layer in identity._all_layers(obj))]
+    if any(not (k.__module__ or "").startswith(_PURE_MODULES) or k.__name__ in _IMPURE_CLASSES for k in classes):
+        return None
+    try:
+        return identity.model_hash(obj)
+    except Exception:  # a model that cannot describe itself is predicted, not remembered
+        return None
+
+
+def _prediction_parts(model_hash: str, obj, x: np.ndarray) -> dict:
+    import hashlib
+
+    from pytest_tinyml import memo
+
+    x = np.ascontiguousarray(x)
+    inputs = hashlib.sha256(f"{x.shape}{x.dtype.str}".encode() + x.tobytes()).hexdigest()
+    return {"model": model_hash, "inputs": inputs, "module": type(obj).__module__,
+            "backend": os.environ.get("KERAS_BACKEND", "tensorflow"),
+            "versions": memo.versions("keras", "tf_keras", "tensorflow", "tensorflow-model-optimization",
+                                      "jax", "torch", "numpy")}
+
+
+def keras_outputs(obj, x: np.ndarray, role: str) -> np.ndarray:
+    """``obj.predict(x)`` as one float64 array, remembered per (model content hash, input bytes, versions).
+
+    A prediction is a pure function of the architecture, the weights, the inputs and the libraries' versions,
+    so the kept array (float64 bytes, checksummed by :mod:`pytest_tinyml.memo`) is bit-identical to
+    predicting again; a changed weight, input or version is another key. Models with custom layers or
+    Lambdas (code the hash does not see) are always predicted.
+
+    Example:
+        >>> keras_outputs(model, x_test, "reference").shape        # doctest: +SKIP
+        (200, 10)
+    """
+    import base64
+
+    from pytest_tinyml import memo
+
+    def predict() -> np.ndarray:
+        run = getattr(obj, "predict", None)
+        return single_output(run(x, verbose=0) if run is not None else obj(x), role)
+
+    digest = _hash_of_pure_model(obj)
+    if digest is None:
+        return predict()
+    parts = _prediction_parts(digest, obj, x)
+    found, kept = memo.lookup(PREDICTION_FACT, parts)
+    if found:
+        try:
+            array = np.frombuffer(base64.b64decode(kept["data"]), dtype="<f8")
+            return array.reshape(kept["shape"]).copy()
+        except (KeyError, TypeError, ValueError):
+            pass  # not what this function writes: predict again and overwrite it
+    outputs = predict()
+    little = np.ascontiguousarray(outputs, dtype="<f8")
+    memo.store(PREDICTION_FACT, parts, {"shape": list(little.shape),
+                                        "data": base64.b64encode(little.tobytes()).decode("ascii")})
     return outputs
 
 
