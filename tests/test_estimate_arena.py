@@ -5,7 +5,10 @@
 categories, the op counts) and the minimum arena of the same ``.tflite`` measured on a 32-bit build
 (``g++ -m32``) of esp-tflite-micro 1.4.0 with reference kernels: the smallest ``arena_size`` for which a
 plain ``MicroInterpreter`` (16-byte-aligned arena) passes ``AllocateTensors`` and one ``Invoke``, bisected,
-each probe in its own process. Weights do not change the arena, so the models were converted untrained.
+each probe in its own process. Weights do not change the arena, so the models were converted untrained
+(vww_mobilenet_v1 after two epochs on random data: untrained, its near-constant logits give SOFTMAX an input
+scale TFLite Micro aborts on). The constants of ``estimation/arena.py`` were fitted on the other rows;
+vww_mobilenet_v1 was measured after and not used to fit. gesture_lstm does not convert to int8.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ MEASURED = {
     "mlp": Measured(4120, 912, 3208, {'TfLiteEvalTensor data': (192, 192, 8), 'Persistent TfLiteTensor data': (128, 128, 2), 'Persistent TfLiteTensor quantization data': (64, 64, 4), 'NodeAndRegistration struct': (256, 256, 4)}, {'FULLY_CONNECTED': 3, 'SOFTMAX': 1}, 3304),
     "mobilenet_dscnn": Measured(33808, 24576, 9232, {'TfLiteEvalTensor data': (720, 720, 30), 'Persistent TfLiteTensor data': (128, 128, 2), 'Persistent TfLiteTensor quantization data': (64, 64, 4), 'NodeAndRegistration struct': (832, 832, 13)}, {'CONV_2D': 4, 'DEPTHWISE_CONV_2D': 3, 'MAX_POOL_2D': 3, 'MEAN': 1, 'FULLY_CONNECTED': 1, 'SOFTMAX': 1}, 32392),
     "student": Measured(3288, 848, 2440, {'TfLiteEvalTensor data': (192, 192, 8), 'Persistent TfLiteTensor data': (128, 128, 2), 'Persistent TfLiteTensor quantization data': (64, 64, 4), 'NodeAndRegistration struct': (256, 256, 4)}, {'FULLY_CONNECTED': 3, 'SOFTMAX': 1}, 2472),
+    "vww_mobilenet_v1": Measured(103560, 73728, 29832, {'TfLiteEvalTensor data': (2088, 2088, 87), 'Persistent TfLiteTensor data': (128, 128, 2), 'Persistent TfLiteTensor quantization data': (64, 64, 4), 'NodeAndRegistration struct': (1920, 1920, 30)}, {'CONV_2D': 14, 'DEPTHWISE_CONV_2D': 13, 'AVERAGE_POOL_2D': 1, 'FULLY_CONNECTED': 1, 'SOFTMAX': 1}, 100608),
     "teacher": Measured(10360, 1296, 9064, {'TfLiteEvalTensor data': (240, 240, 10), 'Persistent TfLiteTensor data': (128, 128, 2), 'Persistent TfLiteTensor quantization data': (64, 64, 4), 'NodeAndRegistration struct': (320, 320, 5)}, {'FULLY_CONNECTED': 4, 'SOFTMAX': 1}, 9440),
 }
 TOLERANCE = 0.02
@@ -58,7 +62,7 @@ def test_prediction_within_2_percent_of_the_32bit_build(name):
 def test_the_host_figure_itself_is_not_within_2_percent():
     """The wrong input: without the rescaling, the host's 64-bit figure misses the 2% on every model."""
     misses = [n for n, m in MEASURED.items() if abs(m.host_arena - m.device_32bit) > TOLERANCE * m.device_32bit]
-    assert misses == sorted(MEASURED)
+    assert sorted(misses) == sorted(MEASURED)
 
 
 def test_a_breakdown_that_does_not_match_the_model_moves_the_prediction_off():
