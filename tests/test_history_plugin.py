@@ -64,7 +64,10 @@ def build_window(pytester, monkeypatch, runs=4, *args):
 
 
 @pytest.fixture
-def project(pytester):
+def project(pytester, monkeypatch):
+    # The inner runs are in-process: under `pytest -n 2` they would inherit this worker's xdist count, which the
+    # host fingerprint records (tests below set it where they mean to).
+    monkeypatch.delenv("PYTEST_XDIST_WORKER_COUNT", raising=False)
     pytester.makepyfile(test_lat=INNER)
     return pytester
 

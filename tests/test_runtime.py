@@ -279,6 +279,11 @@ def test_a_model_that_segfaults_tflm_becomes_runtime_crash(mlp_int8):
     # memoized: the second attempt raises the same error without a new child
     with pytest.raises(RuntimeCrash):
         isolation.vet(bad, "tflm")
+    # the verdict is about the bytes: the same bytes under another name are named as the caller names them
+    again = TFLiteArtifact.from_bytes(bad.content, name="renamed")
+    with pytest.raises(RuntimeCrash, match=r"'renamed'") as info:
+        isolation.vet(again, "tflm")
+    assert "'corrupt'" not in str(info.value)
 
 
 def test_a_hung_child_is_killed_and_reported(mlp_int8):

@@ -58,7 +58,7 @@ def device_arena(*, host_arena: int, head: int, tail: int, breakdown: dict, ops:
     """
     saved = 0
     tensors = 0
-    for category, (host_size, device_size) in STRUCT_BYTES.items():
+    for category, (_host_size, device_size) in STRUCT_BYTES.items():
         used, _requested, count = breakdown.get(category, (0, 0, 0))
         saved += used - device_size * count
         if category == "TfLiteEvalTensor data":

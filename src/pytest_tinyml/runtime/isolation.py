@@ -124,7 +124,7 @@ def vet(artifact, engine: str, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         if key in _vetted:
             error = _vetted[key]
             if error is not None:
-                raise error
+                raise _renamed(error, artifact.name)
             return
     # A verdict depends only on the bytes and the runtime: kept in the cache directory (pytest_tinyml.memo).
     parts = _verdict_parts(artifact.sha256, engine)
@@ -132,14 +132,15 @@ def vet(artifact, engine: str, *, timeout: float = DEFAULT_TIMEOUT) -> None:
     if found:
         error = None
         if not verdict["ok"]:
-            kind, message = verdict["error"]
+            kind, message, *named = verdict["error"]
             error = _ERRORS.get(kind, TinyMLError)(
                 f"{message}\n(verdict kept from an earlier run in {memo.path_of('vet', parts)}; delete it to vet again)"
             )
+            error.model_name = named[0] if named else None
         with _lock:
             _vetted[key] = error
         if error is not None:
-            raise error
+            raise _renamed(error, artifact.name)
         return
     try:
         run_task(
@@ -151,14 +152,25 @@ def vet(artifact, engine: str, *, timeout: float = DEFAULT_TIMEOUT) -> None:
             timeout=timeout,
         )
     except (ModelLoadError, RuntimeCrash) as error:
+        error.model_name = artifact.name
         with _lock:
             _vetted[key] = error
         if not isinstance(error, RuntimeHang):  # a hang may be the machine's fault: try again next run
-            memo.store("vet", parts, {"ok": False, "error": [type(error).__name__, str(error)]})
+            memo.store("vet", parts, {"ok": False, "error": [type(error).__name__, str(error), artifact.name]})
         raise
     with _lock:
         _vetted[key] = None
     memo.store("vet", parts, {"ok": True})
+
+
+def _renamed(error: Exception, name: str) -> Exception:
+    """A kept verdict is about the bytes; its message names the model as the caller calls it now."""
+    old = getattr(error, "model_name", None)
+    if not old or old == name:
+        return error
+    renamed = type(error)(str(error).replace(repr(old), repr(name)))
+    renamed.model_name = name
+    return renamed
 
 
 def run_task(
