@@ -203,7 +203,7 @@ def _hash_of_pure_model(obj) -> str | None:
 
     if identity.model_family(obj) is None:
         return None
-    classes = [type(obj), *(type(layer) for layer in identity._all_layers(obj))]
+    classes = [type(obj), *(type(layer) for layer in identity.all_layers(obj))]
     if any(not (k.__module__ or "").startswith(_PURE_MODULES) or k.__name__ in _IMPURE_CLASSES for k in classes):
         return None
     try:

@@ -178,7 +178,7 @@ def prepare(model: Any, workdir: Path, name: str | None) -> Source:
     if family is None:
         raise ConfigError(f"cannot convert a {type(model).__name__!r}: pass {ACCEPTED}")
     name = name or getattr(model, "name", None) or "model"
-    classes = tuple(sorted({type(layer).__name__ for layer in _all_layers(model)}))
+    classes = tuple(sorted({type(layer).__name__ for layer in all_layers(model)}))
     digest = model_hash(model)
     try:
         if family == "keras" and _has_custom_layers(model):
@@ -205,18 +205,19 @@ def prepare(model: Any, workdir: Path, name: str | None) -> Source:
 def _has_custom_layers(model: Any) -> bool:
     return any(
         not (type(layer).__module__ or "").startswith(("keras.", "keras_hub.", "keras_nlp.", "keras_cv."))
-        for layer in _all_layers(model)
+        for layer in all_layers(model)
     ) or not type(model).__module__.startswith("keras.")
 
 
-def _all_layers(model: Any):
+def all_layers(model: Any):
+    """Every layer of a model, nested models and tfmot wrappers' inner layers included."""
     for layer in getattr(model, "layers", ()):
         yield layer
         inner = getattr(layer, "layer", None)  # tfmot wrappers
         if inner is not None:
             yield inner
         if hasattr(layer, "layers"):
-            yield from _all_layers(layer)
+            yield from all_layers(layer)
 
 
 # --- legacy files that carry Python bytecode ----------------------------------------------------------------
