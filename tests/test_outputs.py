@@ -129,3 +129,22 @@ def test_summary_names_qat_pruned_and_clustered_recipes(pytester):
     sparsity = float(pruned[pruned.index("int8") + 2])
     assert 0.75 <= sparsity <= 0.85
     assert rows["test_plain"].split()[4] == "-"  # plain int8: no sparsity known
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600)])
+def test_history_records_and_saved_artifacts_follow_the_umask(tmp_path, umask, mode, mlp_int8):
+    """One atomic writer (``_files.write_atomic``) for every output: no 0600 history records or models."""
+    from test_history_store import board_record
+
+    from pytest_tinyml.history.store import HistoryStore
+
+    old = os.umask(umask)
+    try:
+        record_path = HistoryStore(tmp_path / "history").add(board_record())
+        model_path = mlp_int8.save(tmp_path / "models" / "mlp.tflite")
+    finally:
+        os.umask(old)
+    for path in (record_path, model_path):
+        assert path.stat().st_mode & 0o777 == mode, path
+        assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp file left behind
+    assert model_path.read_bytes() == mlp_int8.content

@@ -23,13 +23,13 @@ import os
 import platform
 import re
 import subprocess
-import tempfile
 import uuid
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pytest_tinyml._files import write_atomic
 from pytest_tinyml.errors import CorruptBaseline, HistoryError
 from pytest_tinyml.latency import LatencyStats
 
@@ -372,16 +372,7 @@ class HistoryStore:
 
     def _write(self, path: Path, data: dict) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(data, handle, indent=1, sort_keys=True)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        return path
+        return write_atomic(path, json.dumps(data, indent=1, sort_keys=True), prefix=".tmp-")
 
     def add(self, record: Record) -> Path:
         """Store one record; returns its path."""

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -129,18 +128,11 @@ class TFLiteArtifact:
         Example:
             >>> art.save(tmp_path / "mlp.tflite")       # doctest: +SKIP
         """
+        from pytest_tinyml._files import write_atomic
+
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(self.content)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        return path
+        return write_atomic(path, self.content)
 
     # --- construction ---------------------------------------------------------------------------------------
     @classmethod
