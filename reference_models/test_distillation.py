@@ -30,7 +30,7 @@ class TestStudent(ReferenceModel):
             data, epochs=budget.epochs,
         )
         scores = {
-            name: tinyml.metrics.accuracy(data.y_test, model.predict(data.x_test, verbose=0))
+            name: tinyml.metrics.accuracy(data.y_test, tinyml.outputs(model, data.x_test))
             for name, model in (("teacher", teacher), ("distilled", float_model), ("alone", alone))
         }
         tinyml.record(model="student", recipe="distilled", accuracy=scores["distilled"],

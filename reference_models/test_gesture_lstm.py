@@ -22,7 +22,7 @@ def float_model(data, budget, tinyml_cache):
 
 
 def test_float_accuracy(float_model, data, budget):
-    accuracy = tinyml.metrics.accuracy(data.y_test, float_model.predict(data.x_test, verbose=0))
+    accuracy = tinyml.metrics.accuracy(data.y_test, tinyml.outputs(float_model, data.x_test))
     tinyml.record(model="gesture_lstm", recipe="float32", accuracy=accuracy)
     assert accuracy >= budget.min_accuracy
 

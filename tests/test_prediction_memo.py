@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from pytest_tinyml import _model_io, memo
+from pytest_tinyml.errors import ConfigError
 
 keras = pytest.importorskip("keras")
 
@@ -82,3 +83,29 @@ def test_tampered_entry_is_predicted_again(root):
     path.write_text(path.read_text().replace('"shape"', '"shape" ', 1).replace("A", "B", 1))
     memo.set_root(root)
     assert _model_io.keras_outputs(model, x, "reference").tobytes() == fresh(model, x).tobytes()
+
+
+def test_public_outputs_checks_x_and_reads_back_what_it_predicted(tmp_path):
+    """tinyml.outputs: the assertions' path for users' own metrics; bad x is refused, a repeat is read back."""
+    import keras
+
+    import pytest_tinyml as tinyml
+    from pytest_tinyml import memo
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    x = np.random.default_rng(0).uniform(0, 1, (16, 4)).astype(np.float32)
+    previous = memo.set_root(tmp_path / "facts-root")
+    try:
+        first = tinyml.outputs(model, x)
+        np.testing.assert_array_equal(first, model.predict(x, verbose=0).astype(np.float64))
+        assert list((tmp_path / "facts-root").rglob("*.json")), "the prediction was not kept"
+        np.testing.assert_array_equal(tinyml.outputs(model, x), first)
+        bad = x.copy()
+        bad[3, 1] = np.nan
+        with pytest.raises(ConfigError, match="NaN"):
+            tinyml.outputs(model, bad)
+        with pytest.raises(ConfigError, match=r"\(4,\)"):
+            tinyml.outputs(model, x.reshape(16, 2, 2))
+    finally:
+        memo.set_root(previous)

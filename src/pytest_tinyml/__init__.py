@@ -35,6 +35,7 @@ _LAZY = {
     "assert_budget": ("pytest_tinyml.assertions", "assert_budget"),
     "assert_parity": ("pytest_tinyml.assertions", "assert_parity"),
     "assert_tflm_compatible": ("pytest_tinyml.assertions", "assert_tflm_compatible"),
+    "outputs": ("pytest_tinyml.assertions", "outputs"),
     "assert_esp_nn_fast_path": ("pytest_tinyml.espnn", "assert_esp_nn_fast_path"),
     "diagnose": ("pytest_tinyml.diagnosis", "diagnose"),
     "estimate": ("pytest_tinyml.estimation", "estimate"),

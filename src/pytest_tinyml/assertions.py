@@ -74,6 +74,21 @@ def _inputs(x, ref, cand, reshape: bool) -> np.ndarray:
     return inputs
 
 
+def outputs(model, x, *, reshape: bool = False) -> np.ndarray:
+    """Float outputs of ``model`` on ``x`` (first axis = sample), with ``x`` checked as the assertions check it.
+
+    The same path the assertions take: a TFLite model runs on LiteRT, quantized outputs come dequantized, and a
+    Keras model's prediction is remembered in the cache per (model content hash, input bytes, versions), so a
+    warm run reads back the bit-identical array instead of predicting again.
+
+    Example:
+        >>> accuracy = tinyml.metrics.accuracy(y_test, tinyml.outputs(float_model, x_test))  # doctest: +SKIP
+    """
+    resolved = _model_io.resolve(model, "model")
+    inputs = validation.check_inputs(x, resolved, role="x", reshape=reshape)
+    return _model_io.outputs_of(resolved, inputs, "model")
+
+
 def _labels(y, name: str, ref, ref_out: np.ndarray, n: int):
     """``y`` checked for the metric: class labels in the model's classes, 0/1 anomaly labels for ROC AUC."""
     if name in ("accuracy", "top5"):
