@@ -48,27 +48,29 @@ def model_family(model: Any) -> str | None:
     return None
 
 
+def _config_dicts(node: Any):
+    """Every dict of a nested Keras config, depth first, each before the dicts inside it."""
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _config_dicts(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _config_dicts(value)
+
+
 def _canonical_architecture(config: dict) -> dict:
     names: list[str] = []
-
-    def collect(node: Any) -> None:
-        if isinstance(node, dict):
-            conf = node.get("config")
-            if (
-                "class_name" in node
-                and node["class_name"] not in _NOT_LAYERS
-                and isinstance(conf, dict)
-                and isinstance(conf.get("name"), str)
-                and conf["name"] not in names
-            ):
-                names.append(conf["name"])
-            for value in node.values():
-                collect(value)
-        elif isinstance(node, list):
-            for value in node:
-                collect(value)
-
-    collect(config)
+    for node in _config_dicts(config):
+        conf = node.get("config")
+        if (
+            "class_name" in node
+            and node["class_name"] not in _NOT_LAYERS
+            and isinstance(conf, dict)
+            and isinstance(conf.get("name"), str)
+            and conf["name"] not in names
+        ):
+            names.append(conf["name"])
     mapping = {n: f"layer{i}" for i, n in enumerate(names)}
 
     def rename(node: Any) -> Any:
@@ -259,19 +261,10 @@ def bytecode_layers(path: str | os.PathLike) -> list[str]:
         return []
     config = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
     found: list[str] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            inner = node.get("config") if isinstance(node.get("config"), dict) else {}
-            if node.get("class_name") == "Lambda" and inner.get("function_type", "lambda") != "function":
-                found.append(f"{inner.get('name', '?')} (Lambda)")
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(config)
+    for node in _config_dicts(config):
+        inner = node.get("config") if isinstance(node.get("config"), dict) else {}
+        if node.get("class_name") == "Lambda" and inner.get("function_type", "lambda") != "function":
+            found.append(f"{inner.get('name', '?')} (Lambda)")
     return found
 
 
