@@ -195,7 +195,7 @@ def board_for_test(request):
         'device'
     """
     from pytest_tinyml.board.client import BenchClient
-    from pytest_tinyml.board.fixture import WRONG_KIND, record_result
+    from pytest_tinyml.board.fixture import record_result, skip_unless_kind
 
     config = request.config
     if not config.pluginmanager.has_plugin(PLUGIN):
@@ -222,11 +222,5 @@ def board_for_test(request):
         board.where = "sim"  # the firmware's host build on a pty says so: its figures are the sim's
         board.connect()
     check_firmware(board, config, port=name)
-    marker = request.node.get_closest_marker("tinyml_board")
-    wanted = marker.kwargs.get("kind") if marker is not None else None
-    if wanted:
-        have = (board.identity.chip if board.identity is not None else None) or "unknown"
-        allowed = (wanted,) if isinstance(wanted, str) else tuple(wanted)
-        if have not in allowed:
-            pytest.skip(WRONG_KIND.format(want=" or ".join(allowed), board=name, have=have))
+    skip_unless_kind(request, board, name)
     return board

@@ -122,11 +122,16 @@ def board_for_test(request):
     session = session_for(request.config)
     board = session.board()
     request.addfinalizer(session.hand_over_if_wanted)
+    skip_unless_kind(request, board, board.name)
+    return board
+
+
+def skip_unless_kind(request, board, name: str) -> None:
+    """Skip the test when its ``tinyml_board(kind=...)`` marker names other chips than the board reports."""
     marker = request.node.get_closest_marker("tinyml_board")
     wanted = marker.kwargs.get("kind") if marker is not None else None
     if wanted:
         have = (board.identity.chip if board.identity is not None else None) or "unknown"
         allowed = (wanted,) if isinstance(wanted, str) else tuple(wanted)
         if have not in allowed:
-            pytest.skip(WRONG_KIND.format(want=" or ".join(allowed), board=board.name, have=have))
-    return board
+            pytest.skip(WRONG_KIND.format(want=" or ".join(allowed), board=name, have=have))
