@@ -33,3 +33,27 @@ def _facts_of_this_session(tmp_path_factory):
     previous = memo.set_root(tmp_path_factory.mktemp("facts"))
     yield
     memo.set_root(previous)
+
+
+# tinyml-host, the firmware core's host build (tests/firmware_host.py builds it once per process).
+@pytest.fixture(scope="session")
+def host_binary(tmp_path_factory):
+    from firmware_host import build_host
+
+    return build_host(tmp_path_factory.mktemp("tinyml-host"))
+
+
+@pytest.fixture
+def board(host_binary):
+    """``board(*args)`` starts tinyml-host on a pty (a ``HostBoard``); every one started is closed after the test."""
+    from firmware_host import HostBoard
+
+    boards = []
+
+    def start(*args):
+        boards.append(HostBoard(host_binary, *args))
+        return boards[-1]
+
+    yield start
+    for b in boards:
+        b.close()

@@ -15,7 +15,6 @@ from firmware_host import (
     FIRMWARE,
     FRAME,
     HostBoard,
-    build_host,
     crc_ok,
     fields,
     parse_frame,
@@ -26,24 +25,6 @@ from firmware_host import (
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is needed to build tinyml-host")
 
 BUILTIN = test_model()  # the test engine's built-in model (ENGINE_RPC.md section 4)
-
-
-@pytest.fixture(scope="session")
-def host_binary(tmp_path_factory):
-    return build_host(tmp_path_factory.mktemp("tinyml-host"))
-
-
-@pytest.fixture
-def board(host_binary):
-    boards = []
-
-    def start(*args):
-        boards.append(HostBoard(host_binary, *args))
-        return boards[-1]
-
-    yield start
-    for b in boards:
-        b.close()
 
 
 def invoke_us(n: int, outputs: int = 4, delay: int = 0) -> int:

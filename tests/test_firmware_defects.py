@@ -11,30 +11,12 @@ import shutil
 import zlib
 
 import pytest
-from firmware_host import HostBoard, build_host, fields, parse_frame, test_model, test_outputs
+from firmware_host import HostBoard, fields, parse_frame, test_model, test_outputs
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is needed to build tinyml-host")
 
 CLOBBERS_INPUT = 4  # test-engine flag: invoke overwrites the input tensor (ENGINE_RPC.md section 4)
 TEMPORARIES = 8  # test-engine flag: arena_allocated_bytes leaves out 1/8 of the need
-
-
-@pytest.fixture(scope="session")
-def host_binary(tmp_path_factory):
-    return build_host(tmp_path_factory.mktemp("tinyml-host-defects"))
-
-
-@pytest.fixture
-def board(host_binary):
-    boards = []
-
-    def start(*args):
-        boards.append(HostBoard(host_binary, *args))
-        return boards[-1]
-
-    yield start
-    for b in boards:
-        b.close()
 
 
 def raw_outputs(b: HostBoard) -> bytes:

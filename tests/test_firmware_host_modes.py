@@ -6,14 +6,9 @@ import shutil
 import subprocess
 
 import pytest
-from firmware_host import build_host, parse_frame
+from firmware_host import parse_frame
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is needed to build tinyml-host")
-
-
-@pytest.fixture(scope="session")
-def host_binary(tmp_path_factory):
-    return build_host(tmp_path_factory.mktemp("tinyml-host-modes"))
 
 
 def test_stdin_stdout_mode(host_binary):

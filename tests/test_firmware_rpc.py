@@ -14,17 +14,12 @@ import zlib
 from pathlib import Path
 
 import pytest
-from firmware_host import FIRMWARE, HostBoard, build_host, fields, parse_frame
+from firmware_host import FIRMWARE, HostBoard, fields, parse_frame
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is needed to build tinyml-host")
 
 REF_ENGINE = Path(__file__).with_name("firmware_ref_engine.py")
 REF_MODEL = b"REF1" + bytes([6, 0x5A])
-
-
-@pytest.fixture(scope="session")
-def host_binary(tmp_path_factory):
-    return build_host(tmp_path_factory.mktemp("tinyml-host-rpc"))
 
 
 @pytest.fixture
