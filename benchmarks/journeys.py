@@ -11,11 +11,22 @@ Module and class bodies, and whatever they call while a module of ours is being 
 not the journey: modules that were only imported are listed apart. Child processes started by that interpreter are counted from ``subprocess.Popen`` calls (their
 own modules are not traced; the list says what each runs). Prints, per journey, the count and the modules.
 
-Run: ``python benchmarks/journeys.py`` (about a minute warm; the sim binary is built on first use).
+Three counts per journey, so the number can be read fairly:
+- every module whose functions ran;
+- the same without the *shell*: the modules that run in any pytest session with the plugin (traced from a
+  session whose only test does nothing: option parsing, the report and history hooks);
+- the top-level units of ``pytest_tinyml`` crossed (a package such as ``tflite`` or ``board`` counts once).
+
+``--src DIR`` traces another checkout's ``src`` (e.g. ``git worktree add /tmp/old <commit>``), and
+``--compare DIR`` prints both side by side: how a refactor moved the counts, measured the same way.
+
+Run: ``python benchmarks/journeys.py [--compare /tmp/old/src]`` (about a minute warm per checkout; the sim binary
+is built on first use).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -90,9 +101,12 @@ json.dump({"modules": sorted(seen), "imported_only": sorted(imported - seen), "c
 '''
 
 
-def trace(workdir: Path, args: list[str]) -> dict:
+NOTHING_TEST = "def test_nothing():\n    pass\n"
+
+
+def trace(workdir: Path, args: list[str], src: Path) -> dict:
     result = workdir / "trace.json"
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = {**os.environ, "PYTHONPATH": str(src) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     subprocess.run([sys.executable, "-c", TRACER, str(result), *args], cwd=workdir, env=env, check=False,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=900)
     return json.loads(result.read_text())
@@ -106,10 +120,23 @@ def describe(child: list[str]) -> str:
     return Path(child[0]).name if child else "?"
 
 
-def show(title: str, traced: dict) -> None:
+def unit(module: str) -> str:
+    """The top-level unit of ``pytest_tinyml`` a module belongs to (``tflite.schema`` -> ``tflite``)."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def counts(traced: dict, shell: set[str]) -> tuple[int, int, int]:
+    """(modules, modules outside the shell, top-level units outside the shell) of one journey."""
+    own = [m for m in traced["modules"] if m not in shell]
+    return len(traced["modules"]), len(own), len({unit(m) for m in own})
+
+
+def show(title: str, traced: dict, shell: set[str]) -> None:
     modules, imported = traced["modules"], traced["imported_only"]
-    print(f"{title}: functions of {len(modules)} pytest_tinyml modules ran, {len(imported)} more were only "
-          f"imported (pytest exit code {traced['exit']})")
+    total, own, units = counts(traced, shell)
+    print(f"{title}: functions of {total} pytest_tinyml modules ran ({own} outside the shell, in {units} "
+          f"top-level units), {len(imported)} more were only imported (pytest exit code {traced['exit']})")
     print(textwrap.indent(textwrap.fill(", ".join(m.removeprefix("pytest_tinyml.") for m in modules), 100), "  "))
     if imported:
         print(textwrap.indent(textwrap.fill("imported only: " + ", ".join(
@@ -121,27 +148,56 @@ def show(title: str, traced: dict) -> None:
           f"({', '.join(f'{k} x{v}' for k, v in sorted(kinds.items())) or 'none'})")
 
 
-def main() -> None:
+JOURNEYS = ("journey 1, Keras -> tinyml_cache.convert('int8') -> failing assert_parity (cold cache)",
+            "journey 1 again (warm cache)",
+            "journey 2, --tinyml-board=sim -> benchmark -> latency gate (second run, against a baseline)")
+
+
+def journeys(src: Path) -> tuple[set[str], dict[str, dict]]:
+    """The shell's modules and the three traced journeys, run against the package in ``src``."""
     with tempfile.TemporaryDirectory(prefix="tinyml-journeys-") as tmp:
         tmp_path = Path(tmp)
         cache = tmp_path / "cache"
+        common = [f"--tinyml-cache-dir={cache}", "-p", "no:cacheprovider", "-q", "-n", "0"]
+        nothing_dir = tmp_path / "nothing"
+        nothing_dir.mkdir()
+        (nothing_dir / "test_nothing.py").write_text(NOTHING_TEST)
+        shell = set(trace(nothing_dir, ["test_nothing.py", *common], src)["modules"])
+
         convert_dir = tmp_path / "convert"
         convert_dir.mkdir()
         (convert_dir / "test_journey.py").write_text(CONVERT_TEST)
-        common = [f"--tinyml-cache-dir={cache}", "-p", "no:cacheprovider", "-q", "-n", "0"]
-        show("journey 1, Keras -> tinyml_cache.convert('int8') -> failing assert_parity (cold cache)",
-             trace(convert_dir, ["test_journey.py", *common]))
-        show("journey 1 again (warm cache)", trace(convert_dir, ["test_journey.py", *common]))
+        traced = {JOURNEYS[0]: trace(convert_dir, ["test_journey.py", *common], src),
+                  JOURNEYS[1]: trace(convert_dir, ["test_journey.py", *common], src)}
 
         sim_dir = tmp_path / "sim"
         sim_dir.mkdir()
         (sim_dir / "test_sim.py").write_text(SIM_TEST)
         (sim_dir / "model.tflite").write_bytes(BOARD_MODEL.read_bytes())
         sim_args = ["test_sim.py", "--tinyml-board=sim:delay_us=200", *common]
-        trace(sim_dir, sim_args)  # first run: builds the sim if needed and saves the baseline
-        show("journey 2, --tinyml-board=sim -> benchmark -> latency gate (second run, against a baseline)",
-             trace(sim_dir, sim_args))
+        trace(sim_dir, sim_args, src)  # first run: builds the sim if needed and saves the baseline
+        traced[JOURNEYS[2]] = trace(sim_dir, sim_args, src)
+    return shell, traced
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--src", type=Path, default=ROOT / "src", help="the checkout's src to trace")
+    parser.add_argument("--compare", type=Path, help="another checkout's src, traced the same way")
+    args = parser.parse_args(argv)
+    shell, traced = journeys(args.src.resolve())
+    print(f"shell ({len(shell)} modules, run by a session whose test does nothing): "
+          + ", ".join(m.removeprefix("pytest_tinyml.") for m in sorted(shell)))
+    for title in JOURNEYS:
+        show(title, traced[title], shell)
+    if args.compare:
+        old_shell, old = journeys(args.compare.resolve())
+        print(f"\n{'journey':<12} {'modules':>16} {'outside shell':>16} {'top-level units':>16}   "
+              f"({args.compare} -> {args.src})")
+        for name, title in zip(("1 cold", "1 warm", "2"), JOURNEYS):
+            before, after = counts(old[title], old_shell), counts(traced[title], shell)
+            print(f"{name:<12} " + " ".join(f"{b:>7} -> {a:<6}" for b, a in zip(before, after)))
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
