@@ -47,22 +47,82 @@ def test_bad_clock_is_a_config_error(mhz):
         tinyml.estimate(BUILTIN, target="esp32", cpu_mhz=mhz)
 
 
-def test_calibration_reproduces_its_own_rows_and_holds_out_the_rest():
-    for row in published.MODEL_ROWS:
-        predicted = latency.graph_ms(published.PERSON_DETECTION_OPS, row["chip"], row["mhz"], row["esp_nn"])
-        if row["role"] == "calibration":
-            assert predicted == pytest.approx(row["ms"], rel=1e-6)
-        else:  # the estimate's range claims to hold the published figure
-            assert row["ms"] * (1 - latency.BAND) <= predicted <= row["ms"] * (1 + latency.BAND), row["id"]
-    held_out = [r for r in published.MODEL_ROWS + published.OP_ROWS if r["role"] == "held-out"]
-    assert {r["chip"] for r in held_out if r in published.MODEL_ROWS} == {"esp32s3", "esp32c3"}
+def _held_out(kind: str) -> list:
+    return [r for r in latency.comparison() if r["kind"] == kind and r["role"] == "held-out"]
+
+
+def test_calibration_reproduces_its_own_rows_and_the_band_covers_every_held_out_figure():
+    """The band is latency.comparison()'s (what benchmarks/estimate.py prints): every held-out end-to-end
+    figure lies inside the estimate's range."""
+    for r in latency.comparison():
+        if r["role"] == "calibration":
+            assert r["predicted"] == pytest.approx(r["published"], rel=1e-6), r["id"]
+    held_out = _held_out("model")
+    assert {r["id"].split()[2] for r in held_out} == {"esp32s3", "esp32c3"}
+    for r in held_out:
+        assert abs(r["error"]) <= latency.BAND, (r["id"], r["error"])
 
 
 def test_a_wrong_published_figure_falls_outside_the_band():
     """The wrong input for the band check: S3 with ESP-NN published at twice its figure is out of the range."""
-    row = next(r for r in published.MODEL_ROWS if r["id"] == "person detection esp32s3 esp-nn")
-    predicted = latency.graph_ms(published.PERSON_DETECTION_OPS, row["chip"], row["mhz"], True)
-    assert not (2 * row["ms"] * (1 - latency.BAND) <= predicted <= 2 * row["ms"] * (1 + latency.BAND))
+    row = next(r for r in latency.comparison() if r["id"] == "person detection esp32s3 esp-nn")
+    predicted = row["predicted"]
+    assert not (2 * row["published"] * (1 - latency.BAND) <= predicted <= 2 * row["published"] * (1 + latency.BAND))
+
+
+def _perturbed(monkeypatch, role: str) -> dict:
+    """calibration() after every ``role`` row's published figure is multiplied by 3."""
+    import copy
+
+    op_rows, model_rows = copy.deepcopy(published.OP_ROWS), copy.deepcopy(published.MODEL_ROWS)
+    for row in op_rows:
+        if row["role"] == role:
+            row["ansi"] *= 3
+            row["optimized"] *= 3
+    for row in model_rows:
+        if row["role"] == role:
+            row["ms"] *= 3
+    monkeypatch.setattr(published, "OP_ROWS", op_rows)
+    monkeypatch.setattr(published, "MODEL_ROWS", model_rows)
+    latency.calibration.cache_clear()
+    try:
+        return {table: latency.calibration(table) for table in published.TABLES}
+    finally:
+        latency.calibration.cache_clear()
+
+
+def test_calibration_never_reads_a_held_out_row(monkeypatch):
+    clean = {table: latency.calibration(table) for table in published.TABLES}
+    assert _perturbed(monkeypatch, "held-out") == clean
+    assert {r["role"] for rows in latency.calibration_rows() for r in rows} == {"calibration"}
+
+
+def test_calibration_does_read_the_calibration_rows(monkeypatch):
+    """The wrong input for the test above: changing the calibration rows changes the fit."""
+    clean = {table: latency.calibration(table) for table in published.TABLES}
+    assert _perturbed(monkeypatch, "calibration") != clean
+
+
+def test_each_figure_is_predicted_with_its_own_esp_nn_table():
+    """ESP-NN's S3 1x1 convolution got faster from the 2022-01 table to v1.2.1's; each S3 figure uses its own."""
+    old, new = (latency.calibration(t)["esp32s3"][OPTIMIZED]["CONV_2D/1x1"] for t in ("2022-01", "v1.2.1"))
+    assert old == pytest.approx(428675 / 409600) and new == pytest.approx(331008 / 409600)
+    rows = {r["id"]: r for r in latency.comparison()}
+    s3_2022, s3_121 = rows["person detection esp32s3 esp-nn"], rows["person detection esp32s3 esp-nn 1.2.1"]
+    assert (s3_2022["table"], s3_121["table"]) == ("2022-01", "v1.2.1")
+    assert s3_2022["predicted"] > s3_121["predicted"]
+    assert s3_121["predicted"] == pytest.approx(
+        latency.graph_ms(published.PERSON_DETECTION_OPS, "esp32s3", 240, True))  # estimate()'s default table
+    with pytest.raises(ConfigError, match="no ESP-NN kernel table"):
+        latency.calibration("2019")
+
+
+def test_kernel_rows_count_macs_as_esp_nn_s_tests_shape_them():
+    """Depthwise rows count channels x multiplier outputs (the 5x5 row: 4 channels x 8); the 3x3 conv reads 10x10."""
+    by_name = {r["id"]: r for r in published.OP_ROWS if r["table"] == "v1.2.1"}
+    assert latency._op_row_macs(by_name["s3 v1.2.1 depthwise 5x5 4x8 12x12 pad1"]) == (80000, 3200)
+    assert latency._op_row_macs(by_name["s3 v1.2.1 conv 3x3 3->64 10x10"]) == (110592, 4096)
+    assert latency._op_row_macs(by_name["s3 v1.2.1 fully connected 271x3"]) == (813, 3)
 
 
 def test_assert_budget_with_target_uses_the_estimate(cnn_int8):

@@ -4,8 +4,10 @@
 depthwise conv, fully connected), ``OVERHEAD_CYCLES + ELEMENT_CYCLES * output elements`` for the others;
 ``path`` is where the op runs on that chip (:func:`pytest_tinyml.espnn.esp_nn_paths`: ESP-NN optimized,
 ESP-NN plain C, TFLM reference). The per-MAC constants come from the rows of
-:mod:`pytest_tinyml.estimation.published` marked ``calibration`` (:func:`calibration`); the ``held-out`` rows
-are never used to fit and ``benchmarks/estimate.py`` prints the error on them.
+:mod:`pytest_tinyml.estimation.published` marked ``calibration`` (:func:`calibration`), per ESP-NN kernel
+table (``table``: an end-to-end figure is predicted with the kernels of the ESP-NN it was measured with;
+``estimate()`` uses :data:`~pytest_tinyml.estimation.published.CURRENT_TABLE`). The ``held-out`` rows are
+never used to fit and ``benchmarks/estimate.py`` prints the error on them.
 
 Example:
     >>> round(calibration()["esp32s3"]["esp-nn optimized"]["CONV_2D/1x1"], 2)
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from pytest_tinyml.errors import ConfigError
 from pytest_tinyml.espnn import OPTIMIZED, PLAIN_C, REFERENCE
 from pytest_tinyml.estimation import published
 
@@ -31,15 +34,23 @@ BAND = 0.30
 
 
 def _op_row_macs(row: dict) -> tuple[int, int]:
-    """(MACs, output elements) of an ESP-NN benchmark row."""
+    """(MACs, output elements) of an ESP-NN benchmark row.
+
+    Example:
+        >>> _op_row_macs({"op": "DEPTHWISE_CONV_2D", "in": (12, 12, 4), "k": (5, 5), "mult": 8, "pad": 1, "stride": 1})
+        (80000, 3200)
+    """
     if row["op"] == "FULLY_CONNECTED":
         return row["len"] * row["out_c"], row["out_c"]
-    h, w, _c = row["in"]
+    h, w, channels = row["in"]
     kh, kw = row["k"]
     oh = (h + 2 * row["pad"] - kh) // row["stride"] + 1
     ow = (w + 2 * row["pad"] - kw) // row["stride"] + 1
-    per_output = kh * kw * (row["in"][2] if row["op"] == "CONV_2D" else 1)
-    return oh * ow * row["out_c"] * per_output, oh * ow * row["out_c"]
+    if row["op"] == "DEPTHWISE_CONV_2D":  # one filter tap per output channel (channels x multiplier)
+        out_c, per_output = channels * row.get("mult", 1), kh * kw
+    else:
+        out_c, per_output = row["out_c"], kh * kw * channels
+    return oh * ow * out_c * per_output, oh * ow * out_c
 
 
 def _base(key: str) -> str:
@@ -78,20 +89,34 @@ def _graph_cycles(ops, chip: str, table: dict, esp_nn: bool, unknown: str | None
     return known, free_macs
 
 
-@lru_cache(maxsize=1)
-def calibration() -> dict:
-    """cycles per MAC by chip, path and op, fitted on the calibration rows only.
+def calibration_rows() -> tuple[list, list]:
+    """(kernel rows, end-to-end rows) the calibration may read: the ``calibration`` rows, nothing else.
+
+    Example:
+        >>> {row["role"] for rows in calibration_rows() for row in rows}
+        {'calibration'}
+    """
+    return ([r for r in published.OP_ROWS if r["role"] == "calibration"],
+            [r for r in published.MODEL_ROWS if r["role"] == "calibration"])
+
+
+@lru_cache(maxsize=len(published.TABLES))
+def calibration(table: str = published.CURRENT_TABLE) -> dict:
+    """cycles per MAC by chip, path and op, fitted on the calibration rows only, with ESP-NN kernel ``table``.
 
     Example:
         >>> sorted(calibration())
         ['esp32', 'esp32c3', 'esp32s3']
     """
+    if table not in published.TABLES:
+        raise ConfigError(f"no ESP-NN kernel table {table!r}: choose one of {published.TABLES} (estimation.published)")
+    op_rows, model_rows = calibration_rows()
     ops = published.PERSON_DETECTION_OPS
-    rows = {r["id"]: r for r in published.MODEL_ROWS}
-    table: dict = {chip: {OPTIMIZED: {}, PLAIN_C: {}, REFERENCE: {}} for chip in CHIP_MHZ}
-    s3 = table["esp32s3"]
-    for row in published.OP_ROWS:
-        if row["role"] != "calibration":
+    rows = {r["id"]: r for r in model_rows}
+    fitted: dict = {chip: {OPTIMIZED: {}, PLAIN_C: {}, REFERENCE: {}} for chip in CHIP_MHZ}
+    s3 = fitted["esp32s3"]
+    for row in op_rows:
+        if row["table"] != table:
             continue
         macs, _ = _op_row_macs(row)
         # kernel benchmarks time the kernel alone: no interpreter overhead to take off
@@ -100,25 +125,26 @@ def calibration() -> dict:
     # TFLM reference kernels: one constant per chip from the example without ESP-NN.
     for chip in CHIP_MHZ:
         row = rows[f"person detection {chip} reference"]
-        known, macs = _graph_cycles(ops, chip, table[chip], False, unknown=REFERENCE)
+        known, macs = _graph_cycles(ops, chip, fitted[chip], False, unknown=REFERENCE)
         per_mac = (row["ms"] * row["mhz"] * 1000 - known) / macs
-        table[chip][REFERENCE] = dict.fromkeys(MAC_OPS, per_mac)
+        fitted[chip][REFERENCE] = dict.fromkeys(MAC_OPS, per_mac)
     # ESP-NN's plain C elsewhere: S3's figure scaled by the chip's reference speed.
     for chip in ("esp32", "esp32c3"):
-        scale = table[chip][REFERENCE]["CONV_2D"] / s3[REFERENCE]["CONV_2D"]
-        table[chip][PLAIN_C] = {op: v * scale for op, v in s3[PLAIN_C].items()}
+        scale = fitted[chip][REFERENCE]["CONV_2D"] / s3[REFERENCE]["CONV_2D"]
+        fitted[chip][PLAIN_C] = {op: v * scale for op, v in s3[PLAIN_C].items()}
     # ESP-NN's generic optimized C (esp32, esp32c3): fitted on the esp32 example with ESP-NN; the esp32c3
     # gets esp32's optimized/reference ratio (its own figure is held out).
     row = rows["person detection esp32 esp-nn"]
-    known, free = _graph_cycles(ops, "esp32", table["esp32"], True, unknown=OPTIMIZED)
+    known, free = _graph_cycles(ops, "esp32", fitted["esp32"], True, unknown=OPTIMIZED)
     per_mac = (row["ms"] * row["mhz"] * 1000 - known) / free
-    table["esp32"][OPTIMIZED] = dict.fromkeys(("CONV_2D", "DEPTHWISE_CONV_2D"), per_mac)
-    ratio = table["esp32c3"][REFERENCE]["CONV_2D"] / table["esp32"][REFERENCE]["CONV_2D"]
-    table["esp32c3"][OPTIMIZED] = {op: v * ratio for op, v in table["esp32"][OPTIMIZED].items()}
-    return table
+    fitted["esp32"][OPTIMIZED] = dict.fromkeys(("CONV_2D", "DEPTHWISE_CONV_2D"), per_mac)
+    ratio = fitted["esp32c3"][REFERENCE]["CONV_2D"] / fitted["esp32"][REFERENCE]["CONV_2D"]
+    fitted["esp32c3"][OPTIMIZED] = {op: v * ratio for op, v in fitted["esp32"][OPTIMIZED].items()}
+    return fitted
 
 
-def op_cycles(key: str, macs: int, elements: int, chip: str, path: str) -> float:
+def op_cycles(key: str, macs: int, elements: int, chip: str, path: str,
+              table: str = published.CURRENT_TABLE) -> float:
     """Estimated CPU cycles of one operator (``key``: its op name, or a kernel variant as ``CONV_2D/1x1``).
 
     Example:
@@ -126,20 +152,60 @@ def op_cycles(key: str, macs: int, elements: int, chip: str, path: str) -> float
         1200.0
     """
     if _base(key) in MAC_OPS and macs:
-        table = calibration()[chip]
-        per_mac = _per_mac(table, path, key)
+        fitted = calibration(table)[chip]
+        per_mac = _per_mac(fitted, path, key)
         if per_mac is None:  # e.g. FC optimized on a generic chip: ESP-NN's plain C, or the reference kernel
-            per_mac = _per_mac(table, PLAIN_C, key) or _per_mac(table, REFERENCE, key)
+            per_mac = _per_mac(fitted, PLAIN_C, key) or _per_mac(fitted, REFERENCE, key)
         return OVERHEAD_CYCLES + per_mac * macs
     return float(OVERHEAD_CYCLES + ELEMENT_CYCLES * elements)
 
 
-def graph_ms(ops, chip: str, mhz: float, esp_nn: bool = True) -> float:
-    """Milliseconds of a graph given as (op, MACs, output elements), with the example's kernel paths.
+def graph_ms(ops, chip: str, mhz: float, esp_nn: bool = True, table: str = published.CURRENT_TABLE) -> float:
+    """Milliseconds of a graph given as (op, MACs, output elements), with the example's kernel paths and the
+    ESP-NN kernel ``table``.
 
     Example:
         >>> round(graph_ms(published.PERSON_DETECTION_OPS, "esp32s3", 240, esp_nn=False))
         2300
     """
-    cycles = sum(op_cycles(key, m, e, chip, _default_path(key, chip, esp_nn)) for key, m, e in ops)
+    cycles = sum(op_cycles(key, m, e, chip, _default_path(key, chip, esp_nn), table) for key, m, e in ops)
     return cycles / (mhz * 1000)
+
+
+def _ansi_fitted() -> set:
+    """ids of the kernel rows whose ANSI C column :func:`calibration` fits (the first calibration row per op)."""
+    first: dict = {}
+    for row in calibration_rows()[0]:
+        first.setdefault((row["table"], row["op"]), row["id"])
+    return set(first.values())
+
+
+def comparison() -> list:
+    """Predicted vs published for every published figure: dicts with ``kind`` (kernel/model), ``id``, ``table``,
+    ``published``, ``predicted``, ``unit``, ``error`` (signed fraction) and ``role``. What
+    ``benchmarks/estimate.py`` prints and the tests check the band against.
+
+    Example:
+        >>> worst = max((r for r in comparison() if r["role"] == "held-out" and r["kind"] == "model"),
+        ...             key=lambda r: abs(r["error"]))
+        >>> abs(worst["error"]) < BAND
+        True
+    """
+    out = []
+    fitted_ansi = _ansi_fitted()
+    for row in published.OP_ROWS:
+        macs, elements = _op_row_macs(row)
+        for column, path in (("optimized", OPTIMIZED), ("ansi", PLAIN_C)):
+            # kernel ticks carry no interpreter overhead
+            predicted = op_cycles(row["key"], macs, elements, row["chip"], path, row["table"]) - OVERHEAD_CYCLES
+            role = row["role"] if column == "optimized" else (
+                "calibration" if row["id"] in fitted_ansi else "held-out")
+            out.append({"kind": "kernel", "id": f"{row['id']} [{column}]", "table": row["table"],
+                        "published": row[column], "predicted": predicted, "unit": "ticks", "role": role})
+    for row in published.MODEL_ROWS:
+        predicted = graph_ms(published.PERSON_DETECTION_OPS, row["chip"], row["mhz"], row["esp_nn"], row["table"])
+        out.append({"kind": "model", "id": row["id"], "table": row["table"], "published": row["ms"],
+                    "predicted": predicted, "unit": "ms", "role": row["role"]})
+    for r in out:
+        r["error"] = (r["predicted"] - r["published"]) / r["published"]
+    return out
