@@ -75,7 +75,8 @@ def _perturbed(monkeypatch, role: str) -> dict:
     import copy
 
     op_rows, model_rows = copy.deepcopy(published.OP_ROWS), copy.deepcopy(published.MODEL_ROWS)
-    for row in op_rows:
+    element_rows = copy.deepcopy(published.ELEMENT_ROWS)
+    for row in op_rows + element_rows:
         if row["role"] == role:
             row["ansi"] *= 3
             row["optimized"] *= 3
@@ -84,6 +85,7 @@ def _perturbed(monkeypatch, role: str) -> dict:
             row["ms"] *= 3
     monkeypatch.setattr(published, "OP_ROWS", op_rows)
     monkeypatch.setattr(published, "MODEL_ROWS", model_rows)
+    monkeypatch.setattr(published, "ELEMENT_ROWS", element_rows)
     latency.calibration.cache_clear()
     try:
         return {table: latency.calibration(table) for table in published.TABLES}
@@ -167,3 +169,28 @@ def test_summary_and_json_label_the_estimate(pytester):
     assert rows["test_budget"]["where"] == "estimate" and rows["test_budget"]["target"] == "esp32"
     assert rows["test_host"]["where"] == "host" and "latency_ms" not in rows["test_host"]
     result.stdout.fnmatch_lines(["*test_budget*estimate*"])
+
+
+def test_non_mac_ops_cost_esp_nn_s_published_per_element_figures():
+    """ADD on the S3: ESP-NN's optimized figure where it runs, its ANSI C one on plain C or the reference
+    kernel, scaled to another chip by the reference speed; an op without a benchmark gets the assumed rate."""
+    def kernel_ticks(op, work, chip, path):
+        return latency.op_cycles(op, 0, work, chip, path) - latency.OVERHEAD_CYCLES
+
+    assert kernel_ticks("ADD", 1615, "esp32s3", OPTIMIZED) == pytest.approx(74440)
+    assert kernel_ticks("ADD", 1615, "esp32s3", REFERENCE) == pytest.approx(281337)
+    assert kernel_ticks("ADD", 1615, "esp32s3", REFERENCE) != pytest.approx(74440)
+    scale = latency.calibration()["esp32"]["scale"]
+    assert scale > 1  # the esp32's reference kernels take more cycles than the S3's
+    assert kernel_ticks("ADD", 1615, "esp32", PLAIN_C) == pytest.approx(281337 * scale)
+    assert kernel_ticks("RESHAPE", 100, "esp32", REFERENCE) == pytest.approx(latency.ELEMENT_CYCLES * 100 * scale)
+
+
+def test_pooling_costs_per_input_element(cnn_int8):
+    """The pool's work is the elements it reads (1x4x4x4 in, 1x2x2x4 out), not its outputs."""
+    est = tinyml.estimate(cnn_int8, target="esp32s3")
+    pool = next(o for o in est.per_op if o.op == "AVERAGE_POOL_2D")
+    assert pool.shape == (1, 2, 2, 4)
+    expected = latency.op_cycles("AVERAGE_POOL_2D", 0, 64, "esp32s3", pool.kernel) / (240 * 1000)
+    assert pool.ms == pytest.approx(expected)
+    assert pool.ms != pytest.approx(latency.op_cycles("AVERAGE_POOL_2D", 0, 16, "esp32s3", pool.kernel) / 240e3)

@@ -95,6 +95,13 @@ def _kernel_key(op, path: str, chip: str) -> str:
     return op.op
 
 
+def _count(shape: tuple) -> int:
+    count = 1
+    for d in shape:
+        count *= max(d, 1)
+    return count
+
+
 def estimate(model, target: str = "esp32s3", cpu_mhz: float | None = None) -> Estimate:
     """Estimate the 32-bit arena and the latency of a model on an Espressif chip, without a board.
 
@@ -121,9 +128,8 @@ def estimate(model, target: str = "esp32s3", cpu_mhz: float | None = None) -> Es
     for op in analyze.read_ops(artifact)[0]:
         path = paths.get(op.index, espnn.REFERENCE)
         shape = tuple(int(d) for d in (op.outputs[0][0] if op.outputs and op.outputs[0] else ()))
-        elements = 1
-        for d in shape:
-            elements *= max(d, 1)
+        in_shape = tuple(int(d) for d in (op.inputs[0][0] if op.inputs and op.inputs[0] else ()))
+        elements = latency.work_elements(op.op, _count(in_shape), _count(shape))
         cycles = latency.op_cycles(_kernel_key(op, path, chip), op.macs, elements, chip, path)
         per_op.append(OpEstimate(op.index, op.op, shape, op.macs, cycles / (mhz * 1000), path))
     total = sum(o.ms for o in per_op)

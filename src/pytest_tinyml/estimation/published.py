@@ -83,6 +83,32 @@ OP_ROWS = _kernels("v1.2.1", ESP_NN_README, {
     "fully connected 271x3": (15853, 9547, "calibration"),
 })
 
+
+def _valid_taps(size: int, window: int, pad: int) -> int:
+    """Window taps inside the input along one axis (stride 1): what a pooling kernel reads."""
+    return sum(min(size, o - pad + window) - max(0, o - pad) for o in range(size + 2 * pad - window + 1))
+
+
+# The same tables' non-MAC kernels, per element of ``work``: output elements for elementwise add/mul (1615,
+# ``basic_math_test.c``) and softmax (8x32, ``softmax_test.c``); window taps read for pooling (16x16x16,
+# 3x3 window, stride 1, pad 1, ``pooling_test.c``). Each op's only row per table: all calibration.
+_POOL_TAPS = _valid_taps(16, 3, 1) ** 2 * 16
+ELEMENT_ROWS = [
+    {"id": f"s3 {table} {name}", "chip": "esp32s3", "table": table, "op": op, "work": work, "ansi": ansi,
+     "optimized": optimized, "role": "calibration", "source": source}
+    for table, source, rows in (
+        ("v1.2.1", ESP_NN_README, [("elementwise add 1615", "ADD", 1615, 281337, 74440),
+                                   ("elementwise mul 1615", "MUL", 1615, 122703, 35002),
+                                   ("max pool 3x3 16x16x16", "MAX_POOL_2D", _POOL_TAPS, 376294, 48069),
+                                   ("avg pool 3x3 16x16x16", "AVERAGE_POOL_2D", _POOL_TAPS, 427293, 118052),
+                                   ("softmax 8x32", "SOFTMAX", 256, 15209, 11107)]),
+        ("2022-01", ESP_NN_README_2022, [("elementwise add 1615", "ADD", 1615, 320397, 87119),
+                                         ("elementwise mul 1615", "MUL", 1615, 125958, 44239),
+                                         ("max pool 3x3 16x16x16", "MAX_POOL_2D", _POOL_TAPS, 485714, 76747),
+                                         ("avg pool 3x3 16x16x16", "AVERAGE_POOL_2D", _POOL_TAPS, 541462, 160580)]))
+    for name, op, work, ansi, optimized in rows
+]
+
 # invoke() of the person-detection example (int8 MobileNet v1 0.25, 96x96x1). ``table``: the ESP-NN kernel
 # table of the ESP-NN the figure was measured with (esp-tflite-micro's esp-nn submodule when it published the
 # row: 13d77d1 for the S3 figures, b219491 for esp32/esp32c3, whose README carries the same 2022-01 table).
@@ -104,7 +130,7 @@ MODEL_ROWS = [
      "table": "2022-01", "role": "held-out", "source": ESP_TFLITE_MICRO_README},
 ]
 
-# The person-detection graph (kernel key, MACs, output elements), read by analyze.read_ops from the example's
+# The person-detection graph (kernel key, MACs, work elements: latency.work_elements), read by analyze.read_ops from the example's
 # own model (PERSON_DETECTION_MODEL: the C array written out as a .tflite outside this repository). Keys as
 # estimate() gives them on esp32s3: CONV_2D/1x1 is ESP-NN's 1x1 convolution over a multiple of 8 channels.
 # The first op is a depthwise conv (1 channel, multiplier 8, stride 2); the classifier is a 1x1 conv.
@@ -136,7 +162,7 @@ PERSON_DETECTION_OPS = [
     ("CONV_2D/1x1", 294912, 2304),
     ("DEPTHWISE_CONV_2D", 20736, 2304),
     ("CONV_2D/1x1", 589824, 2304),
-    ("AVERAGE_POOL_2D", 0, 256),
+    ("AVERAGE_POOL_2D", 0, 2304),
     ("CONV_2D/1x1", 512, 2),
     ("RESHAPE", 0, 2),
     ("SOFTMAX", 0, 2),
