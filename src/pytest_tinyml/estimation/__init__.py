@@ -82,9 +82,11 @@ class Estimate:
 def _kernel_key(op, path: str, chip: str) -> str:
     """The cost model's key: ESP-NN's S3 SIMD convolution (input channels a multiple of 8) apart.
 
-    The published S3 rows time a 1x1 convolution for that path; other filter sizes over aligned channels
-    take the same per-MAC rate (an assumption: ESP-NN runs them on its aligned SIMD path too, no published
-    figure checks it). Fewer or unaligned channels take the 3-channel row's rate.
+    ``CONV_2D/1x1`` is timed by the S3 rows of a 1x1, stride-1 convolution over 64 channels (ESP-NN's
+    ``esp_nn_conv_s8_mult8_1x1_esp32s3``). Other convolutions over a multiple of 8 channels run ESP-NN's
+    aligned SIMD path (``esp_nn_conv_s8_filter_aligned_input_padded_esp32s3`` in 1.2.3) and take the same
+    per-MAC rate: an assumption, no published row times that path. Fewer or unaligned channels take the
+    rate of the 3x3, 3-channel row (the im2col path in 1.2.3).
     """
     from pytest_tinyml.espnn import OPTIMIZED
 

@@ -15,6 +15,10 @@ kernel, the same shape calibrates or is held out); the S3 47 ms figure (ESP-NN 1
 later, is held out. No row ever moved from held-out to calibration. The esp32c3 figure with ESP-NN was seen
 (26.7% under) before the rows were version-matched; no constant is fitted on it.
 
+Not added: ESP-NN 1.2.1's MobileNetV3-Small figures (S3: 26000 ms without, 1434 ms with ESP-NN). The README
+names neither the graph nor the esp-tflite-micro wrappers used, and ESP-NN's HardSwish, Mean and broadcast-MUL
+kernels were being added in the same weeks, so the op paths of that run cannot be reproduced.
+
 Shapes are those of ESP-NN's own test (``tests/src/convolution_test.c``, ``fully_connected_test.c`` at the
 table's commit) where its README abbreviates: the 3x3 convolution reads a 10x10 input (the v1.2.1 README
 writes 8x8), the 5x5 depthwise has 4 channels with multiplier 8 (32 outputs), the FC row length is 271.
