@@ -18,12 +18,13 @@ from pytest_tinyml.estimation import latency, published
 
 def main() -> None:
     rows = latency.comparison()
-    print(f"{'figure':<50}{'table':>8}{'published':>13}{'predicted':>13}{'error':>9}  role")
+    width = max(len(r["id"]) for r in rows) + 2
+    print(f"{'figure':<{width}}{'table':>8}{'published':>13}{'predicted':>13}{'error':>9}  role")
     worst: dict = {}
     for r in rows:
         unit = r["unit"][:2]
         mark = "HELD-OUT" if r["role"] == "held-out" else "calibration"
-        print(f"{r['id']:<50}{r['table']:>8}{r['published']:>11,.0f}{unit:>2}{r['predicted']:>11,.0f}{unit:>2}"
+        print(f"{r['id']:<{width}}{r['table']:>8}{r['published']:>11,.0f}{unit:>2}{r['predicted']:>11,.0f}{unit:>2}"
               f"{r['error']:>+9.1%}  {mark}")
         if r["role"] == "held-out" and abs(r["error"]) > abs(worst.get(r["kind"], {"error": 0})["error"]):
             worst[r["kind"]] = r

@@ -194,3 +194,41 @@ def test_pooling_costs_per_input_element(cnn_int8):
     expected = latency.op_cycles("AVERAGE_POOL_2D", 0, 64, "esp32s3", pool.kernel) / (240 * 1000)
     assert pool.ms == pytest.approx(expected)
     assert pool.ms != pytest.approx(latency.op_cycles("AVERAGE_POOL_2D", 0, 16, "esp32s3", pool.kernel) / 240e3)
+
+
+def _benchmark_main():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "estimate.py"
+    spec = importlib.util.spec_from_file_location("estimate_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+def test_benchmark_prints_every_published_figure_held_out_marked_and_the_worst(capsys):
+    _benchmark_main()()
+    out = capsys.readouterr().out
+    rows = latency.comparison()
+    width = out.splitlines()[0].index("table") - 3  # the figure column; the table column is 8 wide, right-aligned
+    by_id = {line[:width].strip(): line for line in out.splitlines()[1:]}
+    for r in rows:  # one line per figure, with its error and its role
+        line = by_id[r["id"]]
+        assert line.rstrip().endswith("HELD-OUT" if r["role"] == "held-out" else "calibration"), line
+        assert f"{r['error']:+.1%}" in line
+    worst = max(_held_out("model"), key=lambda r: abs(r["error"]))
+    assert f"worst held-out end-to-end error: {worst['error']:+.1%} ({worst['id']})" in out
+
+
+def test_benchmark_worst_line_follows_the_held_out_rows(capsys, monkeypatch):
+    """The wrong input: a held-out figure 3x off must become the printed worst; a calibration row never is."""
+    rows = latency.comparison()
+    fake = [dict(r) for r in rows]
+    far = next(r for r in fake if r["kind"] == "model" and r["role"] == "held-out")
+    far["error"] = 2.0
+    calibrated = next(r for r in fake if r["kind"] == "model" and r["role"] == "calibration")
+    calibrated["error"] = 9.0
+    monkeypatch.setattr(latency, "comparison", lambda: fake)
+    _benchmark_main()()
+    out = capsys.readouterr().out
+    assert f"worst held-out end-to-end error: +200.0% ({far['id']})" in out
