@@ -62,7 +62,7 @@ def test_the_cycle_finder_finds_one():
     assert _cycle({"a": {"b"}, "b": set()}) is None
 
 
-@pytest.mark.parametrize("role", ["transport", "framing", "protocol", "device_errors", "status", "client", "identity", "board", "benchmark",
+@pytest.mark.parametrize("role", ["transport", "framing", "protocol", "device_errors", "status", "client", "identity", "board", "benchmark", "predict", "samples",
                                   "connect", "flash", "sim", "simboard", "sim_engine", "result", "fixture"])
 def test_each_role_has_its_module(role):
     assert (PACKAGE / f"{role}.py").is_file()
@@ -83,7 +83,7 @@ def _offences(source: str) -> tuple[list[str], set[str]]:
     return private, modules & {"pytest_tinyml.report", "pytest_tinyml.history"}
 
 
-@pytest.mark.parametrize("name", ["board", "benchmark"])
+@pytest.mark.parametrize("name", ["board", "benchmark", "predict"])
 def test_board_and_benchmark_use_public_verbs_and_write_no_records(name):
     """``benchmark`` uses the client's public verbs; ``board`` writes no report and no history itself."""
     private, records = _offences((PACKAGE / f"{name}.py").read_text())

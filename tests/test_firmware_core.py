@@ -37,7 +37,7 @@ def invoke_us(n: int, outputs: int = 4, delay: int = 0) -> int:
 
 def test_boot_banner_says_protocol_reset_reason_and_model(board):
     b = board()
-    assert b.banner == ["m-boot-[tinyml-bench 0.1.0]", "m-tinyml-protocol-[1.1]", "m-reset-reason-[poweron]",
+    assert b.banner == ["m-boot-[tinyml-bench 0.1.0]", "m-tinyml-protocol-[1.2]", "m-reset-reason-[poweron]",
                         "m-model-[builtin]", "m-timestamp-mode-performance", "m-init-done", "m-ready"]
     assert board("--reset-reason", "brownout", "--no-builtin").banner[2:4] == ["m-reset-reason-[brownout]",
                                                                                 "m-model-[none]"]
@@ -136,13 +136,14 @@ def test_framed_lines_have_consecutive_seqs_and_valid_crcs(board):
 
 def test_version_and_info(board):
     b = board("--build", "abc123def456")
-    assert [f.body for f in b.framed("tinyml-version")] == ["protocol-[1.1]", "firmware-[tinyml-bench 0.1.0]"]
+    assert [f.body for f in b.framed("tinyml-version")] == ["protocol-[1.2]", "firmware-[tinyml-bench 0.1.0]"]
     info = {}
     for frame in b.framed("tinyml-info"):
         key, value = frame.body.removeprefix("info-").split("-[", 1)
         info[key] = value[:-1]
-    assert info["protocol"] == "1.1" and info["build"] == "abc123def456" and info["chip"] == "host-sim"
+    assert info["protocol"] == "1.2" and info["build"] == "abc123def456" and info["chip"] == "host-sim"
     assert info["reset-reason"] == "poweron" and info["engine"] == "test" and info["max-runs"] == "1000"
+    assert info["batch-max-bytes"] == "16384"  # the core's default; --batch-max / CONFIG_TINYML_BATCH_MAX set it
     assert "-Werror" in info["cflags"] and info["compiler"].startswith("gcc")
 
 
@@ -283,6 +284,81 @@ def test_invoke_failure_and_run_limits(board):
     # MLPerf infer is not capped (a runner picks N); the first max-runs samples are kept.
     assert b.command("infer 25 0")[-3] == "m-infer-done"
     assert sum(len(f.body.split(",")) for f in b.framed("tinyml-samples")) == 10
+
+
+# --- batches (protocol 1.2) ------------------------------------------------------------------------------------
+
+
+def _predictions(frames) -> dict[int, bytes]:
+    """{sample: output bytes} from prediction-[<sample>]-[<offset>]-[<hex>] lines, checking offsets are in order."""
+    out: dict[int, bytes] = {}
+    for f in frames:
+        sample, offset, data = f.body.removeprefix("prediction-[").removesuffix("]").split("]-[")
+        assert int(offset) == len(out.get(int(sample), b""))
+        out[int(sample)] = out.get(int(sample), b"") + bytes.fromhex(data)
+    return out
+
+
+def test_batch_upload_predict_and_read_back_in_ranges(board):
+    b = board("--batch-max", "1024")
+    model = test_model(inputs=24, outputs=70, weights=bytes(range(200, 240)))  # 70-byte outputs: 2 lines each
+    b.upload("model", model)
+    samples = [bytes((7 * i + 13 * k + 1) % 256 for i in range(24)) for k in range(12)]
+    data = b"".join(samples)
+    assert b.upload("batch", data, chunk=100)[-1].body == f"batch-[samples=12,bytes=288,crc32={zlib.crc32(data):08x}]"
+    times = [invoke_us(n, outputs=70) for n in range(12)]
+    assert [f.body for f in b.framed("tinyml-predict")] == [
+        f"predict-[samples=12,total_us={sum(times)},min_us={min(times)},max_us={max(times)}]"]
+    expected = {k: test_outputs(model, s) for k, s in enumerate(samples)}
+    everything = b.framed("tinyml-predictions")
+    assert len(everything) == 24 and _predictions(everything) == expected
+    assert _predictions(b.framed("tinyml-predictions 10 5")) == {10: expected[10], 11: expected[11]}
+    assert _predictions(b.framed("tinyml-predictions 3 1")) == {3: expected[3]}
+    # The run is a run: each sample's invoke time, and the last sample's outputs.
+    assert ",".join(map(str, times[:12])) in "".join(f.body for f in b.framed("tinyml-samples"))
+    out = b.framed("tinyml-outputs 0")
+    assert b"".join(bytes.fromhex(f.body.rsplit("-[", 1)[1][:-1]) for f in out[1:]) == expected[11]
+    # The same batch again gives the same outputs (the inputs are staged, not consumed).
+    b.framed("tinyml-predict")
+    assert _predictions(b.framed("tinyml-predictions")) == expected
+
+
+def test_batch_error_paths_say_what_was_needed(board):
+    b = board("--no-builtin", "--batch-max", "64")
+    assert b.error("tinyml-load batch 16 0").startswith("no-model: no model is loaded; load one before its batch")
+    assert b.error("tinyml-predict").startswith("no-model")
+    b.upload("model", test_model(inputs=16, outputs=4))
+    assert b.error("tinyml-predict") == "no-upload: no batch is staged; upload one with tinyml-load batch LENGTH CRC32"
+    assert b.error("tinyml-predictions") == "no-upload: no batch is staged; upload one with tinyml-load batch LENGTH CRC32"
+    assert b.error("tinyml-load batch 15 0") == ("input-size: a batch is whole samples of input tensor 0 (16 bytes "
+                                                 "each), got 15 bytes")
+    assert b.error("tinyml-load batch 80 0") == ("bad-argument: a batch of 5 samples needs 80 input and 20 output "
+                                                 "bytes, batch-max-bytes is 64; send at most 4 samples")
+    assert b.error("tinyml-load batch 16 0 1").startswith("bad-argument: use tinyml-load model LENGTH CRC32")
+    b.upload("batch", bytes(64))
+    assert b.error("tinyml-predictions") == "no-results: the staged batch has not run; send tinyml-predict"
+    assert b.error("tinyml-predict 3") == "bad-argument: use tinyml-predict (no argument: it runs the staged batch)"
+    b.framed("tinyml-predict")
+    assert b.error("tinyml-predictions 4") == "bad-argument: start 4 is past the 4 samples of the batch"
+    assert b.error("tinyml-predictions x").startswith("bad-argument: use tinyml-predictions [START] [COUNT]")
+    # Outputs larger than inputs count too.
+    b.upload("model", test_model(inputs=4, outputs=40))
+    assert b.error("tinyml-load batch 8 0") == ("bad-argument: a batch of 2 samples needs 8 input and 80 output "
+                                                "bytes, batch-max-bytes is 64; send at most 1 samples")
+    # A model load drops the batch; a failed invoke says which sample and leaves no predictions.
+    b.upload("model", test_model(flags=2))
+    assert b.error("tinyml-predict").startswith("no-upload")
+    b.upload("batch", bytes(64))
+    assert b.error("tinyml-predict") == "invoke-failed: sample 2: Invoke() returned 1 (test model flag bit 1)"
+    assert b.error("tinyml-predictions").startswith("no-results")
+
+
+def test_batch_without_room_says_so(board):
+    b = board("--max-model-bytes", "3000", "--batch-max", "65536")
+    b.upload("model", test_model(inputs=16, outputs=4))
+    assert b.error("tinyml-load batch 4000 0").startswith("no-room: batch needs 4000 bytes, have ")
+    b.upload("batch", bytes(1600))  # 1600 in + 400 out fit the 3000-byte heap (with the model's)
+    assert b.framed("tinyml-predict")[0].body.startswith("predict-[samples=100,")
 
 
 def test_overlong_command_is_rejected_then_parsing_recovers(board):

@@ -38,7 +38,10 @@ def _session(rng: random.Random) -> bytes:
              "tinyml-ops", "tinyml-arena", "tinyml-heap", "tinyml-resend 1 48", "tinyml-resend 99999",
              f"tinyml-load model {len(model)} {zlib.crc32(model):08x}",
              f"tinyml-chunk 0 {model.hex()} {zlib.crc32(model):08x}", "tinyml-builtin",
-             "tinyml-load input 8 0", "tinyml-chunk 0 00 0", "db print 100 3", "tinyml-samples 4000000000 7"]
+             "tinyml-load input 8 0", "tinyml-chunk 0 00 0", "db print 100 3", "tinyml-samples 4000000000 7",
+             f"tinyml-load batch 24 {zlib.crc32(bytes(range(24))):08x}",
+             f"tinyml-chunk 0 {bytes(range(24)).hex()} {zlib.crc32(bytes(range(24))):08x}", "tinyml-load batch 16 0",
+             "tinyml-predict", "tinyml-predictions", "tinyml-predictions 2 1", "tinyml-predictions 4000000000 9"]
     parts = []
     for _ in range(400):
         kind = rng.random()

@@ -15,7 +15,7 @@ def test_stdin_stdout_mode(host_binary):
     proc = subprocess.run([str(host_binary)], input=b"name%tinyml-version%", capture_output=True, timeout=10)
     lines = proc.stdout.decode().split("\r\n")
     assert proc.returncode == 0 and "m-name-dut-[tinyml-bench]" in lines
-    assert [parse_frame(line).body for line in lines if line.startswith("m-#")][0] == "protocol-[1.1]"
+    assert [parse_frame(line).body for line in lines if line.startswith("m-#")][0] == "protocol-[1.2]"
 
 
 def test_panic_on_stdin_stdout_reboots_on_the_same_stream(host_binary):
@@ -25,7 +25,7 @@ def test_panic_on_stdin_stdout_reboots_on_the_same_stream(host_binary):
     assert proc.returncode == 0
     panic = next(i for i, line in enumerate(lines) if line.startswith("Guru Meditation Error"))
     assert lines[panic - 3:panic] == ["m-warmup-start-0", "m-warmup-done", "m-infer-start-4"]
-    assert lines[panic + 1:panic + 4] == ["m-boot-[tinyml-bench 0.1.0]", "m-tinyml-protocol-[1.1]",
+    assert lines[panic + 1:panic + 4] == ["m-boot-[tinyml-bench 0.1.0]", "m-tinyml-protocol-[1.2]",
                                           "m-reset-reason-[panic]"]
     assert lines.count("m-init-done") == 2 and "m-infer-done" not in lines
 

@@ -64,7 +64,7 @@ def test_info_merges_engine_keys_and_decodes_them(ref_board):
     assert info["chip"] == "ref-chip"  # the engine replaces the host's chip=host-sim
     assert info["note"] == "a b%c"  # percent-decoded
     assert info["engine"] == "external:ref-python"
-    assert info["protocol"] == "1.1" and "build" in info
+    assert info["protocol"] == "1.2" and "build" in info
     # The engine's stdout went to tinyml-host's stderr, never into the protocol stream.
     assert "noise on stdout while serving info" in b.close()
 

@@ -18,6 +18,7 @@ typedef struct host_options {
   size_t arena_size;
   size_t boot_heap;          /* 0: unlimited; else the largest free block the arena is planned against */
   uint32_t max_runs;
+  uint32_t batch_max; /* bytes of a tinyml-load batch (0: the core's default) */
   const char *reset_reason;
   const char *build;
   uint32_t garble[16];

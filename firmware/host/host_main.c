@@ -100,7 +100,7 @@ static void usage(void) {
   fprintf(stderr,
           "usage: tinyml-host [--tty PATH] [--engine test | --engine-cmd CMD] [--builtin-model FILE | --no-builtin]\n"
           "                   [--delay-us N] [--max-model-bytes N] [--arena-size N] [--boot-heap N] [--max-runs N]\n"
-          "                   [--reset-reason NAME] [--garble-seq N[,N...]] [--panic-at-invoke K] [--build ID]\n"
+          "                   [--batch-max N] [--reset-reason NAME] [--garble-seq N[,N...]] [--panic-at-invoke K] [--build ID]\n"
           "See firmware/host/ENGINE_RPC.md.\n");
 }
 
@@ -159,6 +159,8 @@ static int parse_options(int argc, char **argv) {
       g_opt.arena_size = n;
     } else if (strcmp(a, "--boot-heap") == 0) {
       g_opt.boot_heap = n;
+    } else if (strcmp(a, "--batch-max") == 0 && n > 0) {
+      g_opt.batch_max = n;
     } else if (strcmp(a, "--max-runs") == 0 && n > 0) {
       g_opt.max_runs = n;
     } else if (strcmp(a, "--panic-at-invoke") == 0) {
@@ -196,7 +198,7 @@ int main(int argc, char **argv) {
     g_io.in_fd = g_io.out_fd = fd;
   }
   char name[96];
-  tinyml_config config = {g_opt.reset_reason, g_opt.max_runs, 0, {0, 0, 0}};
+  tinyml_config config = {g_opt.reset_reason, g_opt.max_runs, 0, {0, 0, 0}, g_opt.batch_max};
   if (g_opt.engine_cmd) {
     if (rpc_engine_init(&g_runtime, g_opt.engine_cmd) != 0) return 2;
     snprintf(name, sizeof name, "external:%s", rpc_engine_name());

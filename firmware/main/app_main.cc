@@ -315,7 +315,8 @@ extern "C" void app_main(void) {
   g_platform.info = Info;
   // D3 of issue 13: an arena the heap cannot hold is shrunk to what it can, and the protocol comes up anyway;
   // the banner, tinyml-info and every model load say what was allocated against what was configured.
-  tinyml_config config = {ResetReason(), CONFIG_TINYML_MAX_RUNS, CONFIG_TINYML_DB_MAX, {0, 0, 0}};
+  tinyml_config config = {ResetReason(), CONFIG_TINYML_MAX_RUNS, CONFIG_TINYML_DB_MAX, {0, 0, 0},
+                          CONFIG_TINYML_BATCH_MAX};
   config.arena.configured = CONFIG_TINYML_ARENA_SIZE;
   config.arena.heap_at_boot = board_arena_largest_free();
   config.arena.size = tinyml_arena_fit(CONFIG_TINYML_ARENA_SIZE, config.arena.heap_at_boot);

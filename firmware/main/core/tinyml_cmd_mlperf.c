@@ -38,7 +38,7 @@ double tinyml_dequantize(const tinyml_tensor_info *info, const uint8_t *data, ui
   return (raw - info->zero_point) * info->scale;
 }
 
-int tinyml_stage_inputs(tinyml_core *core, int use_db, int framed) {
+int tinyml_stage_inputs(tinyml_core *core, const uint8_t *input0, size_t len0, int framed) {
   const tinyml_runtime *rt = core->runtime;
   int count = rt->tensor_count(rt->ctx, 0);
   for (int i = 0; i < count; i++) {
@@ -48,9 +48,9 @@ int tinyml_stage_inputs(tinyml_core *core, int use_db, int framed) {
     const uint8_t *data = NULL;
     size_t len = 0;
     memset(&err, 0, sizeof err);
-    if (use_db && i == 0) {
-      data = core->db;
-      len = core->db_len;
+    if (input0 != NULL && i == 0) {
+      data = input0;
+      len = len0;
     } else if (staged != NULL && staged->buf != NULL) {
       data = staged->buf;
       len = staged->len;
@@ -74,7 +74,7 @@ static int invoke(tinyml_core *core, int use_db, int framed, uint32_t *us, const
   tinyml_error err;
   char prefix[48];
   memset(&err, 0, sizeof err);
-  if (tinyml_stage_inputs(core, use_db, framed) != 0) return -1;
+  if (tinyml_stage_inputs(core, use_db ? core->db : NULL, core->db_len, framed) != 0) return -1;
   if (rt->invoke(rt->ctx, us, &err) != 0) {
     snprintf(prefix, sizeof prefix, "%s %lu: ", what, (unsigned long)i);
     tinyml_fail_error(core, framed, &err, prefix);
@@ -318,13 +318,15 @@ static const char *const kHelp[] = {
     "results             : output 0, dequantized",
     "tinyml-version      : protocol version",
     "tinyml-info         : board info",
-    "tinyml-load model|input LEN CRC32 [INDEX] : announce an upload",
+    "tinyml-load model|input|batch LEN CRC32 [INDEX] : announce an upload",
     "tinyml-chunk OFFSET HEX CRC32 : upload bytes",
     "tinyml-builtin      : load the built-in model",
     "tinyml-model        : loaded model, tensors, arena",
     "tinyml-infer RUNS WARMUP : timed runs, samples kept",
     "tinyml-samples [START] [COUNT] : per-run microseconds",
     "tinyml-outputs [INDEX] : raw output bytes and quantization",
+    "tinyml-predict      : run every sample of the staged batch",
+    "tinyml-predictions [START] [COUNT] : output 0 of each batch sample",
     "tinyml-arena        : arena figures and size",
     "tinyml-ops          : per-op microseconds (one profiled run)",
     "tinyml-heap         : free heap",

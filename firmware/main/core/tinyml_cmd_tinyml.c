@@ -29,6 +29,7 @@ static void info(tinyml_core *core) {
   emit_info(core, "firmware", TINYML_FIRMWARE_NAME " " TINYML_FIRMWARE_VERSION);
   emit_info(core, "reset-reason", core->config.reset_reason);
   emit_number(core, "max-runs", (unsigned long)core->config.max_runs);
+  emit_number(core, "batch-max-bytes", (unsigned long)core->config.batch_max);
   if (plan->configured) {
     /* The arena as sized at boot: less than configured when the heap was short (tinyml_arena_fit). */
     emit_number(core, "arena-bytes", (unsigned long)plan->size);
@@ -157,7 +158,7 @@ static void ops(tinyml_core *core) {
   tinyml_error err;
   int n = 0;
   memset(&err, 0, sizeof err);
-  if (!need_model(core) || tinyml_stage_inputs(core, 0, 1) != 0) return;
+  if (!need_model(core) || tinyml_stage_inputs(core, NULL, 0, 1) != 0) return;
   if (rt->profile(rt->ctx, core->ops, TINYML_MAX_OPS, &n, &err) != 0) {
     tinyml_fail_error(core, 1, &err, "");
     return;
@@ -215,7 +216,7 @@ static void resend(tinyml_core *core, tinyml_args *a) {
 int tinyml_cmd_tinyml(tinyml_core *core, tinyml_args *a) {
   const char *name = a->argv[0];
   if (strncmp(name, "tinyml-", 7) != 0) return 0;
-  if (tinyml_cmd_upload(core, a)) return 1;
+  if (tinyml_cmd_upload(core, a) || tinyml_cmd_batch(core, a)) return 1;
   if (strcmp(name, "tinyml-version") == 0) {
     tinyml_frame(&core->framer, core->io, 'm', "protocol-[%s]", TINYML_PROTOCOL_VERSION);
     tinyml_frame(&core->framer, core->io, 'm', "firmware-[%s %s]", TINYML_FIRMWARE_NAME, TINYML_FIRMWARE_VERSION);

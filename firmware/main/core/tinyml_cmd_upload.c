@@ -1,5 +1,5 @@
 /* tinyml-load / tinyml-chunk: the upload state machine (announced length and CRC32, chunks with their own
- * CRC32 and offset, verify at the end, then load the model or stage the input). */
+ * CRC32 and offset, verify at the end, then load the model, stage the input or stage the batch). */
 #include <stdio.h>
 #include <string.h>
 
@@ -11,22 +11,63 @@ static void abandon(tinyml_core *core) {
   memset(&core->upload, 0, sizeof core->upload);
 }
 
+static int tensor_bytes(tinyml_core *core, int output, uint32_t *bytes) {
+  const tinyml_runtime *rt = core->runtime;
+  tinyml_tensor_info info;
+  tinyml_error err;
+  memset(&err, 0, sizeof err);
+  if (rt->tensor_info(rt->ctx, output, 0, &info, &err) != 0) {
+    tinyml_fail_error(core, 1, &err, "");
+    return -1;
+  }
+  *bytes = info.bytes;
+  return 0;
+}
+
+/* A batch is whole samples of input tensor 0, and it and its outputs each fit batch-max-bytes. */
+static int check_batch(tinyml_core *core, uint32_t length) {
+  uint32_t in_bytes = 0, out_bytes = 0, max = core->config.batch_max;
+  if (!core->model_loaded) {
+    tinyml_fail(core, 1, TINYML_ST_NO_MODEL, "no model is loaded; load one before its batch");
+    return -1;
+  }
+  if (tensor_bytes(core, 0, &in_bytes) != 0 || tensor_bytes(core, 1, &out_bytes) != 0) return -1;
+  if (in_bytes == 0 || length % in_bytes != 0) {
+    tinyml_fail(core, 1, TINYML_ST_INPUT_SIZE, "a batch is whole samples of input tensor 0 (%lu bytes each), got "
+                "%lu bytes", (unsigned long)in_bytes, (unsigned long)length);
+    return -1;
+  }
+  uint32_t n = length / in_bytes;
+  if (length > max || (uint64_t)n * out_bytes > max) {
+    tinyml_fail(core, 1, TINYML_ST_BAD_ARGUMENT, "a batch of %lu samples needs %lu input and %lu output bytes, "
+                "batch-max-bytes is %lu; send at most %lu samples", (unsigned long)n, (unsigned long)length,
+                (unsigned long)((uint64_t)n * out_bytes), (unsigned long)max,
+                (unsigned long)(max / (in_bytes > out_bytes ? in_bytes : out_bytes)));
+    return -1;
+  }
+  tinyml_release_batch(core); /* its RAM is needed for the new one */
+  return 0;
+}
+
 static void load(tinyml_core *core, tinyml_args *a) {
   const tinyml_runtime *rt = core->runtime;
   uint32_t length = 0, crc = 0, index = 0;
   int model = a->argc >= 2 && strcmp(a->argv[1], "model") == 0;
   int input = a->argc >= 2 && strcmp(a->argv[1], "input") == 0;
+  int batch = a->argc >= 2 && strcmp(a->argv[1], "batch") == 0;
   abandon(core);
-  if ((!model && !input) || a->argc < 4 || a->argc > (input ? 5 : 4) ||
+  if ((!model && !input && !batch) || a->argc < 4 || a->argc > (input ? 5 : 4) ||
       tinyml_parse_u32(a->argv[2], &length) != 0 || length == 0 || tinyml_parse_hex32(a->argv[3], &crc) != 0 ||
       (a->argc == 5 && tinyml_parse_u32(a->argv[4], &index) != 0)) {
     tinyml_fail(core, 1, TINYML_ST_BAD_ARGUMENT,
-                "use tinyml-load model LENGTH CRC32 or tinyml-load input LENGTH CRC32 [INDEX] "
-                "(LENGTH >= 1 decimal, CRC32 1-8 hex digits)");
+                "use tinyml-load model LENGTH CRC32, tinyml-load input LENGTH CRC32 [INDEX] or tinyml-load batch "
+                "LENGTH CRC32 (LENGTH >= 1 decimal, CRC32 1-8 hex digits)");
     return;
   }
   if (model) {
     tinyml_unload_model(core); /* its RAM is needed for the new one */
+  } else if (batch) {
+    if (check_batch(core, length) != 0) return;
   } else {
     tinyml_tensor_info info;
     tinyml_error err;
@@ -58,20 +99,50 @@ static void load(tinyml_core *core, tinyml_args *a) {
   }
   size_t available = 0;
   uint8_t *buf = (uint8_t *)tinyml_alloc(core, length, &available);
+  const char *what = model ? "model" : input ? "input" : "batch";
   if (buf == NULL) {
     tinyml_fail(core, 1, model ? TINYML_ST_MODEL_TOO_BIG : TINYML_ST_NO_ROOM,
-                "%s needs %lu bytes, have %lu (largest free block)", model ? "model" : "input",
-                (unsigned long)length, (unsigned long)available);
+                "%s needs %lu bytes, have %lu (largest free block)", what, (unsigned long)length,
+                (unsigned long)available);
     return;
   }
-  core->upload.target = model ? TINYML_UP_MODEL : TINYML_UP_INPUT;
+  core->upload.target = model ? TINYML_UP_MODEL : input ? TINYML_UP_INPUT : TINYML_UP_BATCH;
   core->upload.index = (int)index;
   core->upload.length = length;
   core->upload.crc = crc;
   core->upload.buf = buf;
-  tinyml_frame(&core->framer, core->io, 'm', "load-[target=%s,length=%lu,crc32=%08lx]", model ? "model" : "input",
-               (unsigned long)length, (unsigned long)crc);
+  tinyml_frame(&core->framer, core->io, 'm', "load-[target=%s,length=%lu,crc32=%08lx]", what, (unsigned long)length,
+               (unsigned long)crc);
   tinyml_frame_end(&core->framer, core->io);
+}
+
+/* A verified batch upload: room for its outputs too, then kept until the next batch or model. */
+static int stage_batch(tinyml_core *core, uint8_t *buf, uint32_t length, uint32_t crc) {
+  uint32_t in_bytes = 0, out_bytes = 0;
+  size_t available = 0;
+  if (tensor_bytes(core, 0, &in_bytes) != 0 || tensor_bytes(core, 1, &out_bytes) != 0) {
+    tinyml_release(core, buf);
+    return -1;
+  }
+  uint32_t n = length / in_bytes;
+  uint8_t *out = (uint8_t *)tinyml_alloc(core, (size_t)n * out_bytes, &available);
+  if (out == NULL) {
+    tinyml_release(core, buf);
+    tinyml_fail(core, 1, TINYML_ST_NO_ROOM, "the outputs of a batch of %lu samples need %lu bytes, have %lu (largest "
+                "free block); send fewer samples", (unsigned long)n, (unsigned long)n * out_bytes,
+                (unsigned long)available);
+    return -1;
+  }
+  core->batch.in = buf;
+  core->batch.out = out;
+  core->batch.n = n;
+  core->batch.in_bytes = in_bytes;
+  core->batch.out_bytes = out_bytes;
+  core->batch.crc = crc;
+  core->batch.predicted = 0;
+  tinyml_frame(&core->framer, core->io, 'm', "batch-[samples=%lu,bytes=%lu,crc32=%08lx]", (unsigned long)n,
+               (unsigned long)length, (unsigned long)crc);
+  return 0;
 }
 
 /* The last byte arrived: verify the whole upload, then use it. */
@@ -87,6 +158,8 @@ static void finish(tinyml_core *core) {
   }
   if (up.target == TINYML_UP_MODEL) {
     if (tinyml_load_model(core, up.buf, up.length, 0, 1) != 0 || tinyml_describe_model(core) != 0) return;
+  } else if (up.target == TINYML_UP_BATCH) {
+    if (stage_batch(core, up.buf, up.length, crc) != 0) return;
   } else {
     /* Kept, not copied once: every invoke gets these bytes again (its tensor may be overwritten by the
      * tensors computed after it). */

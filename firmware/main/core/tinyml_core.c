@@ -17,6 +17,7 @@ int tinyml_core_init(tinyml_core *core, const tinyml_runtime *runtime, const tin
   core->config = *config;
   if (core->config.max_runs == 0) core->config.max_runs = 1000;
   if (core->config.db_max == 0) core->config.db_max = 96 * 96 * 3;
+  if (core->config.batch_max == 0) core->config.batch_max = 16384;
   if (core->config.reset_reason == NULL) core->config.reset_reason = "unknown";
   tinyml_frame_init(&core->framer);
   size_t available = 0;
@@ -67,8 +68,15 @@ void tinyml_fail_error(tinyml_core *core, int framed, const tinyml_error *err, c
   send_error(core, framed, status, message);
 }
 
+void tinyml_release_batch(tinyml_core *core) {
+  tinyml_release(core, core->batch.in);
+  tinyml_release(core, core->batch.out);
+  memset(&core->batch, 0, sizeof core->batch);
+}
+
 void tinyml_unload_model(tinyml_core *core) {
   if (core->model_loaded) core->runtime->unload(core->runtime->ctx);
+  tinyml_release_batch(core);
   tinyml_release(core, core->model_buf);
   for (int i = 0; i < TINYML_MAX_INPUTS; i++) tinyml_release(core, core->inputs[i].buf);
   memset(core->inputs, 0, sizeof core->inputs);

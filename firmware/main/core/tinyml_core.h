@@ -15,7 +15,7 @@
 extern "C" {
 #endif
 
-#define TINYML_PROTOCOL_VERSION "1.1"
+#define TINYML_PROTOCOL_VERSION "1.2"
 #define TINYML_FIRMWARE_NAME "tinyml-bench"
 #define TINYML_FIRMWARE_VERSION "0.1.0"
 #define TINYML_CMD_MAX 1024            /* bytes of one command, without its '%' */
@@ -107,9 +107,10 @@ typedef struct tinyml_config {
   uint32_t max_runs;        /* samples kept per run; 0 = 1000 */
   uint32_t db_max;          /* MLPerf db buffer limit; 0 = 27648 */
   tinyml_arena_plan arena;
+  uint32_t batch_max;       /* bytes of a tinyml-load batch, and of its outputs; 0 = 16384 */
 } tinyml_config;
 
-typedef enum { TINYML_UP_NONE = 0, TINYML_UP_MODEL, TINYML_UP_INPUT } tinyml_upload_target;
+typedef enum { TINYML_UP_NONE = 0, TINYML_UP_MODEL, TINYML_UP_INPUT, TINYML_UP_BATCH } tinyml_upload_target;
 
 typedef struct tinyml_upload {
   tinyml_upload_target target;
@@ -126,6 +127,17 @@ typedef struct tinyml_staged_input {
   uint32_t len;
   uint32_t crc;
 } tinyml_staged_input;
+
+/* A batch of input-0 samples (tinyml-load batch) and, after tinyml-predict, output 0 of each (protocol 1.2). */
+typedef struct tinyml_batch {
+  uint8_t *in;        /* n samples back to back, in_bytes each; NULL: no batch staged */
+  uint8_t *out;       /* n outputs back to back, out_bytes each */
+  uint32_t n;
+  uint32_t in_bytes;
+  uint32_t out_bytes;
+  uint32_t crc;       /* of the uploaded bytes */
+  int predicted;      /* out holds the outputs of in */
+} tinyml_batch;
 
 typedef struct tinyml_core {
   const tinyml_runtime *runtime;
@@ -147,6 +159,7 @@ typedef struct tinyml_core {
   const char *mlperf_name; /* "kws01", ... when the model is one of MLPerf Tiny's four, else NULL */
   tinyml_upload upload;
   tinyml_staged_input inputs[TINYML_MAX_INPUTS];
+  tinyml_batch batch;
   /* MLPerf db staging buffer */
   uint8_t *db;
   uint32_t db_len;

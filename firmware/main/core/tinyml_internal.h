@@ -21,7 +21,9 @@ void tinyml_fail_error(tinyml_core *core, int framed, const tinyml_error *err, c
 void *tinyml_alloc(tinyml_core *core, size_t bytes, size_t *available);
 void tinyml_release(tinyml_core *core, void *ptr);
 
-/* Unload the model and free its buffer and its staged inputs. */
+/* Free the staged batch and its outputs (tinyml-load batch, tinyml-predict). */
+void tinyml_release_batch(tinyml_core *core);
+/* Unload the model and free its buffer, its staged inputs and its batch. */
 void tinyml_unload_model(tinyml_core *core);
 /* Load a model (owned: buf was allocated by the core and is released on failure); returns 0 or -1 after
  * sending the error. */
@@ -36,9 +38,9 @@ double tinyml_dequantize(const tinyml_tensor_info *info, const uint8_t *data, ui
 uint32_t tinyml_element_count(const tinyml_tensor_info *info);
 /* "1x16" */
 void tinyml_format_dims(const tinyml_tensor_info *info, char *out, size_t cap);
-/* Copy every staged input (the MLPerf db buffer for input 0 when use_db) into its tensor; zeros for an input
- * never uploaded. Returns 0 or -1 after an error line. */
-int tinyml_stage_inputs(tinyml_core *core, int use_db, int framed);
+/* Copy every staged input into its tensor (input0/len0 instead for input 0 when input0 is not NULL: the MLPerf
+ * db buffer, a batch sample); zeros for an input never uploaded. Returns 0 or -1 after an error line. */
+int tinyml_stage_inputs(tinyml_core *core, const uint8_t *input0, size_t len0, int framed);
 /* Run warmup untimed and runs timed invokes, inputs staged before each, keeping samples; returns 0 or -1
  * after an error. */
 int tinyml_run(tinyml_core *core, uint32_t runs, uint32_t warmup, int use_db, int framed, uint64_t *lap0,
@@ -49,5 +51,6 @@ const char *tinyml_mlperf_model_name(tinyml_core *core);
 int tinyml_cmd_mlperf(tinyml_core *core, tinyml_args *args);   /* 1 when the command was claimed */
 int tinyml_cmd_tinyml(tinyml_core *core, tinyml_args *args);   /* 1 when the command was claimed */
 int tinyml_cmd_upload(tinyml_core *core, tinyml_args *args);   /* tinyml-load / tinyml-chunk */
+int tinyml_cmd_batch(tinyml_core *core, tinyml_args *args);    /* tinyml-predict / tinyml-predictions */
 
 #endif

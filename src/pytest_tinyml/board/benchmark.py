@@ -6,6 +6,7 @@ Talks to the board only through the public verbs of :class:`~pytest_tinyml.board
 from __future__ import annotations
 
 from pytest_tinyml.board.result import BoardResult
+from pytest_tinyml.board.samples import as_samples
 from pytest_tinyml.errors import BoardError, BoardReset, ConfigError, ProtocolError
 from pytest_tinyml.latency import LatencyStats
 
@@ -18,33 +19,20 @@ def _artifact(model):
     return runtime.load(model)
 
 
-def _as_samples(inputs, quant, n_bytes: int):
-    """``inputs`` -> list of raw byte strings, one per sample, in the input tensor's dtype."""
+def outputs_one_by_one(client, samples: list[bytes]):
+    """Each sample's output 0 through ``tinyml-load input``, ``tinyml-infer 1 0``, ``tinyml-outputs 0``:
+    (list of raw arrays shaped like one sample's output, the board's output TensorQuant)."""
     import numpy as np
 
-    per_sample = int(np.prod(quant.shape[1:])) if len(quant.shape) > 1 else int(np.prod(quant.shape))
-    if inputs is None:
-        zeros = quant.quantize(np.zeros(per_sample, dtype=np.float32)) if quant.quantized else None
-        return [zeros.tobytes() if zeros is not None else bytes(n_bytes)]
-    x = np.asarray(inputs)
-    if x.size == per_sample:
-        x = x.reshape(1, per_sample)
-    if x.size % per_sample or x.shape[0] * per_sample != x.size:
-        raise ConfigError(f"inputs of shape {x.shape} do not match the model's input {tuple(quant.shape)}: give "
-                          f"an array whose first axis is the sample and whose other axes hold {per_sample} values")
-    x = x.reshape(x.shape[0], per_sample)
-    if np.issubdtype(x.dtype, np.floating):
-        q = quant.quantize(x) if quant.quantized else x.astype(quant.dtype)
-    elif x.dtype == np.dtype(quant.dtype):
-        q = x
-    else:
-        raise ConfigError(f"inputs are {x.dtype}, the model's input tensor is {quant.dtype}: pass float values "
-                          f"(they are quantized with scale {quant.scale}, zero point {quant.zero_point}) or "
-                          f"{quant.dtype} values")
-    out = [np.ascontiguousarray(row).tobytes() for row in q]
-    if any(len(b) != n_bytes for b in out):
-        raise ConfigError(f"an input sample is {len(out[0])} bytes, the board's input tensor takes {n_bytes}")
-    return out
+    raw, out_quant = [], None
+    for sample in samples:
+        client.upload("input", sample, 0)
+        client.infer(1, 0)
+        out_quant, data = client.output(0)
+        values = np.frombuffer(data, dtype=np.dtype(out_quant.dtype))
+        shape = tuple(out_quant.shape[1:]) if len(out_quant.shape) > 1 else (values.size,)
+        raw.append(values.reshape(shape) if int(np.prod(shape)) == values.size else values)
+    return raw, out_quant
 
 
 def run(board, model, inputs, runs: int, warmup: int):
@@ -67,15 +55,8 @@ def run(board, model, inputs, runs: int, warmup: int):
         board_in = state.inputs[0]
         in_quant = artifact.inputs[0] if artifact is not None and artifact.inputs else board_in
         n_bytes = int(np.prod(board_in.shape)) * np.dtype(board_in.dtype).itemsize
-        samples = _as_samples(inputs, in_quant, n_bytes)
-        raw, out_quant = [], None
-        for sample in samples:
-            client.upload("input", sample, 0)
-            client.infer(1, 0)
-            out_quant, data = client.output(0)
-            values = np.frombuffer(data, dtype=np.dtype(out_quant.dtype))
-            shape = tuple(out_quant.shape[1:]) if len(out_quant.shape) > 1 else (values.size,)
-            raw.append(values.reshape(shape) if int(np.prod(shape)) == values.size else values)
+        samples = as_samples(inputs, in_quant, n_bytes)
+        raw, out_quant = outputs_one_by_one(client, samples)
         times = _timed_runs(board, runs, warmup)
         ops, ops_reason = client.ops()
     except BoardReset:

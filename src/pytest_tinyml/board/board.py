@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pytest_tinyml.board.client import NO_MODEL, BenchClient, LoadedModel
 from pytest_tinyml.board.identity import BoardIdentity
 from pytest_tinyml.board.protocol import SUPPORTED_MAJOR
-from pytest_tinyml.board.result import BoardResult
+from pytest_tinyml.board.result import BoardPredictions, BoardResult
 from pytest_tinyml.board.status import Status
 from pytest_tinyml.errors import ConfigError, ProtocolError
 
@@ -155,6 +155,30 @@ class Board:
         if self.on_result is not None:
             self.on_result(result, artifact)
         return result
+
+    def predict(self, model, x, *, batch_size: int | None = None) -> BoardPredictions:
+        """Run every sample of ``x`` on the board and read back output 0 of each: a data set slice on the device.
+
+        ``model``: a ``TFLiteArtifact``, flatbuffer bytes or a ``.tflite`` path; uploaded only when the board
+        holds another one. Float samples are quantized with the model's input TensorQuant. The slice streams in
+        batches (``tinyml-load batch``, ``tinyml-predict``; at most ``batch_size`` samples, and at most what the
+        board's ``batch-max-bytes`` holds); a firmware before protocol 1.2 gets one sample at a time. A board
+        that resets or goes away mid-stream raises ``BoardReset`` / ``BoardDisconnected``, one that stops
+        answering ``BoardTimeout`` (one ``--tinyml-timeout``). Nothing is recorded (``on_result`` is for timings).
+
+        Example:
+            >>> p = board.predict(int8_model, x_test[:500])  # doctest: +SKIP
+            >>> p.outputs.shape, p.where, p.batches[:2]  # doctest: +SKIP
+            ((500, 10), 'sim', (16, 240))
+        """
+        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                                       or batch_size < 1):
+            raise ConfigError(f"batch_size must be a whole number >= 1 (samples per batch), got {batch_size!r}")
+        if model is None:
+            raise ConfigError("predict needs the model to run: give the int8 TFLiteArtifact, its bytes or a path")
+        from pytest_tinyml.board import predict as flow
+
+        return flow.run(self, model, x, batch_size)
 
     def remeasure(self, model, inputs, runs: int, warmup: int) -> list[float]:
         """Time the same benchmark again and return its per-run samples (us); ``on_result`` is not called.

@@ -1,7 +1,8 @@
 """``BenchClient``: the tinyml-bench commands as public verbs, over :class:`~pytest_tinyml.board.protocol.Client`.
 
 One method per command of ``firmware/PROTOCOL.md`` (``tinyml-version``, ``-info``, ``-model``, ``-builtin``,
-``-load``/``-chunk``, ``-infer``, ``-samples``, ``-outputs``, ``-ops``) and the two MLPerf Tiny commands a
+``-load``/``-chunk``, ``-infer``, ``-samples``, ``-outputs``, ``-ops``, ``-predict``, ``-predictions``) and the
+two MLPerf Tiny commands a
 pure MLPerf firmware answers (``db``, ``infer``). Each returns parsed values; ``Board`` and the benchmark
 flow use only these.
 
@@ -153,6 +154,31 @@ class BenchClient(Client):
             elif body.startswith("output-"):
                 quant = tensor_quant("out", groups[0], groups[1])
         return quant, b"".join(data[k] for k in sorted(data))
+
+    def predict(self, samples: int) -> dict[str, int]:
+        """Run every sample of the staged batch (``tinyml-load batch``); the ``predict-[...]`` figures.
+
+        Checks the board ran the ``samples`` it was sent (commands are not framed).
+        """
+        body = self.command("tinyml-predict").bodies("predict-")
+        got = {k: int(v) for k, v in fields(brackets(body[0])[0]).items()} if body else {}
+        if got.get("samples") != samples:
+            raise ProtocolError(f"{self.port} ran {got.get('samples')} samples of a batch of {samples}: the batch "
+                                "upload was garbled on the way to the board", port=self.port, log=self.log)
+        return got
+
+    def predictions(self, start: int, count: int, out_bytes: int) -> list[bytes]:
+        """Output 0 of batch samples ``start`` .. ``start + count - 1`` after ``predict``, ``out_bytes`` each."""
+        parts: dict[int, dict[int, bytes]] = {}
+        for body in self.command(f"tinyml-predictions {start} {count}").bodies("prediction-"):
+            sample, offset, data = brackets(body)[:3]
+            parts.setdefault(int(sample), {})[int(offset)] = bytes.fromhex(data)
+        out = [b"".join(parts.get(i, {}).get(k, b"") for k in sorted(parts.get(i, {})))
+               for i in range(start, start + count)]
+        if any(len(o) != out_bytes for o in out):
+            raise ProtocolError(f"{self.port} sent {[len(o) for o in out]} output bytes for samples {start}.."
+                                f"{start + count - 1}, expected {out_bytes} each", port=self.port, log=self.log)
+        return out
 
     def ops(self) -> tuple[tuple[OpTiming, ...], str | None]:
         """One profiled invoke: (per-op times, None), or ((), the board's reason) when it cannot profile."""

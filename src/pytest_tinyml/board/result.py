@@ -88,3 +88,59 @@ class BoardResult:
             f"{chip} ({self.where}): median {lat.median:.0f} us over {lat.n} runs "
             f"(p90 {lat.p90:.0f}, max {lat.max:.0f}), arena {arena}"
         )
+
+
+@dataclass(frozen=True)
+class BoardPredictions:
+    """What one ``Board.predict`` call read back: output 0 of every input sample, as the board computed it.
+
+    ``outputs`` is a float numpy array (first axis = input sample) dequantized with the model's output
+    :class:`~pytest_tinyml.tflite.quant.TensorQuant` (``output_quant``); ``raw_outputs`` holds the integers the
+    board sent. ``inputs_sha256`` fingerprints the quantized input bytes the board was given, so a check can
+    tell whether these are the outputs of a given ``x`` (:meth:`ran_on`). ``batches`` lists the samples per
+    batch (``tinyml-load batch`` + ``tinyml-predict``; one per sample on a firmware older than protocol 1.2).
+    ``where`` is ``"device"`` or ``"sim"``; ``identity`` says which board it was.
+
+    Example:
+        >>> p = BoardPredictions(outputs=None, raw_outputs=None, output_quant=None, input_quant=None,
+        ...                      inputs_sha256="", model_sha256="ab" * 32, info={"where": "sim"}, batches=(256, 44))
+        >>> p.where, p.samples
+        ('sim', 300)
+    """
+
+    outputs: Any
+    raw_outputs: Any
+    output_quant: Any
+    input_quant: Any  # TensorQuant the float inputs were quantized with
+    inputs_sha256: str
+    model_sha256: str | None
+    info: dict[str, Any]
+    batches: tuple[int, ...] = ()
+    invoke_us: int | None = None  # sum of the invokes' own times (the board's timer), None when not reported
+    identity: Any = None
+    log: str = field(default="", repr=False)
+
+    @property
+    def where(self) -> str:
+        """``"device"`` (a real board) or ``"sim"`` (the host simulator)."""
+        if self.identity is not None:
+            return self.identity.where
+        return str(self.info.get("where", "device"))
+
+    @property
+    def samples(self) -> int:
+        return sum(self.batches)
+
+    def ran_on(self, x) -> bool:
+        """Whether these are the outputs of inputs ``x`` (float: quantized as they were; or the tensor's dtype).
+
+        Example:
+            >>> predictions.ran_on(x_test[:300])  # doctest: +SKIP
+            True
+        """
+        from pytest_tinyml.board.samples import inputs_fingerprint
+
+        try:
+            return inputs_fingerprint(x, self.input_quant) == self.inputs_sha256
+        except Exception:  # inputs that cannot even be quantized like these are not these inputs
+            return False
