@@ -32,7 +32,9 @@ def main() -> None:
         if kind in worst:
             print(f"worst held-out {'end-to-end' if kind == 'model' else kind} error: {worst[kind]['error']:+.1%} "
                   f"({worst[kind]['id']})")
-    print(f"estimate range: latency x (1 -/+ {latency.BAND:.0%}); issue 18's end-to-end target: 25%")
+    ratios = [r["published"] / r["predicted"] for r in rows if r["kind"] == "model" and r["role"] == "held-out"]
+    print(f"held-out published / estimate: {min(ratios):.2f} to {max(ratios):.2f}; estimate range: latency x "
+          f"{latency.RANGE[0]:.2f} to {latency.RANGE[1]:.2f}; issue 18's end-to-end target: within 25%")
     for source in published.SOURCES:
         print(f"source: {source['repo']} {source['file']} {source['version']} @ {source['commit'][:12]}")
 

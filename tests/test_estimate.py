@@ -52,22 +52,30 @@ def _held_out(kind: str) -> list:
 
 
 def test_calibration_reproduces_its_own_rows_and_the_band_covers_every_held_out_figure():
-    """The band is latency.comparison()'s (what benchmarks/estimate.py prints): every held-out end-to-end
-    figure lies inside the estimate's range."""
+    """The range is checked on latency.comparison() (what benchmarks/estimate.py prints): every held-out
+    end-to-end figure lies inside the range an estimate() of that graph would return."""
     for r in latency.comparison():
         if r["role"] == "calibration":
             assert r["predicted"] == pytest.approx(r["published"], rel=1e-6), r["id"]
     held_out = _held_out("model")
     assert {r["id"].split()[2] for r in held_out} == {"esp32s3", "esp32c3"}
+    low, high = latency.RANGE
     for r in held_out:
-        assert abs(r["error"]) <= latency.BAND, (r["id"], r["error"])
+        assert r["predicted"] * low <= r["published"] <= r["predicted"] * high, (r["id"], r["error"])
 
 
-def test_a_wrong_published_figure_falls_outside_the_band():
-    """The wrong input for the band check: S3 with ESP-NN published at twice its figure is out of the range."""
+def test_a_wrong_published_figure_falls_outside_the_range():
+    """The wrong input for the range check: S3 with ESP-NN published at twice, or at half, its figure is out."""
     row = next(r for r in latency.comparison() if r["id"] == "person detection esp32s3 esp-nn")
-    predicted = row["predicted"]
-    assert not (2 * row["published"] * (1 - latency.BAND) <= predicted <= 2 * row["published"] * (1 + latency.BAND))
+    low, high = latency.RANGE
+    assert row["predicted"] * low <= row["published"] <= row["predicted"] * high
+    for wrong in (2 * row["published"], row["published"] / 2):
+        assert not (row["predicted"] * low <= wrong <= row["predicted"] * high)
+
+
+def test_estimate_returns_the_range_the_benchmark_checks(cnn_int8):
+    est = tinyml.estimate(cnn_int8, target="esp32c3")
+    assert est.latency_ms_range == pytest.approx((est.latency_ms * latency.RANGE[0], est.latency_ms * latency.RANGE[1]))
 
 
 def _perturbed(monkeypatch, role: str) -> dict:

@@ -2,8 +2,9 @@
 
 ``estimate(model, target="esp32s3")`` returns an :class:`Estimate`: ``arena_bytes`` (the 32-bit device arena,
 from the host's measured arena, :mod:`pytest_tinyml.estimation.arena`), ``latency_ms`` with an honest
-``latency_ms_range`` and ``per_op`` (op, output shape, MACs, estimated ms, kernel path on that chip), from the
-per-op cost model of :mod:`pytest_tinyml.estimation.latency`. Every figure is labelled ``where = "estimate"``:
+``latency_ms_range`` (0.7x to 1.4x the estimate: it holds every held-out published figure) and ``per_op``
+(op, output shape, MACs, estimated ms, kernel path on that chip), from the per-op cost model of
+:mod:`pytest_tinyml.estimation.latency`. Every figure is labelled ``where = "estimate"``:
 reports and history never mix it with a measurement. ``benchmarks/estimate.py`` prints how good it is.
 
 The arena is TFLite Micro's with reference kernels; ESP-NN's scratch buffers (requested by its conv and
@@ -60,8 +61,8 @@ class Estimate:
         """A table a user reads.
 
         Example:
-            >>> print(Estimate("m", "esp32s3", 240, 1128, 0.5, (0.35, 0.65)).summary().splitlines()[0])
-            estimate of 'm' on esp32s3 at 240 MHz: arena 1128 bytes (32-bit), latency 0.50 ms (0.35 - 0.65) [where=estimate]
+            >>> print(Estimate("m", "esp32s3", 240, 1128, 0.5, (0.35, 0.7)).summary().splitlines()[0])
+            estimate of 'm' on esp32s3 at 240 MHz: arena 1128 bytes (32-bit), latency 0.50 ms (0.35 - 0.70) [where=estimate]
         """
         from pytest_tinyml._failure import table
 
@@ -135,5 +136,5 @@ def estimate(model, target: str = "esp32s3", cpu_mhz: float | None = None) -> Es
         cycles = latency.op_cycles(_kernel_key(op, path, chip), op.macs, elements, chip, path)
         per_op.append(OpEstimate(op.index, op.op, shape, op.macs, cycles / (mhz * 1000), path))
     total = sum(o.ms for o in per_op)
-    band = (total * (1 - latency.BAND), total * (1 + latency.BAND))
+    band = (total * latency.RANGE[0], total * latency.RANGE[1])
     return Estimate(artifact.name, chip, float(mhz), arena.device_arena_of(artifact), total, band, per_op)
