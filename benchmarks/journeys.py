@@ -194,9 +194,9 @@ def main(argv: list[str]) -> None:
         old_shell, old = journeys(args.compare.resolve())
         print(f"\n{'journey':<12} {'modules':>16} {'outside shell':>16} {'top-level units':>16}   "
               f"({args.compare} -> {args.src})")
-        for name, title in zip(("1 cold", "1 warm", "2"), JOURNEYS):
+        for name, title in zip(("1 cold", "1 warm", "2"), JOURNEYS, strict=True):
             before, after = counts(old[title], old_shell), counts(traced[title], shell)
-            print(f"{name:<12} " + " ".join(f"{b:>7} -> {a:<6}" for b, a in zip(before, after)))
+            print(f"{name:<12} " + " ".join(f"{b:>7} -> {a:<6}" for b, a in zip(before, after, strict=True)))
 
 
 if __name__ == "__main__":
