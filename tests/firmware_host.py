@@ -181,3 +181,21 @@ def test_outputs(model: bytes, data: bytes) -> bytes:
 
 test_model.__test__ = False  # helpers, not tests
 test_outputs.__test__ = False
+
+
+def build_host_as(chip: str, out_dir: Path, cpu_mhz: int | None = None) -> Path:
+    """A TEST build of tinyml-host that reports ``chip`` (and ``cpu_mhz``) like a board of that chip
+    (``-DTINYML_HOST_CHIP``, ENGINE_RPC.md): the real core standing in for a board, for routing by chip.
+
+    Its timings and arena are the host's; it is opened as a serial board (``open_board``) with
+    ``--build`` set to the device build id, so the freshness check passes without flashing.
+    """
+    defines = [f'-DTINYML_HOST_CHIP="{chip}"'] + ([f'-DTINYML_HOST_CPU_MHZ="{cpu_mhz}"'] if cpu_mhz else [])
+    sources = sorted((FIRMWARE / "main" / "core").glob("*.c")) + sorted((FIRMWARE / "host").glob("*.c"))
+    binary = out_dir / f"tinyml-host-{chip}"
+    command = ["gcc", "-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-Wshadow", "-D_GNU_SOURCE",
+               f"-I{FIRMWARE / 'main' / 'core'}", f"-I{FIRMWARE / 'host'}", '-DTINYML_BUILD_ID="standin"',
+               '-DTINYML_CFLAGS="test build"', *defines, *map(str, sources), "-o", str(binary), "-lm"]
+    proc = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, f"building tinyml-host as {chip} failed:\n{' '.join(command)}\n{proc.stderr}"
+    return binary

@@ -145,6 +145,15 @@ static void w_info(void *ctx, tinyml_info_emit emit, void *arg) {
   collect(w, "max-model-bytes", number);
   collect(w, "heap-free", number);
   if (w->opt->engine_cmd) rpc_engine_info(collect, w); /* may replace the host's keys (chip, ...) */
+#ifdef TINYML_HOST_CHIP
+  /* A TEST build of the real core standing in for a board of that chip (tests/firmware_host.py
+   * build_host_as): it reports the chip (and clock) a board would, while the engine still runs on the host.
+   * Never a release build: the sim reports chip host-sim. */
+  collect(w, "chip", TINYML_HOST_CHIP);
+#ifdef TINYML_HOST_CPU_MHZ
+  collect(w, "cpu-mhz", TINYML_HOST_CPU_MHZ);
+#endif
+#endif
   collect(w, "engine", w->engine_name); /* what actually runs, whatever the engine calls itself */
   for (int i = 0; i < w->n_keys; i++) emit(arg, w->keys[i], w->values[i]);
 }

@@ -168,20 +168,27 @@ def assert_accuracy_drop(reference, candidate, x, y, *, max_drop: float = 0.01, 
 
 def assert_budget(model, *, flash_kb: float | None = None, arena_kb: float | None = None,
                   latency_ms: float | None = None, target: str | None = None,
-                  cpu_mhz: float | None = None) -> dict:
+                  cpu_mhz: float | None = None, board=None) -> dict:
     """Fail when the flatbuffer is larger than ``flash_kb``, the TFLite Micro arena than ``arena_kb`` or the
     latency than ``latency_ms``.
 
-    Flash is the flatbuffer size. Without ``target`` the arena is the exact minimum found by the TFLite Micro
-    runtime on this host (64-bit pointers: larger than the device's) and ``where`` is ``host``. With
-    ``target="esp32s3"`` (or ``esp32``, ``esp32c3``; ``cpu_mhz`` optional) and no board, the figures are
-    :func:`pytest_tinyml.estimation.estimate`'s: the 32-bit device arena and the estimated latency, reported
-    with ``where=estimate`` (never compared with a measurement). ``latency_ms`` needs a ``target``. A Keras
-    model is converted with the float32 recipe first. KB = 1024 bytes. Returns the figures.
+    Flash is the flatbuffer size. Without ``target`` or a board the arena is the exact minimum found by the
+    TFLite Micro runtime on this host (64-bit pointers: larger than the device's), ``where=host``. With
+    ``target="esp32s3"`` (or ``esp32``, ``esp32c3``) the figures are measured on a board of that chip when
+    there is one: ``board=tinyml_board`` (or a ``BoardResult`` of this model), or by default the session's
+    ``--tinyml-board`` when it reports that chip; ``where=device``, the estimate and the ratio measured /
+    estimate beside them (recorded in the history for ``pytest-tinyml estimate calibrate``). Without one
+    (no board, a board of another chip, the sim: it is never a ``target``'s measurement) the figures are
+    :func:`pytest_tinyml.estimation.estimate`'s (``cpu_mhz`` optional), ``where=estimate``; a board passed
+    explicitly that reports another chip is a ``ConfigError``. ``board=False``: always the estimate. With a
+    board and no ``target``, the board's own figures (``where`` = ``device`` or ``sim``). ``latency_ms`` needs a
+    ``target`` or a board. A Keras model is converted with the float32 recipe first. KB = 1024 bytes. Returns
+    the figures. See :mod:`pytest_tinyml.board.budget`.
 
     Example:
         >>> assert_budget(int8_model, flash_kb=64, arena_kb=16)  # doctest: +SKIP
         >>> assert_budget(int8_model, arena_kb=24, latency_ms=30, target="esp32s3")  # doctest: +SKIP
+        >>> assert_budget(int8_model, latency_ms=30, target="esp32s3", board=tinyml_board)  # doctest: +SKIP
     """
     __tracebackhide__ = True
     flash_kb = _check_budget("flash_kb", flash_kb)
@@ -189,20 +196,33 @@ def assert_budget(model, *, flash_kb: float | None = None, arena_kb: float | Non
     latency_ms = _check_budget("latency_ms", latency_ms)
     if flash_kb is None and arena_kb is None and latency_ms is None:
         raise ConfigError("assert_budget needs a budget: give flash_kb=..., arena_kb=..., latency_ms=... (KB, ms)")
-    if latency_ms is not None and target is None:
+    if latency_ms is not None and target is None and not board:
         raise ConfigError("assert_budget(latency_ms=...) needs target= (esp32, esp32s3 or esp32c3): the latency "
-                          "is estimated for that chip")
+                          "is estimated for that chip, or measured on board=tinyml_board")
     resolved = _model_io.resolve(model, "model")
     artifact = _model_io.artifact_of(resolved)
     flash = len(artifact.content) / 1024
     figures = {"flash_kb": flash}
     rows = []
     hints = []
-    estimated = None
-    if target is not None and (arena_kb is not None or latency_ms is not None):
-        from pytest_tinyml.estimation import estimate
+    context = []
+    estimated = measured = None
+    if arena_kb is not None or latency_ms is not None:
+        from pytest_tinyml.board import budget as board_budget
 
-        estimated = estimate(artifact, target=target, cpu_mhz=cpu_mhz)
+        on, not_used = board_budget.choose(board, target)
+        measured = board_budget.measure(on, artifact) if on is not None else None
+        if not_used:
+            context.append(f"  {not_used}")
+        if target is not None:
+            from pytest_tinyml.estimation import estimate
+
+            # Beside a measurement, the uncalibrated estimate at the board's clock: its ratio calibrates the model.
+            mhz = measured.cpu_mhz if measured is not None and measured.cpu_mhz else cpu_mhz
+            estimated = estimate(artifact, target=target, cpu_mhz=mhz,
+                                 calibration=None if measured is not None else "auto")
+    if measured is not None and arena_kb is not None and measured.arena_bytes is None:
+        raise ConfigError(f"{measured.board} reports no arena figure: judge arena_kb= on the estimate (board=False)")
     if flash_kb is not None:
         over = flash > flash_kb
         rows.append(["flash (flatbuffer)", _fmt(flash, "{:.1f} KB"), _fmt(flash_kb, "{:.1f} KB"),
@@ -213,7 +233,9 @@ def assert_budget(model, *, flash_kb: float | None = None, arena_kb: float | Non
             hints.append("raise the budget or prune the architecture: fewer or narrower layers (pruned or "
                          "clustered weights save flash only in a compressed image: TFLite stores the zeros)")
     if arena_kb is not None:
-        if estimated is not None:
+        if measured is not None:
+            arena, label = measured.arena_kb, f"arena (measured on {measured.label})"
+        elif estimated is not None:
             arena, label = estimated.arena_kb, f"arena ({estimated.target} 32-bit estimate)"
         else:
             from pytest_tinyml.runtime import tflm
@@ -227,34 +249,76 @@ def assert_budget(model, *, flash_kb: float | None = None, arena_kb: float | Non
             hints.append("the arena holds activations: a smaller input, narrower layers or int8 activations "
                          "shrink it; raise the budget if the board has the RAM")
     if latency_ms is not None:
-        low, high = estimated.latency_ms_range
-        figures["latency_ms"] = estimated.latency_ms
-        over = estimated.latency_ms > latency_ms
-        rows.append([f"latency ({estimated.target} {estimated.cpu_mhz:g} MHz estimate, {low:.1f}-{high:.1f})",
-                     _fmt(estimated.latency_ms, "{:.1f} ms"), _fmt(latency_ms, "{:.1f} ms"),
-                     _fmt(estimated.latency_ms - latency_ms, "{:+.1f} ms"), "OVER" if over else "ok"])
-        if over:
+        if measured is not None:
+            value = measured.latency_ms
+            label = f"latency (median of {measured.runs} runs on {measured.label})"
+        else:
+            low, high = estimated.latency_ms_range
+            value = estimated.latency_ms
+            label = f"latency ({estimated.target} {estimated.cpu_mhz:g} MHz estimate, {low:.1f}-{high:.1f})"
+        figures["latency_ms"] = value
+        over = value > latency_ms
+        rows.append([label, _fmt(value, "{:.1f} ms"), _fmt(latency_ms, "{:.1f} ms"),
+                     _fmt(value - latency_ms, "{:+.1f} ms"), "OVER" if over else "ok"])
+        if over and estimated is not None:
             slow = sorted(estimated.per_op, key=lambda o: -o.ms)[:3]
             hints.append("the slowest ops (estimated): " + ", ".join(f"#{o.index} {o.op} {o.ms:.1f} ms ({o.kernel})"
                                                                    for o in slow)
                          + "; fewer MACs, or ops on ESP-NN's optimized path (tinyml.esp_nn_paths), are faster")
-    where = "estimate" if estimated is not None else "host"
-    extra = {"target": estimated.target} if estimated is not None else {}
-    report.record(model=resolved.name, recipe=resolved.recipe, where=where, **figures, **extra,
+    extra = _budget_sources(artifact, resolved.recipe, measured, estimated, context)
+    where = measured.where if measured is not None else "estimate" if estimated is not None else "host"
+    report.record(model=resolved.name, recipe=resolved.recipe, where=where,
+                  **{"arena_kb": None, "latency_ms": None, **figures}, **extra,
                   **report.optimization_figures(getattr(artifact, "params", None)))
     if hints:
-        note = ("; the arena and latency are estimates for the device (where=estimate), not measurements)"
+        note = (f"; measured on {measured.label}, where={measured.where})" if measured is not None else
+                "; the arena and latency are estimates for the device (where=estimate), not measurements)"
                 if estimated is not None else
                 "; the arena is measured by TFLite Micro on this 64-bit host, an estimate of the 32-bit device "
                 "arena)" if arena_kb is not None else ")")
         _fail(
             f"{resolved.describe()} is over its budget",
-            ["  (KB = 1024 bytes" + note],
-            ["metric", "measured" if estimated is None else "estimated", "budget", "difference", "result"],
+            ["  (KB = 1024 bytes" + note, *context],
+            ["metric", "estimated" if measured is None and estimated is not None else "measured", "budget",
+             "difference", "result"],
             rows,
             hints,
         )
     return figures
+
+
+def _budget_sources(artifact, recipe, measured, estimated, context: list) -> dict:
+    """Report figures saying where the budget's figures came from; the estimate (and, beside a board's
+    measurement, the ratio measured / estimate) goes to the history's estimates, apart from measurements."""
+    # Every source key, None when it does not apply: the test's row then describes this call, never a mix of
+    # an earlier call's measurement and this one's estimate.
+    extra = dict.fromkeys(("target", "estimate_calibration", "board", "chip", "estimate_latency_ms",
+                           "estimate_arena_kb", "latency_ratio", "arena_ratio"))
+    if estimated is not None:
+        extra["target"] = estimated.target
+        extra["estimate_calibration"] = estimated.calibration
+    measured_dict = None
+    if measured is not None:
+        extra.update(board=measured.board, chip=measured.chip)
+        if estimated is not None:
+            ratios = {"latency_ratio": measured.latency_ms / estimated.latency_ms if estimated.latency_ms else None,
+                      "arena_ratio": (measured.arena_bytes / estimated.arena_bytes
+                                      if measured.arena_bytes and estimated.arena_bytes else None)}
+            extra.update(estimate_latency_ms=estimated.latency_ms, estimate_arena_kb=estimated.arena_kb,
+                         **ratios)
+            context.append(f"  estimate for {estimated.target} at {estimated.cpu_mhz:g} MHz: latency "
+                           f"{estimated.latency_ms:.2f} ms, arena {estimated.arena_kb:.1f} KB (measured / estimate: "
+                           + ", ".join(f"{k.split('_')[0]} {v:.2f}" for k, v in ratios.items() if v is not None) + ")")
+            measured_dict = {"where": measured.where, "board": measured.identity, "latency_ms": measured.latency_ms,
+                             "arena_bytes": measured.arena_bytes, "runs": measured.runs, "port": measured.board}
+    if estimated is not None and (measured is None or measured_dict is not None):
+        from pytest_tinyml.history import estimates
+
+        estimates.observe(target=estimated.target, model_sha256=artifact.sha256, recipe=recipe,
+                          estimate={"latency_ms": estimated.latency_ms, "arena_bytes": estimated.arena_bytes,
+                                    "cpu_mhz": estimated.cpu_mhz, "calibration": estimated.calibration},
+                          measured=measured_dict, model=estimated.model)
+    return extra
 
 
 # ---------------------------------------------------------------------------------------------- parity

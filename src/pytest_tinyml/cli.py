@@ -4,10 +4,13 @@
     pytest-tinyml history list    [--history DIR] [-k TEXT]
     pytest-tinyml history compare [--history DIR] [-k TEXT] [--baseline NAME] [--min-effect F] [--spread-k K]
     pytest-tinyml history plot    [--history DIR] [-k TEXT] [-o trend.png]
+    pytest-tinyml estimate calibrate [--history DIR] [--chip CHIP ...] [--min-runs N] [--cache-dir DIR | -o FILE]
 
 ``init`` writes the first model-quality tests from a ``.keras`` or ``.tflite`` model (see
 :mod:`pytest_tinyml.scaffold`). ``compare`` checks the latest run of every test and board against its baseline with the same gate as the
-plugin and exits 1 when any regressed. Heavy modules load only inside the subcommand that needs them.
+plugin and exits 1 when any regressed. ``estimate calibrate`` turns the measured / estimate ratios that
+``assert_budget(target=...)`` recorded on boards into a per-chip latency scale that ``tinyml.estimate`` applies
+(:mod:`pytest_tinyml.estimation.calibration`). Heavy modules load only inside the subcommand that needs them.
 """
 
 from __future__ import annotations
@@ -101,6 +104,48 @@ def cmd_plot(args, store) -> int:
     return 0
 
 
+def cmd_calibrate(args) -> int:
+    from pathlib import Path
+
+    from pytest_tinyml.errors import EstimateCalibrationError
+    from pytest_tinyml.estimation import calibration
+    from pytest_tinyml.history.estimates import DIRECTORY, EstimateLog
+
+    if not (Path(args.history) / DIRECTORY).is_dir():
+        raise EstimateCalibrationError(
+            f"no estimates in the history {args.history}: run the tests that call assert_budget(target=...) with "
+            "--tinyml-board on a board of that chip (and --tinyml-history, when not the default) first")
+    records = EstimateLog(args.history).records()
+    chips = args.chip or sorted({r.target for r in records if r.measured is not None})
+    if not chips:
+        raise EstimateCalibrationError(
+            f"no board runs in {args.history}: its {len(records)} estimate(s) were made without a board of their "
+            "chip; run the assert_budget(target=...) tests with --tinyml-board on such a board first")
+    found = [calibration.from_records(records, chip, min_runs=args.min_runs, history=str(args.history))
+             for chip in chips]
+    path = Path(args.output) if args.output else Path(args.cache_dir) / calibration.FILE_NAME
+    rows = [[c.chip, f"{c.latency_scale:.3f}", f"{c.latency_spread:.3f}",
+             f"{c.latency_ratio_range[0]:.3f}-{c.latency_ratio_range[1]:.3f}",
+             "-" if c.arena_ratio is None else f"{c.arena_ratio:.3f}", str(c.runs), str(c.models), str(c.boards)]
+            for c in found]
+    for line in _table(["chip", "latency scale", "spread", "ratio range", "arena ratio", "runs", "models",
+                        "boards"], rows):
+        print(line)
+    print(f"wrote {calibration.write(path, found)}"
+          + ("" if args.output else " (tinyml.estimate applies it by default)"))
+    return 0
+
+
+def _whole_positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1 (e.g. 3), got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pytest-tinyml", description="pytest-tinyml tools")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -135,6 +180,21 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--window", type=int, default=10, help="accepted runs in the baseline window (default 10)")
     plot = actions.add_parser("plot", parents=[common], help="trend plot (PNG), one line per test and board")
     plot.add_argument("-o", "--output", default="latency-trend.png", help="PNG path (default latency-trend.png)")
+    estimate = commands.add_parser("estimate", help="the device estimate: calibrate it from your board runs")
+    steps = estimate.add_subparsers(dest="action", required=True)
+    calibrate = steps.add_parser(
+        "calibrate", help="per-chip latency scale from the measured / estimate ratios in the history",
+        description="Read the ratios that assert_budget(target=...) recorded on boards of each chip and write "
+        "the median as that chip's latency scale (with its spread and counts), which tinyml.estimate applies.")
+    calibrate.add_argument("--history", default=DEFAULT_HISTORY,
+                           help=f"history directory (default {DEFAULT_HISTORY}, as --tinyml-history)")
+    calibrate.add_argument("--chip", action="append", default=None,
+                           help="calibrate only this chip (repeatable; default: every chip with board runs)")
+    calibrate.add_argument("--min-runs", type=_whole_positive, default=3, help="board runs needed per chip (default 3)")
+    calibrate.add_argument("--cache-dir", default=".tinyml_cache",
+                           help="write <cache-dir>/calibration.json, applied by default (as --tinyml-cache-dir)")
+    calibrate.add_argument("-o", "--output", default=None,
+                           help="write this file instead (apply it with tinyml.estimate(..., calibration=FILE))")
     return parser
 
 
@@ -151,6 +211,12 @@ def main(argv: list[str] | None = None) -> int:
         from pytest_tinyml import scaffold
 
         return scaffold.main(args)
+    if args.command == "estimate":
+        try:
+            return cmd_calibrate(args)
+        except TinyMLError as exc:
+            print(f"pytest-tinyml: {exc}", file=sys.stderr)
+            return 2
     from pytest_tinyml.history.store import HistoryStore
 
     store = HistoryStore(args.history)

@@ -115,6 +115,11 @@ class CorruptBaseline(HistoryError):
     """A saved baseline file cannot be read; it is kept in place until ``--tinyml-save-baseline=NAME`` replaces it."""
 
 
+class EstimateCalibrationError(ConfigError):
+    """``pytest-tinyml estimate calibrate`` or a calibration file cannot give a chip's scale: no history, no
+    board runs of that chip, too few runs, or an unreadable calibration file (the message names it)."""
+
+
 class TinyMLAssertionError(TinyMLError, AssertionError):
     """A tinyml assertion failed (accuracy drop, budget, parity, TFLM compatibility); the message is a report."""
 

@@ -33,6 +33,8 @@ COLUMNS = [
     ("max_error_steps", "max err steps", "{:.0f}"),
     ("latency_median_us", "latency us", "{:.0f}"),
     ("latency_ms", "latency ms", "{:.1f}"),
+    ("estimate_latency_ms", "est. latency ms", "{:.1f}"),
+    ("latency_ratio", "measured/est.", "{:.2f}"),
     ("target", "target", "{}"),
     ("where", "where", "{}"),
 ]
@@ -131,7 +133,8 @@ def plain(value):
 
 
 def record(**figures) -> None:
-    """Record figures for the running test (no-op outside pytest).
+    """Record figures for the running test (no-op outside pytest); a figure given as None is removed (a later
+    call that has no such figure does not leave an earlier call's value beside its own).
 
     Example:
         >>> record(model="mlp", recipe="int8", flash_kb=12.5)
@@ -142,7 +145,8 @@ def record(**figures) -> None:
     for name, value in figures.items():
         key = PREFIX + name
         item.user_properties[:] = [(k, v) for k, v in item.user_properties if k != key]
-        item.user_properties.append((key, plain(value)))
+        if value is not None:
+            item.user_properties.append((key, plain(value)))
 
 
 class Collector:

@@ -5,7 +5,8 @@ deadlines, re-asks, typed error lines and their codes), ``client``
 (the commands as public verbs), ``identity`` (``BoardIdentity``), ``board`` + ``benchmark`` (one open
 board and its benchmark flow), ``connect`` (open a device or the sim, flash when stale), ``flash``,
 ``sim`` + ``simboard`` + ``sim_engine`` (the host simulator's process and its TFLite Micro engine),
-``result`` (``BoardResult``), ``fixture`` (the ``tinyml_board`` fixture's leases and result callback),
+``result`` (``BoardResult``), ``fixture`` (the ``tinyml_board`` fixture's leases and result callback), ``budget``
+(which board's figures judge ``assert_budget(target=)``),
 ``embedded`` (the fixture over pytest-embedded's ``dut`` under ``--tinyml-board=embedded``).
 
 Nothing heavy is imported here; ``from pytest_tinyml.board import Board`` loads the modules it needs.

@@ -52,6 +52,7 @@ class Estimate:
     latency_ms_range: tuple
     per_op: list = field(default_factory=list)
     where: str = WHERE
+    calibration: str | None = None  # "calibrated from N board runs ..." when a calibration file scaled it
 
     @property
     def arena_kb(self) -> float:
@@ -69,6 +70,8 @@ class Estimate:
         low, high = self.latency_ms_range
         head = (f"estimate of {self.model!r} on {self.target} at {self.cpu_mhz:g} MHz: arena {self.arena_bytes} bytes "
                 f"(32-bit), latency {self.latency_ms:.2f} ms ({low:.2f} - {high:.2f}) [where={self.where}]")
+        if self.calibration:
+            head += f"\n{self.calibration}"
         rows = [[str(o.index), o.op, "x".join(map(str, o.shape)), f"{o.macs:,}", f"{o.ms:.3f}", o.kernel]
                 for o in self.per_op]
         return "\n".join([head, *table(["#", "op", "output", "MACs", "ms", "kernel"], rows)]) if rows else head
@@ -105,11 +108,14 @@ def _count(shape: tuple) -> int:
     return count
 
 
-def estimate(model, target: str = "esp32s3", cpu_mhz: float | None = None) -> Estimate:
+def estimate(model, target: str = "esp32s3", cpu_mhz: float | None = None, calibration="auto") -> Estimate:
     """Estimate the 32-bit arena and the latency of a model on an Espressif chip, without a board.
 
     ``model``: a ``TFLiteArtifact``, bytes or a ``.tflite`` path (an int8 TFLite Micro model). ``target``: one of
     :data:`TARGETS`. ``cpu_mhz``: the chip's clock (default: 240 for esp32 and esp32s3, 160 for esp32c3).
+    ``calibration``: ``"auto"`` applies ``<cache dir>/calibration.json`` when it has the chip (written by
+    ``pytest-tinyml estimate calibrate`` from your board runs; ``Estimate.calibration`` then says so), a path
+    applies that file, ``None`` gives the uncalibrated model (:mod:`pytest_tinyml.estimation.calibration`).
 
     Example:
         >>> print(estimate("kws_int8.tflite", target="esp32c3").summary())  # doctest: +SKIP
@@ -137,4 +143,7 @@ def estimate(model, target: str = "esp32s3", cpu_mhz: float | None = None) -> Es
         per_op.append(OpEstimate(op.index, op.op, shape, op.macs, cycles / (mhz * 1000), path))
     total = sum(o.ms for o in per_op)
     band = (total * latency.RANGE[0], total * latency.RANGE[1])
-    return Estimate(artifact.name, chip, float(mhz), arena.device_arena_of(artifact), total, band, per_op)
+    result = Estimate(artifact.name, chip, float(mhz), arena.device_arena_of(artifact), total, band, per_op)
+    from pytest_tinyml.estimation import calibration as calibrations
+
+    return calibrations.apply(result, calibrations.lookup(chip, calibration))

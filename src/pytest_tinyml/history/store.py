@@ -54,7 +54,8 @@ class HistoryWarning(UserWarning):
     """Something in the latency history needs attention but did not stop the run (no baseline, corrupt file)."""
 
 
-def _now() -> str:
+def utc_now() -> str:
+    """The time stamp of records: UTC, ISO 8601 with microseconds (sorts as text)."""
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
 
 
@@ -207,6 +208,9 @@ class Record:
         if kind not in KINDS:
             raise HistoryError(f"latency kind must be 'board' or 'host', got {kind!r} (test {test_id})")
         context = dict(context or {})
+        if "estimate" in (str((context.get("board") or {}).get("where")), str(context.get("where"))):
+            raise HistoryError(f"an estimate is not a latency measurement (test {test_id}): estimates go to "
+                               "pytest_tinyml.history.estimates, never to the records the gate compares")
         board = host = None
         if kind == "board":
             board = dict(context.get("board") or context.get("info") or {})
@@ -220,7 +224,7 @@ class Record:
         if where in ("host", "sim"):  # timed by this host's clock: its fingerprint and load explain the figure
             host = host_info()
         return cls(
-            test_id=test_id, kind=kind, where=where, samples_us=_clean_samples(samples_us), time=_now(),
+            test_id=test_id, kind=kind, where=where, samples_us=_clean_samples(samples_us), time=utc_now(),
             model_sha256=context.get("model_sha256"), recipe=context.get("recipe"), board=board, host=host,
             git=git_info(git_dir or os.getcwd()), context=_plain(context),
             load=host_load() if where in ("host", "sim") else None,
@@ -275,6 +279,8 @@ class Record:
             raise ValueError(f"missing fields {missing}")
         fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         record = cls(**fields)
+        if record.where == "estimate" or (record.board or {}).get("where") == "estimate":
+            raise ValueError("an estimate, not a latency measurement (estimates live in estimates/)")
         if record.kind not in KINDS:
             raise ValueError(f"bad kind {record.kind!r}")
         record.samples_us = _clean_samples(record.samples_us)
@@ -296,6 +302,8 @@ def incompatibility(baseline: Record, current: Record) -> str | None:
         >>> incompatibility(a, b)
         'board differs: cpu_mhz 240 (baseline) vs 160 (now)'
     """
+    if "estimate" in (baseline.where, current.where):  # never one against a measurement, nor two estimates
+        return "an estimate is never compared by the latency gate"
     if baseline.kind != current.kind or baseline.where != current.where:
         return f"ran elsewhere: baseline on {baseline.where} ({baseline.kind}), now on {current.where} ({current.kind})"
     old, new = baseline.machine(), current.machine()
@@ -394,7 +402,7 @@ class HistoryStore:
             raise HistoryError(f"baseline {DEFAULT_BASELINE!r} is the moving window of accepted runs; it is not saved "
                                "to a file")
         path = self._baseline_path(record, name)
-        data = {"schema": SCHEMA, "baseline": name, "saved_at": _now(), "series": record.series,
+        data = {"schema": SCHEMA, "baseline": name, "saved_at": utc_now(), "series": record.series,
                 "runs": [r.to_dict() for r in runs], "excursions": [r.to_dict() for r in excursions]}
         try:
             with self._lock():

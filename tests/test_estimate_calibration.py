@@ -1,0 +1,103 @@
+"""pytest-tinyml estimate calibrate: board ratios in the history -> a per-chip latency scale estimate() applies."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import pytest_tinyml as tinyml
+from pytest_tinyml.cli import main
+from pytest_tinyml.errors import EstimateCalibrationError
+from pytest_tinyml.estimation import calibration
+from pytest_tinyml.history.estimates import EstimateLog, EstimateRecord
+
+MODEL = Path(__file__).parent / "data" / "board_mlp_int8.tflite"
+S3 = {"chip": "esp32s3", "cpu_mhz": 240, "firmware_hash": "aa", "where": "device"}
+
+
+def _run(target: str, ratio: float | None, sha: str = "ab", board: dict = S3) -> EstimateRecord:
+    est = {"latency_ms": 10.0, "arena_bytes": 1000}
+    measured = None if ratio is None else {"where": "device", "board": {**board, "chip": target},
+                                           "latency_ms": 10.0 * ratio, "arena_bytes": 1100}
+    return EstimateRecord.new(test_id="t", target=target, model_sha256=sha * 32, estimate=est, measured=measured)
+
+
+def test_scale_is_the_median_ratio_of_that_chips_board_runs_only():
+    records = [_run("esp32s3", r, sha) for r, sha in ((1.1, "aa"), (1.2, "bb"), (1.4, "cc"), (1.2, "aa"))]
+    records += [_run("esp32s3", None), _run("esp32c3", 3.0), _run("esp32c3", 3.0), _run("esp32c3", 3.0)]
+    cal = calibration.from_records(records, "esp32s3")
+    assert cal.latency_scale == pytest.approx(1.2) and cal.latency_ratio_range == pytest.approx((1.1, 1.4))
+    assert (cal.runs, cal.models, cal.boards) == (4, 3, 1) and cal.arena_ratio == pytest.approx(1.1)
+    assert cal.latency_spread == pytest.approx(1.4826 * 0.05)
+    assert cal.describe().startswith("calibrated from 4 board runs (3 models, 1 board): latency x1.200")
+
+
+def test_no_board_runs_and_too_few_runs_are_clear_errors():
+    with pytest.raises(EstimateCalibrationError, match="no board runs of esp32s3.*1 estimate.*board runs exist for "
+                                                       "esp32c3"):
+        calibration.from_records([_run("esp32s3", None), _run("esp32c3", 2.0)], "esp32s3")
+    with pytest.raises(EstimateCalibrationError, match="only 2 board run"):
+        calibration.from_records([_run("esp32s3", 1.0), _run("esp32s3", 1.1)], "esp32s3")
+    assert calibration.from_records([_run("esp32s3", 1.0), _run("esp32s3", 1.1)], "esp32s3", min_runs=2).runs == 2
+
+
+def test_estimate_applies_a_calibration_file_and_says_so(tmp_path):
+    raw = tinyml.estimate(MODEL, target="esp32s3", calibration=None)
+    path = calibration.write(tmp_path / "cal.json", [calibration.from_records(
+        [_run("esp32s3", r, sha) for r, sha in ((2.0, "aa"), (2.1, "bb"), (1.9, "cc"))], "esp32s3")])
+    cal = tinyml.estimate(MODEL, target="esp32s3", calibration=path)
+    assert cal.latency_ms == pytest.approx(2.0 * raw.latency_ms)
+    assert sum(o.ms for o in cal.per_op) == pytest.approx(cal.latency_ms)
+    low, high = cal.latency_ms_range
+    assert low < cal.latency_ms < high and (high - low) < (raw.latency_ms_range[1] - raw.latency_ms_range[0]) * 2
+    assert cal.calibration.startswith("calibrated from 3 board runs") and cal.calibration in cal.summary()
+    assert raw.calibration is None and "calibrated" not in raw.summary()
+    assert cal.arena_bytes == raw.arena_bytes  # the arena ratio is reported, not applied
+    # The wrong input: a file without the chip, a corrupt file, a missing file.
+    with pytest.raises(EstimateCalibrationError, match="no entry for esp32c3"):
+        tinyml.estimate(MODEL, target="esp32c3", calibration=path)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"schema": 1, "chips": {"esp32s3": {"chip": "esp32s3", "latency_scale": -1}}}))
+    with pytest.raises(EstimateCalibrationError, match="unreadable"):
+        tinyml.estimate(MODEL, target="esp32s3", calibration=bad)
+    with pytest.raises(EstimateCalibrationError, match="no calibration file"):
+        tinyml.estimate(MODEL, target="esp32s3", calibration=tmp_path / "none.json")
+
+
+def test_cli_calibrate_writes_the_file_and_keeps_other_chips(tmp_path, capsys):
+    log = EstimateLog(tmp_path / "h")
+    for ratio, sha in ((1.5, "aa"), (1.6, "bb"), (1.4, "cc")):
+        log.add(_run("esp32s3", ratio, sha))
+    out = tmp_path / "cal.json"
+    calibration.write(out, [calibration.Calibration("esp32", 3.0, 0.1, (2.9, 3.1), None, 5, 3, 1)])
+    assert main(["estimate", "calibrate", "--history", str(tmp_path / "h"), "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "esp32s3" in text and "1.500" in text and f"wrote {out}" in text
+    assert calibration.load(out)["esp32s3"].runs == 3 and calibration.load(out)["esp32"].latency_scale == 3.0
+    assert main(["estimate", "calibrate", "--history", str(tmp_path / "h"), "--cache-dir", str(tmp_path / "c")]) == 0
+    assert (tmp_path / "c" / "calibration.json").is_file()
+
+
+@pytest.mark.parametrize(("setup", "args", "message"), [
+    ("nothing", [], "no estimates in the history"),
+    ("estimates only", [], "no board runs in"),
+    ("two runs", [], "only 2 board run"),
+    ("two runs", ["--chip", "esp32c3"], "no board runs of esp32c3"),
+])
+def test_cli_calibrate_errors_name_the_problem(tmp_path, capsys, setup, args, message):
+    log = EstimateLog(tmp_path / "h")
+    if setup == "estimates only":
+        log.add(_run("esp32s3", None))
+    if setup == "two runs":
+        log.add(_run("esp32s3", 1.0))
+        log.add(_run("esp32s3", 1.1))
+    out = tmp_path / "cal.json"
+    assert main(["estimate", "calibrate", "--history", str(tmp_path / "h"), "-o", str(out), *args]) == 2
+    assert message in capsys.readouterr().err and not out.exists()
+
+
+def test_cli_min_runs_must_be_positive(tmp_path):
+    with pytest.raises(SystemExit):
+        main(["estimate", "calibrate", "--history", str(tmp_path), "--min-runs", "0"])
