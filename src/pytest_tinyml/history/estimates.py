@@ -57,7 +57,7 @@ class EstimateRecord:
     def new(cls, *, test_id: str, target: str, model_sha256: str, estimate: dict, measured: dict | None = None,
             model: str | None = None, recipe: str | None = None, git_dir: str | None = None) -> EstimateRecord:
         """An estimate record; with ``measured``, the ratios measured / estimate are computed here."""
-        from pytest_tinyml.history.store import utc_now, git_info
+        from pytest_tinyml.history.store import git_info, utc_now
 
         ratios = None
         if measured is not None:
