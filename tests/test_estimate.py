@@ -30,7 +30,8 @@ def test_kernel_paths_and_clock_change_the_latency(cnn_int8):
     s3 = tinyml.estimate(cnn_int8, target="esp32s3")
     c3 = tinyml.estimate(cnn_int8, target="esp32c3")
     assert c3.latency_ms > s3.latency_ms  # no SIMD, slower clock
-    assert c3.arena_bytes == s3.arena_bytes  # reference-kernel arena: the same on every chip
+    # esp32c3 runs ESP-NN's generic C code like esp32; esp32s3's conv kernels request scratch buffers
+    assert c3.arena_bytes == tinyml.estimate(cnn_int8, target="esp32").arena_bytes < s3.arena_bytes
     half = tinyml.estimate(cnn_int8, target="esp32s3", cpu_mhz=120)
     assert half.latency_ms == pytest.approx(2 * s3.latency_ms)
 

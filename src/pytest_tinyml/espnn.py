@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 
 from pytest_tinyml.errors import ConfigError
 
-__all__ = ["CHIPS", "KNOWN_BUGS", "SOURCES", "EspNNPlan", "OpPath", "assert_esp_nn_fast_path", "esp_nn_paths"]
+__all__ = ["CHIPS", "KNOWN_BUGS", "SCRATCH_CHIPS", "SOURCES", "EspNNPlan", "OpPath", "assert_esp_nn_fast_path",
+           "conv_scratch_bytes", "depthwise_scratch_bytes", "esp_nn_paths", "softmax_scratch_bytes"]
 
 # Where the rules come from: repository, the version read, and the commit.
 SOURCES = {
@@ -145,6 +146,131 @@ class EspNNPlan:
         head = (f"ESP-NN paths of {self.model!r} on {self.chip} (rules from esp-nn {SOURCES['esp-nn']['version']}, "
                 f"esp-tflite-micro {SOURCES['esp-tflite-micro']['version']})")
         return "\n".join([head, *table(["#", "op", "path", "kernel", "why"], rows)])
+
+
+# ---------------------------------------------------------------------------------------------- scratch
+# The scratch buffer each ESP-NN wrapper asks TFLite Micro's arena for in Prepare (esp-tflite-micro
+# kernels/esp_nn/{conv,depthwise_conv,softmax}.cc call esp-nn's esp_nn_get_*_scratch_size once per op and
+# request the result when it is above 0). The sizes below restate esp-nn's own size functions: the generic
+# C versions (esp32, esp32c3: esp_nn_conv_opt.c, esp_nn_depthwise_conv_opt.c, esp_nn_softmax_opt.c) and the
+# esp32s3 ones (esp_nn_conv_esp32s3.c, esp_nn_depthwise_conv_s8_esp32s3.c, esp_nn_softmax_s8_esp32s3.c).
+# ADD, MUL, pooling and FULLY_CONNECTED request none. esp32p4's own functions were not read: no rule.
+SCRATCH_CHIPS = ("esp32", "esp32s3", "esp32c3")
+
+
+def _up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def _scratch_chip(chip: str) -> str:
+    if chip not in SCRATCH_CHIPS:
+        raise ConfigError(f"no ESP-NN scratch-size rules for {chip!r}: they were read for {', '.join(SCRATCH_CHIPS)}")
+    return chip
+
+
+def conv_scratch_bytes(chip: str, *, input_hwc, filter_hw, output_hwc, stride_hw, padding_hw) -> int:
+    """Bytes of the scratch buffer ESP-NN's int8 CONV_2D asks for on ``chip`` (0: no request).
+
+    Shapes are (height, width[, channels]); ``padding_hw`` is TFLite Micro's computed leading padding
+    (``OpDataConv.padding``), not the SAME/VALID flag. The generic C kernel (esp32, esp32c3) needs none;
+    esp32s3 stages the filter (channels rounded up for its SIMD loads), the padded input, and per-channel
+    sums, by path: 1x1 stride 1 unpadded, narrow filter rows through im2col, or the general tiled path.
+
+    Example:
+        >>> conv_scratch_bytes("esp32s3", input_hwc=(49, 10, 1), filter_hw=(10, 4), output_hwc=(25, 5, 64),
+        ...                    stride_hw=(2, 2), padding_hw=(4, 1))
+        3472
+        >>> conv_scratch_bytes("esp32", input_hwc=(49, 10, 1), filter_hw=(10, 4), output_hwc=(25, 5, 64),
+        ...                    stride_hw=(2, 2), padding_hw=(4, 1))
+        0
+    """
+    if _scratch_chip(chip) != "esp32s3":
+        return 0
+    (in_h, in_w, in_c), (f_h, f_w), (out_h, out_w, out_c) = input_hwc, filter_hw, output_hwc
+    (s_h, s_w), (p_h, p_w) = stride_hw, padding_hw
+    margin = 64  # 16 for alignment, 48 the assembly may read before and after its buffers
+    if (f_h, f_w) == (1, 1) and (p_h, p_w) == (0, 0) and (s_h, s_w) == (1, 1):
+        channels8 = _up(in_c, 8)
+        transpose = 0 if in_h * in_w < 8 else 16 * channels8
+        repacked_input = in_h * in_w * channels8 if in_c % 8 else 0
+        return repacked_input + channels8 * out_c + transpose + margin
+    row, window = f_w * in_c, f_w * f_h * in_c
+    if row < 16 <= window:  # im2col: per-channel sums, the filter copied 16-aligned, one window
+        window16 = _up(window, 16)
+        return out_c * 4 + 16 + out_c * window16 + 16 + window16 + margin
+    padded_input = (in_w + 2 * p_w) * (in_h + 2 * p_h) * in_c if (p_h, p_w) != (0, 0) else 0
+    filt = f_w * f_h * _up(in_c, 16) * out_c
+    filter_rows = _up(row, 16) * f_h * out_c
+    right = max(0, out_w * s_w + f_w - 1 - in_w)
+    bottom = max(0, out_h * s_h + f_h - 1 - in_h)
+    border = (in_w + right) * (in_h + bottom) * in_c if right or bottom else 0
+    return padded_input + filt + filter_rows + border + margin + out_c * 4
+
+
+def depthwise_scratch_bytes(chip: str, *, input_hwc, filter_hw, output_hw, multiplier, stride_hw, padding_hw) -> int:
+    """Bytes of the scratch buffer ESP-NN's int8 DEPTHWISE_CONV_2D asks for on ``chip`` (0: no request).
+
+    The generic C kernel needs none. esp32s3 picks by channel multiplier, channel count and filter size: the
+    3x3 kernels over 16k channels pad the input (tiled above 40 KiB), 8/12-channel variants widen to 16-bit
+    copies, other filters keep 16-bit copies of filter and input (tiled above 48 KiB), unaligned channel
+    counts pad to 8; anything else takes a fixed 32 bytes.
+
+    Example:
+        >>> depthwise_scratch_bytes("esp32s3", input_hwc=(25, 5, 64), filter_hw=(3, 3), output_hw=(25, 5),
+        ...                         multiplier=1, stride_hw=(1, 1), padding_hw=(1, 1))
+        12688
+    """
+    if _scratch_chip(chip) != "esp32s3":
+        return 0
+    (in_h, in_w, ch), (f_h, f_w), (out_h, out_w) = input_hwc, filter_hw, output_hw
+    (s_h, s_w), (p_h, p_w) = stride_hw, padding_hw
+    filt = f_w * f_h * ch * multiplier
+    if multiplier == 1 and ch % 8 == 0:
+        if (f_h, f_w) == (3, 3) and ch % 16 == 0:
+            if p_w or p_h:
+                extra_w, extra_h = 2 * p_w, 2 * p_h
+            else:
+                extra_w, extra_h = out_w * s_w + f_w - 1 - in_w, out_h * s_h + f_h - 1 - in_h
+            if not (extra_w or extra_h):
+                return filt + 16
+            full = (in_w + extra_w) * (in_h + extra_h) * ch
+            if full <= 40 * 1024:
+                return filt + full + 16
+            return filt + (in_w + extra_w) * f_h * ch + 16  # a strip of filter-height rows
+        if (f_h, f_w) == (3, 3) and ch >= 12:  # 8k but not 16k channels: padded to 16 and compacted back
+            ch16 = _up(ch, 16)
+            extra_w = 2 * p_w + max(0, out_w * s_w + 2 - in_w)
+            extra_h = 2 * p_h + max(0, out_h * s_h + 2 - in_h)
+            return 9 * ch16 + (in_w + extra_w) * (in_h + extra_h) * ch16 + out_w * out_h * ch16 + 64
+        if (f_h, f_w) == (3, 3):  # 8 channels: 16-bit copies of filter and input
+            return 2 * (filt + in_w * in_h * ch) + 32
+        both16 = 2 * (filt + in_w * in_h * ch)
+        if both16 <= 48 * 1024:
+            return both16 + 32
+        return 2 * filt + 2 * in_w * f_h * ch + 32  # tiled: filter-height rows of 16-bit input
+    if multiplier == 1 and ch > 3:  # channels padded to 8, each region 16-aligned, then bias/shift/mult
+        ch8 = _up(ch, 8)
+        input_at = _up(f_w * f_h * ch8 * 2, 16)
+        output_at = _up(input_at + in_w * in_h * ch8 * 2, 16)
+        bias_at = _up(output_at + out_w * out_h * ch8, 16)
+        return bias_at + 3 * 4 * ch8 + 16
+    if multiplier % 4 == 0:
+        return 2 * (filt + in_w * in_h * ch) + 32
+    return 32
+
+
+def softmax_scratch_bytes(chip: str, *, width: int) -> int:
+    """Bytes ESP-NN's int8 SOFTMAX asks for: 4 per element of a row (both the generic and the esp32s3 code).
+
+    esp-tflite-micro passes ``dims[1]`` of the input as the width, so a ``(1, 10)`` input asks for 40 bytes
+    and a ``(1, 1, 1, 10)`` one for 4.
+
+    Example:
+        >>> softmax_scratch_bytes("esp32c3", width=10)
+        40
+    """
+    _scratch_chip(chip)
+    return 4 * width
 
 
 # ---------------------------------------------------------------------------------------------- graph

@@ -1,14 +1,16 @@
 """Device figures without a board: the 32-bit arena and a per-chip latency estimate.
 
-``estimate(model, target="esp32s3")`` returns an :class:`Estimate`: ``arena_bytes`` (the 32-bit device arena,
-from the host's measured arena, :mod:`pytest_tinyml.estimation.arena`), ``latency_ms`` with an honest
-``latency_ms_range`` (0.7x to 1.4x the estimate: it holds every held-out published figure) and ``per_op``
-(op, output shape, MACs, estimated ms, kernel path on that chip), from the per-op cost model of
-:mod:`pytest_tinyml.estimation.latency`. Every figure is labelled ``where = "estimate"``:
+``estimate(model, target="esp32s3")`` returns an :class:`Estimate`: ``arena_bytes`` (the 32-bit device arena on
+that target, from the host's measured arena and the model's graph, :mod:`pytest_tinyml.estimation.arena`),
+``latency_ms`` with an honest ``latency_ms_range`` (0.7x to 1.4x the estimate: it holds every held-out
+published figure) and ``per_op`` (op, output shape, MACs, estimated ms, kernel path on that chip), from the
+per-op cost model of :mod:`pytest_tinyml.estimation.latency`. Every figure is labelled ``where = "estimate"``:
 reports and history never mix it with a measurement. ``benchmarks/estimate.py`` prints how good it is.
 
-The arena is TFLite Micro's with reference kernels; ESP-NN's scratch buffers (requested by its conv and
-depthwise kernels on the device) are not included.
+The arena is the firmware's: TFLite Micro with esp-tflite-micro's ESP-NN kernels for that chip, including the
+scratch buffers they request in Prepare (esp32s3's conv and depthwise conv stage filters and padded inputs
+there; every chip's int8 softmax asks for 4 bytes per row element; esp32 and esp32c3 run the same generic C
+code, so they get the same figure).
 
 Example:
     >>> est = estimate(int8_artifact, target="esp32s3")  # doctest: +SKIP
@@ -143,7 +145,7 @@ def estimate(model, target: str = "esp32s3", cpu_mhz: float | None = None, calib
         per_op.append(OpEstimate(op.index, op.op, shape, op.macs, cycles / (mhz * 1000), path))
     total = sum(o.ms for o in per_op)
     band = (total * latency.RANGE[0], total * latency.RANGE[1])
-    result = Estimate(artifact.name, chip, float(mhz), arena.device_arena_of(artifact), total, band, per_op)
+    result = Estimate(artifact.name, chip, float(mhz), arena.device_arena_of(artifact, chip), total, band, per_op)
     from pytest_tinyml.estimation import calibration as calibrations
 
     return calibrations.apply(result, calibrations.lookup(chip, calibration))
