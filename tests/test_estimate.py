@@ -241,3 +241,12 @@ def test_benchmark_worst_line_follows_the_held_out_rows(capsys, monkeypatch):
     _benchmark_main()()
     out = capsys.readouterr().out
     assert f"worst held-out end-to-end error: +200.0% ({far['id']})" in out
+
+
+@pytest.mark.parametrize("maker", ["mlp_float_bytes", "hybrid_conv_bytes"])
+def test_a_model_that_is_not_int8_is_refused_not_estimated(maker):
+    # The latency model is calibrated on int8 kernels only: a float32 or hybrid model must not get a figure.
+    import runtime_models as models
+
+    with pytest.raises(ConfigError, match="int8 models only.*convert with the int8 recipe"):
+        tinyml.estimate(getattr(models, maker)(), target="esp32")

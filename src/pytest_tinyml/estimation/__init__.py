@@ -110,6 +110,29 @@ def _count(shape: tuple) -> int:
     return count
 
 
+# Ops that only convert between the model's I/O type and int8 (float32 or uint8 I/O of an int8 model).
+_IO_CASTS = ("QUANTIZE", "DEQUANTIZE")
+
+
+def _refuse_non_int8(name: str, ops) -> None:
+    """Every published figure the latency model is calibrated on times int8 kernels: refuse anything else.
+
+    A float32, float16, int16x8 or hybrid op has no calibrated cost (ESP-NN has no such kernels and TFLite
+    Micro's reference float kernels were never timed in the sources), so a figure for it would be a guess
+    presented as an estimate.
+    """
+    for op in ops:
+        if op.op in _IO_CASTS:
+            continue
+        types = {t[1] for t in (op.inputs[:1] + op.outputs) if t}
+        if types - {"int8", "int32"}:
+            raise ConfigError(
+                f"estimate() covers int8 models only: model {name!r} op #{op.index} {op.op} computes in "
+                f"{'/'.join(sorted(types - {'int8', 'int32'}))} (the latency model is calibrated on published int8 "
+                "kernel timings only); convert with the int8 recipe (tinyml.convert(model, 'int8', "
+                "representative=x)), or use assert_budget() without target= for the host's arena figure")
+
+
 def estimate(model, target: str = "esp32s3", cpu_mhz: float | None = None, calibration="auto") -> Estimate:
     """Estimate the 32-bit arena and the latency of a model on an Espressif chip, without a board.
 
@@ -134,9 +157,11 @@ def estimate(model, target: str = "esp32s3", cpu_mhz: float | None = None, calib
     if not isinstance(mhz, (int, float)) or isinstance(mhz, bool) or not 1 <= mhz <= 1000:
         raise ConfigError(f"cpu_mhz={cpu_mhz!r} is not a CPU clock in MHz; give a number such as 240")
     artifact = load(model)
+    ops = analyze.read_ops(artifact)[0]
+    _refuse_non_int8(artifact.name, ops)
     paths = {p.index: p.path for p in espnn.esp_nn_paths(artifact, chip).ops}
     per_op = []
-    for op in analyze.read_ops(artifact)[0]:
+    for op in ops:
         path = paths.get(op.index, espnn.REFERENCE)
         shape = tuple(int(d) for d in (op.outputs[0][0] if op.outputs and op.outputs[0] else ()))
         in_shape = tuple(int(d) for d in (op.inputs[0][0] if op.inputs and op.inputs[0] else ()))
