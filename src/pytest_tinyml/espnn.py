@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pytest_tinyml.errors import ConfigError
 
 __all__ = ["CHIPS", "KNOWN_BUGS", "SCRATCH_CHIPS", "SOURCES", "EspNNPlan", "OpPath", "assert_esp_nn_fast_path",
-           "conv_scratch_bytes", "depthwise_scratch_bytes", "esp_nn_paths", "softmax_scratch_bytes"]
+           "conv_scratch_bytes", "depthwise_scratch_bytes", "esp_nn_paths", "scratch_chip", "softmax_scratch_bytes"]
 
 # Where the rules come from: repository, the version read, and the commit.
 SOURCES = {
@@ -162,9 +162,17 @@ def _up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
 
-def _scratch_chip(chip: str) -> str:
+def scratch_chip(target) -> str:
+    """``target`` as a chip name the scratch-size rules know, or a ConfigError.
+
+    Example:
+        >>> scratch_chip("ESP32-S3")
+        'esp32s3'
+    """
+    chip = str(target).lower().replace("-", "")
     if chip not in SCRATCH_CHIPS:
-        raise ConfigError(f"no ESP-NN scratch-size rules for {chip!r}: they were read for {', '.join(SCRATCH_CHIPS)}")
+        raise ConfigError(f"no ESP-NN scratch-size rules for {target!r}: they were read for {', '.join(SCRATCH_CHIPS)}; "
+                          "pass one of those, or target=None for TFLite Micro's reference kernels")
     return chip
 
 
@@ -184,7 +192,7 @@ def conv_scratch_bytes(chip: str, *, input_hwc, filter_hw, output_hwc, stride_hw
         ...                    stride_hw=(2, 2), padding_hw=(4, 1))
         0
     """
-    if _scratch_chip(chip) != "esp32s3":
+    if scratch_chip(chip) != "esp32s3":
         return 0
     (in_h, in_w, in_c), (f_h, f_w), (out_h, out_w, out_c) = input_hwc, filter_hw, output_hwc
     (s_h, s_w), (p_h, p_w) = stride_hw, padding_hw
@@ -220,7 +228,7 @@ def depthwise_scratch_bytes(chip: str, *, input_hwc, filter_hw, output_hw, multi
         ...                         multiplier=1, stride_hw=(1, 1), padding_hw=(1, 1))
         12688
     """
-    if _scratch_chip(chip) != "esp32s3":
+    if scratch_chip(chip) != "esp32s3":
         return 0
     (in_h, in_w, ch), (f_h, f_w), (out_h, out_w) = input_hwc, filter_hw, output_hw
     (s_h, s_w), (p_h, p_w) = stride_hw, padding_hw
@@ -269,7 +277,7 @@ def softmax_scratch_bytes(chip: str, *, width: int) -> int:
         >>> softmax_scratch_bytes("esp32c3", width=10)
         40
     """
-    _scratch_chip(chip)
+    scratch_chip(chip)
     return 4 * width
 
 

@@ -211,7 +211,7 @@ def scratch_requests(graph: MemoryGraph, target: str | None = None) -> list:
     """
     from pytest_tinyml import espnn
 
-    chip = None if target is None else espnn._scratch_chip(str(target).lower().replace("-", ""))
+    chip = None if target is None else espnn.scratch_chip(target)
     requests = []
     for index, node in enumerate(graph.nodes):
         requests += [Scratch(index, size, f"tflm {node.op.lower()}") for size in _reference_scratch(graph, node)]
