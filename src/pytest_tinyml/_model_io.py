@@ -61,7 +61,9 @@ class Model:
             info = getattr(self.obj, "info", None) or {}
             chip = info.get("chip", "board")
             sha = getattr(self.obj, "model_sha256", None)
-            return f"{chip} ({self.where}) result" + (f", model sha256 {sha[:8]}" if sha else "")
+            identity = getattr(self.obj, "identity", None)
+            firmware = f", firmware {identity.firmware_hash}" if getattr(identity, "firmware_hash", None) else ""
+            return f"{chip} ({self.where}) result{firmware}" + (f", model sha256 {sha[:8]}" if sha else "")
         sha = getattr(self.artifact, "sha256", "") or ""
         recipe = "" if self.recipe in ("unknown", "tflite") else self.recipe + " "  # a file of unknown origin
         return f"{recipe}TFLite {self.name!r}" + (f" (sha256 {sha[:8]})" if sha else "")
@@ -79,6 +81,11 @@ def _is_integer(dtype) -> bool:
 def _is_keras(value) -> bool:
     # Duck-typed so that neither keras nor tf_keras is imported to recognise one of their models.
     return callable(value) and hasattr(value, "layers") and hasattr(value, "predict")
+
+
+def is_board(value) -> bool:
+    """An open board (the ``tinyml_board`` fixture, ``Board``): something that can run a model, not a result."""
+    return callable(getattr(value, "predict", None)) and hasattr(value, "benchmark") and hasattr(value, "client")
 
 
 def _is_device_result(value) -> bool:

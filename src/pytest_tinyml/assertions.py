@@ -105,9 +105,75 @@ def _labels(y, name: str, ref, ref_out: np.ndarray, n: int):
     return labels
 
 
+def _on_board(board, model, x, ref, reshape: bool, batch_size):
+    """(the board's predictions of ``x``, the resolved model it ran, the checked inputs)."""
+    if model is None:
+        raise ConfigError("assert_accuracy_drop with a board needs model=: the int8 TFLite model to run on it "
+                          "(e.g. model=tinyml_cache.convert(float_model, 'int8', representative=x_train[:300]))")
+    run = _model_io.resolve(model, "model")
+    if run.kind != "tflite":
+        raise ConfigError(f"model= is {run.describe()}; a board runs a TFLite model: convert it first "
+                          "(tinyml_cache.convert(model, 'int8', representative=...))")
+    inputs = validation.check_inputs(x, ref, role="x", reshape=reshape)
+    inputs = validation.check_inputs(inputs, run, role=f"x (for {run.describe()})", reshape=reshape)
+    return board.predict(run.artifact, inputs, batch_size=batch_size), run, inputs
+
+
+def _check_board_result(cand, run, inputs) -> None:
+    """A board result given as the candidate must hold the outputs of ``x`` (and of ``model=``, when given)."""
+    result = cand.obj
+    sha = getattr(result, "model_sha256", None)
+    if run is not None and sha and sha != run.artifact.sha256:
+        raise ConfigError(f"the board result is of model sha256 {sha[:8]}, but model= is {run.describe()}: pass the "
+                          "result of that model (tinyml_board.predict(model, x)), or the board itself")
+    ran_on = getattr(result, "ran_on", None)
+    outputs = getattr(result, "outputs", None)
+    if callable(ran_on) and outputs is not None and len(outputs) == len(inputs) and not ran_on(inputs):
+        raise ConfigError(f"the board result holds the outputs of {len(inputs)} other inputs than x (the "
+                          "quantized samples differ): pass the x the board ran, or the board itself so it runs x")
+
+
+def _board_lines(cand, run, inputs, labels, score, cand_out) -> list[str]:
+    """Where the candidate's figure was measured, and the same model on this host's TFLite Micro."""
+    identity = getattr(cand.obj, "identity", None)
+    parts = [f"{k} {v}" for k, v in (("chip", getattr(identity, "chip", None)),
+                                     ("firmware", getattr(identity, "firmware_hash", None)),
+                                     ("TFLite Micro", getattr(identity, "tflm_version", None)),
+                                     ("ESP-NN", getattr(identity, "esp_nn_version", None)),
+                                     ("MHz", getattr(identity, "cpu_mhz", None))) if v]
+    batches = getattr(cand.obj, "batches", ())
+    streamed = f", {len(inputs)} samples in {len(batches)} batches" if batches else ""
+    lines = [f"  the candidate's figure was measured on the {cand.where}: {', '.join(parts) or 'board'}{streamed}"]
+    if run is None:
+        return lines
+    from pytest_tinyml import runtime
+
+    try:
+        host_raw = np.asarray(runtime.runner(run.artifact, engine="tflm").predict_raw(inputs))
+    except Exception as exc:  # the comparison explains the failure; it must never replace it
+        return lines + [f"  (the same model on this host could not run: {type(exc).__name__})"]
+    board_raw = getattr(cand.obj, "raw_outputs", None)
+    host_score = score(labels, run.output_quant.dequantize(host_raw) if run.output_quant is not None else host_raw,
+                       inputs)
+    same = board_raw is not None and np.array_equal(np.asarray(board_raw).reshape(host_raw.shape), host_raw)
+    differ = "" if same or board_raw is None else (
+        f"; the board's outputs differ on "
+        f"{int((np.asarray(board_raw).reshape(len(inputs), -1) != host_raw.reshape(len(inputs), -1)).any(axis=1).sum())}"
+        " samples")
+    lines.append(f"  the same int8 model on this host's TFLite Micro scores {host_score:.4f}"
+                 + ("; the board's outputs are bit-identical to it" if same else differ))
+    return lines
+
+
 def assert_accuracy_drop(reference, candidate, x, y, *, max_drop: float = 0.01, metric="auto",
-                         reshape: bool = False) -> dict:
+                         reshape: bool = False, model=None, batch_size: int | None = None) -> dict:
     """Fail when the candidate's score on ``(x, y)`` is more than ``max_drop`` below the reference's.
+
+    ``candidate`` is a model, a board result (``tinyml_board.predict(model, x)`` or ``.benchmark``), or the
+    board itself (``tinyml_board``) with ``model=`` the int8 model to run there: the slice streams through the
+    board in batches (at most ``batch_size`` samples each, see ``Board.predict``) and the candidate's score is
+    measured on the device (or the sim); the report says where, and which board. A board result must hold the
+    outputs of this ``x`` (and of ``model=`` when given), else ``ConfigError``.
 
     ``metric`` is ``"accuracy"``, ``"top5"``, ``"roc_auc"`` (of the reconstruction error, for
     autoencoders: ``y`` is 1 for anomalies), a function ``(y, outputs) -> score``, or ``"auto"`` (ROC AUC
@@ -120,15 +186,29 @@ def assert_accuracy_drop(reference, candidate, x, y, *, max_drop: float = 0.01, 
 
     Example:
         >>> assert_accuracy_drop(float_model, int8_model, ds.x_test, ds.y_test, max_drop=0.01)  # doctest: +SKIP
+        >>> assert_accuracy_drop(float_model, tinyml_board, ds.x_test[:500], ds.y_test[:500],
+        ...                      model=int8_model, max_drop=0.01)  # doctest: +SKIP
     """
     __tracebackhide__ = True
     max_drop = _check_budget("max_drop", max_drop, allow_none=False, upper=1.0)
     ref = _model_io.resolve(reference, "reference")
-    cand = _model_io.resolve(candidate, "candidate", device_ok=True)
-    inputs = _inputs(x, ref, cand, reshape)
+    run = None
+    if _model_io.is_board(candidate):
+        candidate, run, inputs = _on_board(candidate, model, x, ref, reshape, batch_size)
+        cand = _model_io.resolve(candidate, "candidate", device_ok=True)
+    else:
+        cand = _model_io.resolve(candidate, "candidate", device_ok=True)
+        if model is not None:
+            if cand.kind != "device":
+                raise ConfigError("model= is for a board or a board result as the candidate; here the candidate "
+                                  f"is {cand.describe()} itself")
+            run = _model_io.resolve(model, "model")
+        inputs = _inputs(x, ref, cand, reshape)
     if len(np.asarray(y)) != len(inputs):
         raise ConfigError(f"x has {len(inputs)} samples but y has {len(np.asarray(y))} labels: give one label per "
                           "sample")
+    if cand.kind == "device":
+        _check_board_result(cand, run, inputs)
     ref_out = _model_io.outputs_of(ref, inputs, "reference")
     name, label, score = _task_metric(metric, inputs, ref_out)
     labels = _labels(y, name, ref, ref_out, len(inputs))
@@ -137,15 +217,22 @@ def assert_accuracy_drop(reference, candidate, x, y, *, max_drop: float = 0.01, 
     cand_score = score(labels, cand_out, inputs)
     drop = ref_score - cand_score
     figures = {"metric": name, f"reference_{name}": ref_score, name: cand_score, "drop": drop,
-               "samples": len(inputs)}
-    report.record(model=cand.name, recipe=cand.recipe, **{name: cand_score, f"reference_{name}": ref_score},
+               "samples": len(inputs), "where": cand.where}
+    # A board result is not a model: name the model it ran, never the chip.
+    info = (getattr(cand.obj, "info", None) or {}) if cand.kind == "device" else {}
+    named = (run.name, run.recipe) if run is not None else (info.get("model", cand.name), cand.recipe)
+    report.record(model=named[0], recipe=named[1], **{name: cand_score, f"reference_{name}": ref_score},
                   drop=drop, where=cand.where)
     # A hair of tolerance: accuracies are ratios of counts and 0.01 may not be exact in binary.
     if drop > max_drop + 1e-12:
         from pytest_tinyml import diagnosis
 
-        lead, diagnosed, causes = diagnosis.failure_lines(reference, candidate, inputs)
+        # On a board, the per-layer diagnosis runs the model it ran, on this host.
+        explained = run.artifact if run is not None else candidate
+        lead, diagnosed, causes = diagnosis.failure_lines(reference, explained, inputs)
         context = [f"  reference: {ref.describe()}", f"  candidate: {cand.describe()}"]
+        if cand.kind == "device":
+            context += _board_lines(cand, run, inputs, labels, score, cand_out)
         if name == "accuracy":
             context.append(f"  on {len(inputs)} samples: about {int(round(drop * len(inputs)))} more misclassified")
             context += diagnosis.per_class_lines(labels, ref_out, cand_out)
@@ -153,10 +240,11 @@ def assert_accuracy_drop(reference, candidate, x, y, *, max_drop: float = 0.01, 
             context.append(f"  on {len(inputs)} samples; anomaly score = reconstruction error (mean squared)")
         else:
             context.append(f"  on {len(inputs)} samples")
+        where = f" ({cand.where})" if cand.kind == "device" else ""
         _fail(
             "\n".join([*lead, f"{label} dropped by {drop * 100:.2f} points, more than the allowed {max_drop * 100:.2f}"]),
             context + diagnosed,
-            ["metric", "reference", "candidate", "difference", "budget"],
+            ["metric", "reference", f"candidate{where}", "difference", "budget"],
             [[label, _fmt(ref_score), _fmt(cand_score), _fmt(-drop, "{:+.4f}"), f"drop <= {max_drop:.4f}"]],
             causes + _quantized_hints(cand),
         )
