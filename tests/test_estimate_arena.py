@@ -40,8 +40,9 @@ def _persistent(name, breakdown=None):
         scratch_buffers=len(arena.scratch_requests(graph)))
 
 
-def _predict(name, target, breakdown=None):
-    return arena.device_arena(_graph(name), persistent=_persistent(name, breakdown), target=target)
+def _predict(name, target, breakdown=None, host_head=None):
+    return arena.device_arena(_graph(name), persistent=_persistent(name, breakdown), target=target,
+                              host_head=DATA[name]["host"]["head"] if host_head is None else host_head)
 
 
 def _measured(name, target):
@@ -60,6 +61,20 @@ def test_prediction_within_2_percent_of_the_32bit_build(name, target):
 def test_memory_plan_with_the_scratch_buffers_is_the_measured_head_to_the_byte(name, target):
     """The greedy plan redone in Python, with every kernel's scratch request, is TFLite Micro's head exactly."""
     assert _predict(name, target).head == _measured(name, target)["head"]
+
+
+@pytest.mark.parametrize("name", sorted(DATA))
+def test_the_python_plan_is_the_host_s_measured_head(name):
+    """On the host's own (reference-kernel) figures the plan needs no correction."""
+    assert _predict(name, None).plan_offset == 0
+
+
+def test_a_host_head_the_plan_does_not_explain_is_carried_to_every_target():
+    """The wrong input: a host head 64 bytes over the plan (an op the plan does not model) moves each head by 64."""
+    plan = _predict("kws_dscnn", "esp32s3")
+    off = _predict("kws_dscnn", "esp32s3", host_head=DATA["kws_dscnn"]["host"]["head"] + 64)
+    assert off.plan_offset == 64 and off.head == plan.head + 64 and off.arena_bytes == plan.arena_bytes + 64
+    assert off.head != _measured("kws_dscnn", "esp32s3")["head"]
 
 
 def test_the_data_covers_the_zoo_and_holds_out_models():

@@ -82,7 +82,9 @@ def _up(value: int, multiple: int) -> int:
 
 @dataclass(frozen=True)
 class DeviceArena:
-    """The predicted 32-bit arena and its parts; ``bound`` names the need that sets it."""
+    """The predicted 32-bit arena and its parts; ``bound`` names the need that sets it. ``plan_offset``: the
+    host's measured head minus the Python plan of the same reference-kernel graph (0 when the plan is
+    exact; otherwise the graph has something the plan does not know, and the offset is added to every head)."""
 
     arena_bytes: int
     target: str | None
@@ -92,6 +94,7 @@ class DeviceArena:
     planning: int
     prepare: int
     scratch: tuple
+    plan_offset: int = 0
 
     @property
     def bound(self) -> str:
@@ -114,10 +117,13 @@ def _prepare_persistent(graph: MemoryGraph, node: Node) -> int:
     return 0
 
 
-def device_arena(graph: MemoryGraph, *, persistent: int, target: str | None = None) -> DeviceArena:
+def device_arena(graph: MemoryGraph, *, persistent: int, target: str | None = None,
+                 host_head: int | None = None) -> DeviceArena:
     """The 32-bit arena of ``graph`` with reference kernels (``target=None``) or ESP-NN on ``target``.
 
-    ``persistent``: the 32-bit tail with reference kernels (:func:`persistent_bytes`).
+    ``persistent``: the 32-bit tail with reference kernels (:func:`persistent_bytes`). ``host_head``: the
+    host's measured head (the reference-kernel plan, the same on both ABIs), a check on the Python plan:
+    a difference (an op whose scratch requests or aliasing the plan does not model) is carried over.
 
     Example:
         >>> device_arena(read_memory_graph(cnn_int8), persistent=1372, target="esp32s3").arena_bytes  # doctest: +SKIP
@@ -127,7 +133,8 @@ def device_arena(graph: MemoryGraph, *, persistent: int, target: str | None = No
     scratch = scratch_requests(graph, target) if target else reference
     extra = len(scratch) - len(reference)
     tail = persistent + SCRATCH_HANDLE * extra
-    head = plan_head(graph, scratch)
+    offset = 0 if host_head is None else host_head - plan_head(graph, reference)
+    head = plan_head(graph, scratch) + offset
     planned = sum(t.planned for t in graph.tensors) + len(scratch)
     io_structs = 2 * POINTER_ARRAY + sum(TEMP_TENSOR + _quantization(graph.tensors[t])
                                          for t in (*graph.inputs, *graph.outputs))
@@ -146,7 +153,7 @@ def device_arena(graph: MemoryGraph, *, persistent: int, target: str | None = No
         requested += sum(1 for s in scratch if s.node == index)
     activations = tail + head + HEAD_SLACK
     return DeviceArena(max(activations, planning, prepare), target, tail, head, activations, planning, prepare,
-                       tuple(scratch))
+                       tuple(scratch), offset)
 
 
 def persistent_bytes(*, tail: int, breakdown: dict, ops: dict, scratch_buffers: int = 0) -> int:
@@ -188,4 +195,5 @@ def device_arena_of(model_like, target: str | None = None) -> int:
     persistent = persistent_bytes(tail=report.allocated_tail_bytes or 0, breakdown=breakdown,
                                   ops=dict(Counter(n.op for n in graph.nodes)),
                                   scratch_buffers=len(scratch_requests(graph)))
-    return device_arena(graph, persistent=persistent, target=target).arena_bytes
+    return device_arena(graph, persistent=persistent, target=target,
+                        host_head=report.allocated_head_bytes).arena_bytes
