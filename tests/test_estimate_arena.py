@@ -152,3 +152,15 @@ def test_a_conv_that_needs_s3_scratch_estimates_more_arena_on_esp32s3(cnn_int8):
 def test_no_scratch_rules_for_a_chip_they_were_not_read_for():
     with pytest.raises(ConfigError, match="esp32p4"):
         arena.scratch_requests(_graph("kws_dscnn"), "esp32p4")
+
+
+def test_esp_nn_op_data_counts_by_its_aligned_size(monkeypatch):
+    """ESP-NN's conv op data (56 -> 60 bytes on 32 bits) stays in one 16-byte block; one past it would cost
+    16 bytes per conv and depthwise conv (kws_dscnn: 9)."""
+    before = _predict("kws_dscnn", "esp32s3")
+    monkeypatch.setitem(arena.ESPNN_OP_DATA, "CONV_2D", (56, 68))
+    monkeypatch.setitem(arena.ESPNN_OP_DATA, "DEPTHWISE_CONV_2D", (56, 68))
+    after = _predict("kws_dscnn", "esp32s3")
+    assert after.persistent - before.persistent == 16 * 9
+    # and each of its 10 ESP-NN scratch buffers adds a 4-byte handle (its reference kernels request none)
+    assert _predict("kws_dscnn", None).persistent == before.persistent - 4 * len(before.scratch) == before.persistent - 40

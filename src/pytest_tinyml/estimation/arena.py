@@ -17,9 +17,9 @@ head holds at that moment:
 The persistent tail comes from the host's: its RecordingMicroAllocator counts the pointer-bearing structs
 (:data:`STRUCT_BYTES`, exact sizes on both ABIs) and the kernels' op data (:data:`OP_DATA_DELTA`, bytes saved
 per operator) and the allocator objects (:data:`TAIL_OBJECTS_DELTA`); the last two were fitted to a
-``-m32`` build of esp-tflite-micro 1.4.0. ESP-NN's wrappers keep the reference op data plus one ``int``,
-which the 16-byte alignment of persistent buffers absorbs on 32 bits; each scratch buffer adds a 4-byte
-handle. ``tests/data/arena32_espnn.json`` holds the measured minimum arenas of the zoo models with
+``-m32`` build of esp-tflite-micro 1.4.0. ESP-NN's wrappers keep the reference op data plus one ``int``
+(:data:`ESPNN_OP_DATA`), which the 16-byte alignment of persistent buffers absorbs on 32 bits; each scratch
+buffer adds a 4-byte handle. ``tests/data/arena32_espnn.json`` holds the measured minimum arenas of the zoo models with
 reference kernels and ESP-NN for each chip; ``tests/test_estimate_arena.py`` checks the prediction on them.
 
 Example:
@@ -58,6 +58,11 @@ OP_DATA_DELTA = {"FULLY_CONNECTED": 44, "SOFTMAX": 16, "CONV_2D": 16, "DEPTHWISE
 # SingleArenaBufferAllocator + MicroAllocator + GreedyMemoryPlanner in the tail, and the host's recording
 # bookkeeping (the host measures through a RecordingMicroAllocator, the firmware uses a plain one). Fitted.
 TAIL_OBJECTS_DELTA = 380
+
+# esp-tflite-micro's ESP-NN wrappers keep the reference op data plus an int (the scratch buffer's index):
+# (reference, ESP-NN) bytes on 32 bits. Persistent buffers are 16-byte aligned, so what the tail grows by is
+# the aligned difference (0 for all three: 56 and 60 both take 64).
+ESPNN_OP_DATA = {"CONV_2D": (56, 60), "DEPTHWISE_CONV_2D": (56, 60), "SOFTMAX": (56, 60)}
 
 # 32-bit sizes of what the head holds while the model is prepared and planned (TFLite Micro 1.4.0).
 TEMP_TENSOR = 40  # TfLiteTensor
@@ -133,6 +138,9 @@ def device_arena(graph: MemoryGraph, *, persistent: int, target: str | None = No
     scratch = scratch_requests(graph, target) if target else reference
     extra = len(scratch) - len(reference)
     tail = persistent + SCRATCH_HANDLE * extra
+    if target:
+        tail += sum(_up(espnn, ALIGN) - _up(ref, ALIGN) for node in graph.nodes
+                    for ref, espnn in [ESPNN_OP_DATA.get(node.op, (0, 0))])
     offset = 0 if host_head is None else host_head - plan_head(graph, reference)
     head = plan_head(graph, scratch) + offset
     planned = sum(t.planned for t in graph.tensors) + len(scratch)
