@@ -27,9 +27,9 @@ def board_cache(tmp_path_factory):
     return str(tmp_path_factory.mktemp("board-cache"))
 
 
-def sim(board_cache, **kwargs):
+def sim(board_cache, text="sim", **kwargs):
     kwargs.setdefault("timeout", 10.0)
-    return open_sim(parse_board("sim"), cache_dir=board_cache, **kwargs)
+    return open_sim(parse_board(text), cache_dir=board_cache, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,7 @@ def test_a_slice_larger_than_the_batch_buffer_streams_in_batches_bit_for_bit(boa
         uploads = board.client.log.count("tinyml-load model")
     assert predictions.where == "sim" and predictions.identity.where == "sim"
     assert predictions.identity.chip == "host-sim" and predictions.identity.firmware_hash
-    assert sum(predictions.batches) == 400 and max(predictions.batches) == 16 and len(predictions.batches) == 25
+    assert sum(predictions.batches) == 400 and max(predictions.batches) == 16 and len(predictions.batches) == 26
     assert predictions.model_sha256 == ARTIFACT.sha256 and uploads <= 1  # the model goes up once
     assert predictions.raw_outputs.shape == (400, 10) and predictions.raw_outputs.dtype == np.int8
     np.testing.assert_array_equal(predictions.raw_outputs, host_raw)
@@ -82,11 +82,19 @@ def test_default_batches_grow_from_the_boards_own_time_and_respect_batch_size(bo
     with sim(board_cache) as board:
         grown = board.predict(ARTIFACT, slice_x)
         capped = board.predict(ARTIFACT, slice_x[:100], batch_size=7)
-    # First batch small (time per sample unknown), then as many as 16384 bytes hold (256 samples).
-    assert grown.batches[0] == 16 and max(grown.batches) == 256 and sum(grown.batches) == 400
+    # First batch one sample (time per sample unknown), then as many as 16384 bytes hold (256 samples).
+    assert grown.batches[0] == 1 and max(grown.batches) == 256 and sum(grown.batches) == 400
     assert max(capped.batches) == 7 and sum(capped.batches) == 100
     np.testing.assert_array_equal(grown.raw_outputs, host_raw)
     np.testing.assert_array_equal(capped.raw_outputs, host_raw[:100])
+
+
+def test_a_slow_board_gets_batches_that_end_inside_the_timeout(board_cache, slice_x, host_raw):
+    # 20 ms an invoke, 1 s timeout: a batch may take a quarter of it, about 12 samples (256 would take 5 s).
+    with sim(board_cache, "sim:delay_us=20000", timeout=1.0) as slow:
+        predictions = slow.predict(ARTIFACT, slice_x[:60])
+    assert predictions.batches[0] == 1 and 1 < max(predictions.batches) <= 12 and sum(predictions.batches) == 60
+    np.testing.assert_array_equal(predictions.raw_outputs, host_raw[:60])
 
 
 def test_samples_larger_than_the_batch_buffer_and_old_firmware_go_one_at_a_time(board_cache, slice_x, host_raw):

@@ -121,6 +121,10 @@ class DutBoard(Board):
         self.needs_sync = True
         return super().benchmark(*args, **kwargs)
 
+    def predict(self, *args, **kwargs):
+        self.needs_sync = True
+        return super().predict(*args, **kwargs)
+
 
 def _truthy(value) -> bool:
     if isinstance(value, str):

@@ -3,8 +3,9 @@ batches, output 0 of every sample read back (as MLPerf Tiny's accuracy mode runs
 
 A protocol 1.2 firmware takes whole samples in one ``tinyml-load batch`` (at most its ``batch-max-bytes``,
 outputs included), runs them with ``tinyml-predict`` and gives the outputs back with ``tinyml-predictions``,
-read in ranges that stay inside the lines it holds for resend. The first batch is small; later ones are sized
-from the board's own time per sample so that each command ends well inside the client's timeout. An older
+read in ranges that stay inside the lines it holds for resend. The first batch is one sample; later ones are
+sized from how long ``tinyml-predict`` took per sample (the wall time the host waited: invokes, input copies
+and, on the sim, the engine's round trips) so that each command ends well inside the client's timeout. An older
 firmware, or a sample larger than the batch buffer, goes one sample at a time (``tinyml-load input``,
 ``tinyml-infer 1 0``, ``tinyml-outputs``: :func:`pytest_tinyml.board.benchmark.outputs_one_by_one`).
 
@@ -14,6 +15,7 @@ Talks to the board only through the public verbs of :class:`~pytest_tinyml.board
 from __future__ import annotations
 
 import hashlib
+import time
 
 from pytest_tinyml.board.benchmark import outputs_one_by_one
 from pytest_tinyml.board.result import BoardPredictions
@@ -22,7 +24,7 @@ from pytest_tinyml.errors import BoardError, BoardReset, ConfigError, ProtocolEr
 
 READBACK_LINES = 32  # framed lines per tinyml-predictions: inside the 48 the board holds for resend
 OUTPUT_BYTES_PER_LINE = 64  # PROTOCOL.md, tinyml-predictions
-FIRST_BATCH = 16  # samples in the first batch, before the board's time per sample is known
+FIRST_BATCH = 1  # samples in the first batch: a slow model (seconds per invoke) must not outrun the timeout
 BATCH_SHARE = 0.25  # the share of the client's timeout one tinyml-predict may take
 
 
@@ -63,13 +65,15 @@ def _stream(client, samples: list[bytes], capacity: int, batch_size: int | None,
     while done < len(samples):
         batch = samples[done: done + size]
         client.upload("batch", b"".join(batch))
+        started = time.monotonic()
         figures = client.predict(len(batch))
+        waited = time.monotonic() - started
         for start in range(0, len(batch), per_read):
             outputs += client.predictions(start, min(per_read, len(batch) - start), out_bytes)
         done += len(batch)
         batches.append(len(batch))
         invoke_us += int(figures.get("total_us", 0))
-        per_sample_s = figures.get("total_us", 0) / len(batch) / 1e6
+        per_sample_s = max(figures.get("total_us", 0) / 1e6, waited) / len(batch)
         fit = int(client.timeout * BATCH_SHARE / per_sample_s) if per_sample_s > 0 else cap
         size = max(1, min(cap, fit))
     return outputs, tuple(batches), invoke_us
