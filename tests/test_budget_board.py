@@ -20,6 +20,13 @@ from pytest_tinyml.errors import ConfigError, TinyMLAssertionError
 MODEL = Path(__file__).parent / "data" / "board_mlp_int8.tflite"
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _extensions_loaded_before_pytester():
+    """pytester restores sys.modules after each test; a C extension (numpy, the flatbuffer schema) first loaded
+    inside such a test would be dropped and cannot load again in this process. Load them first."""
+    tinyml.estimate(MODEL, target="esp32s3", calibration=None)
+
+
 @pytest.fixture(scope="module")
 def standin_binaries(tmp_path_factory):
     from firmware_host import build_host_as
@@ -181,3 +188,32 @@ def test_the_session_board_measures_its_chip_and_estimates_stay_apart(standin, p
     raw = tinyml.estimate(MODEL, target="esp32s3", cpu_mhz=240, calibration=None)
     assert rows["test_s3[1]"]["estimate_latency_ms"] == pytest.approx(raw.latency_ms)
     assert "estimate_calibration" not in rows["test_s3[1]"] and "estimate_calibration" not in rows["test_c3"]
+
+
+def test_with_the_sim_as_session_board_a_target_budget_is_the_estimate(pytester, tmp_path):
+    """--tinyml-board=sim: assert_budget(target=) never starts the sim for it; the row says estimate and why."""
+    pytester.makepyfile(test_sim=f'''
+        import pytest_tinyml as tinyml
+        def test_s3():
+            est = tinyml.estimate({str(MODEL)!r}, target="esp32s3")
+            figures = tinyml.assert_budget({str(MODEL)!r}, arena_kb=64, latency_ms=1000, target="esp32s3")
+            assert figures["latency_ms"] == est.latency_ms
+    ''')
+    report = tmp_path / "report.json"
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "0", "--tinyml-board=sim",
+                                           f"--tinyml-cache-dir={tmp_path / 'cache'}", f"--tinyml-report={report}",
+                                           f"--tinyml-history={tmp_path / 'history'}")
+    result.assert_outcomes(passed=1)
+    row = json.loads(report.read_text())["tests"][0]
+    assert row["where"] == "estimate" and "board" not in row and "latency_ratio" not in row
+    assert not (tmp_path / "cache" / "sim").exists()  # the sim was never built nor started for the budget
+
+
+def test_a_board_result_that_names_no_model_cannot_judge_a_budget():
+    from pytest_tinyml.board import BoardIdentity, BoardResult
+    from pytest_tinyml.latency import LatencyStats
+
+    result = BoardResult(LatencyStats.from_samples([900.0]), None, {"where": "device", "chip": "esp32s3"}, None, 1, 0,
+                         identity=BoardIdentity(chip="esp32s3", where="device"))
+    with pytest.raises(ConfigError, match="does not say which model it ran"):
+        tinyml.assert_budget(MODEL, latency_ms=10, target="esp32s3", board=result)
