@@ -50,10 +50,13 @@ class Measurement:
 
 
 def _is_board(value) -> bool:
-    return callable(getattr(value, "benchmark", None)) and hasattr(value, "identity")
+    from pytest_tinyml._model_io import is_board  # the one test of "an open board"
+
+    return is_board(value)
 
 
 def _is_result(value) -> bool:
+    """A ``BoardResult`` of ``benchmark`` (latency and arena), not predictions without timings."""
     return hasattr(value, "latency_us") and hasattr(value, "arena_bytes")
 
 
