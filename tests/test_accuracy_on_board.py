@@ -116,3 +116,39 @@ def test_wrong_inputs_are_config_errors(float_model, int8_model, miscalibrated, 
         tinyml.assert_accuracy_drop(float_model, int8_model, x, y, model=int8_model)
     with pytest.raises(ConfigError, match="batch_size must be a whole number"):
         tinyml.assert_accuracy_drop(float_model, board, x, y, model=int8_model, batch_size=0)
+
+
+PLUGIN_TEST = '''
+import pathlib
+import numpy as np
+import pytest
+import pytest_tinyml as tinyml
+
+MODEL = pathlib.Path(__file__).parent / "model.tflite"
+X = np.random.default_rng(3).uniform(0, 16, (300, 64)).astype(np.float32)
+Y = tinyml.outputs(MODEL, X).argmax(axis=1)  # the host's classes as labels
+
+@pytest.mark.tinyml_board
+def test_accuracy_on_the_board(tinyml_board):
+    figures = tinyml.assert_accuracy_drop(MODEL, tinyml_board, X, Y, model=MODEL, max_drop=0.01)
+    assert figures["where"] == "sim" and figures["samples"] == 300
+
+@pytest.mark.tinyml_board
+def test_board_without_the_model(tinyml_board):
+    tinyml.assert_accuracy_drop(MODEL, tinyml_board, X, Y)
+'''
+
+
+def test_the_plugin_runs_the_slice_on_the_session_board_and_reports_where(pytester, tmp_path_factory):
+    """As users see it: --tinyml-board=sim, the tinyml_board fixture as the candidate, where=sim in the summary."""
+    import shutil
+    from pathlib import Path
+
+    shutil.copy(Path(__file__).parent / "data" / "board_mlp_int8.tflite", pytester.path / "model.tflite")
+    pytester.makepyfile(test_on_board=PLUGIN_TEST)
+    cache = tmp_path_factory.mktemp("plugin-board-cache")
+    result = pytester.runpytest_subprocess("--tinyml-board=sim", f"--tinyml-cache-dir={cache}", "-p",
+                                           "no:cacheprovider", timeout=300)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*ConfigError: assert_accuracy_drop with a board needs model=*",
+                                 "*tinyml summary*", "*accuracy*drop*where*", "test_accuracy_on_the_board*sim*passed"])
