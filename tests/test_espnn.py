@@ -241,3 +241,28 @@ def test_wrapped_ops_match_esp_tflite_micro_kernels():
     assert "esp_nn_fully_connected_per_ch_s8(" in fc and "data.is_per_channel" in fc
     version = _git_show("TINYML_ESP_TFLITE_MICRO_GIT", "esp-tflite-micro", "idf_component.yml")
     assert f'version: "{espnn.SOURCES["esp-tflite-micro"]["version"].split()[0]}"' in version
+
+
+def test_scratch_rules_match_the_sources():
+    """Which wrappers request scratch (esp-tflite-micro) and which size function each chip's header picks
+    (esp-nn): conv, depthwise conv and softmax ask; the generic C size functions for conv and depthwise
+    return 0 (TINYML_ESP_NN_GIT and TINYML_ESP_TFLITE_MICRO_GIT=<git dirs>)."""
+    import re
+
+    for stem in ("add", "conv", "depthwise_conv", "fully_connected", "mul", "pooling", "softmax"):
+        source = _git_show("TINYML_ESP_TFLITE_MICRO_GIT", "esp-tflite-micro", f"tensorflow/lite/micro/kernels/esp_nn/{stem}.cc")
+        asks = set(re.findall(r"esp_nn_get_(\w+?)_scratch_size\(", source))
+        assert asks == ({"conv": {"conv"}, "depthwise_conv": {"depthwise_conv"}, "softmax": {"softmax"}}.get(stem, set()))
+    softmax = _git_show("TINYML_ESP_TFLITE_MICRO_GIT", "esp-tflite-micro", "tensorflow/lite/micro/kernels/esp_nn/softmax.cc")
+    assert "input_width = input->dims->data[1]" in softmax  # the width softmax_scratch_bytes is given
+    for header, suffix in (("include/esp_nn_generic_opt.h", "opt"), ("include/esp_nn_esp32s3.h", "esp32s3")):
+        defines = _defines(_git_show("TINYML_ESP_NN_GIT", "esp-nn", header))
+        for kind in ("conv", "depthwise_conv", "softmax"):
+            assert defines[f"esp_nn_get_{kind}_scratch_size"] == f"esp_nn_get_{kind}_scratch_size_{suffix}"
+    for path in ("src/convolution/esp_nn_conv_opt.c", "src/convolution/esp_nn_depthwise_conv_opt.c"):
+        body = _git_show("TINYML_ESP_NN_GIT", "esp-nn", path)
+        size_function = body[body.index("_scratch_size_opt("):]
+        assert re.match(r"[^{]*\{\s*return 0;\s*\}", size_function), path
+    assert espnn.conv_scratch_bytes("esp32", input_hwc=(8, 8, 8), filter_hw=(3, 3), output_hwc=(8, 8, 8),
+                                    stride_hw=(1, 1), padding_hw=(1, 1)) == 0
+    assert espnn.softmax_scratch_bytes("esp32", width=10) == espnn.softmax_scratch_bytes("esp32s3", width=10) == 40
