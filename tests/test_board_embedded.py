@@ -18,7 +18,7 @@ import pytest
 
 pytest.importorskip("pytest_embedded_serial", reason="needs pytest-tinyml[embedded] (pytest-embedded-serial)")
 
-from pytest_tinyml.board import flash, sim  # noqa: E402
+from embedded_sim import run, start_sim  # noqa: E402
 
 MODEL = Path(__file__).parent / "data" / "board_mlp_int8.tflite"
 
@@ -53,13 +53,6 @@ def board_cache(tmp_path_factory):
     return tmp_path_factory.mktemp("embedded-cache")
 
 
-def start_sim(cache: Path, build: str | None = None) -> sim.SimProcess:
-    fw_dir = flash.locate_firmware_dir(None)
-    binary, build_id = sim.build_host(fw_dir, cache)
-    return sim.start(binary, build or build_id, log_dir=cache / "sim", cache_dir=cache,
-                     builtin_model=sim.builtin_model(fw_dir))
-
-
 @pytest.fixture
 def pty_sim(board_cache):
     process = start_sim(board_cache)
@@ -71,14 +64,6 @@ def pty_sim(board_cache):
 def project(pytester, board_cache):
     shutil.copy(MODEL, pytester.path / "model.tflite")
     return pytester
-
-
-def run(pytester, port: str, cache, *args: str):
-    return pytester.runpytest_subprocess(
-        # --port=PTY in one word: as two words pytest takes the port for a path and its dir (/dev/pts) for
-        # the rootdir, where the history cannot be written
-        "-p", "pytest_embedded", "--embedded-services", "serial", f"--port={port}", "--tinyml-board=embedded",
-        f"--tinyml-cache-dir={cache}", "-p", "no:cacheprovider", *args, timeout=180)
 
 
 @pytest.mark.slow
@@ -102,29 +87,6 @@ def test_a_stale_sim_is_refused_under_skip_autoflash(project, board_cache):
         stale.stop()
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*FirmwareError*stale*reports build 0123456789ab*"])
-
-
-@pytest.mark.slow
-def test_kind_and_pytest_embedded_target_must_agree(project, pty_sim, board_cache):
-    project.makepyfile(test_kinds='''
-import pytest
-
-@pytest.mark.tinyml_board(kind="esp32s3")
-def test_for_s3(tinyml_board):
-    pass
-
-@pytest.mark.tinyml_board(kind="esp32c3")
-def test_for_c3(tinyml_board):
-    pass
-''')
-    result = run(project, pty_sim.port, board_cache, "--tinyml-skip-flash", "--target", "esp32c3", "-rs")
-    # c3 passes the target check, then the board (a host-sim) is not a c3: skipped for its chip;
-    # s3 is skipped before its dut is made, for the target
-    result.assert_outcomes(skipped=2)
-    result.stdout.fnmatch_lines([
-        "*pytest-embedded's target is esp32c3, the test's tinyml_board(kind=...) is for esp32s3*",
-        "*wrong board kind*esp32c3*is host-sim*",
-    ])
 
 
 def test_without_pytest_embedded_active_the_error_says_how(project):

@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from pathlib import Path
 
@@ -51,3 +52,22 @@ def load(name: str, firmware_dir: Path | None = None):
 def board_config_names() -> tuple[str, ...]:
     """The ``--tinyml-target`` values: the board configurations of the shipped firmware."""
     return tuple(load("targets").BOARD_CONFIGS)
+
+
+def project_name(firmware_dir: Path | None = None) -> str:
+    """The ESP-IDF project name of the firmware (``project(...)`` in its ``CMakeLists.txt``): what idf.py writes
+    as ``project_name`` in a build's ``project_description.json``.
+
+    Example:
+        >>> project_name()
+        'tinyml_bench'
+    """
+    path = Path(firmware_dir or shipped_firmware_dir() or ".") / "CMakeLists.txt"
+    try:
+        found = re.search(r"^\s*project\(\s*([A-Za-z0-9_.+-]+)", path.read_text(errors="replace"), re.MULTILINE)
+    except OSError:
+        found = None
+    if found is None:
+        raise FirmwareError(f"{path} has no project(...) line: the firmware sources are incomplete; reinstall "
+                            "pytest-tinyml or point --tinyml-firmware-dir at a complete checkout of firmware/")
+    return found.group(1)

@@ -45,6 +45,10 @@ def pytest_configure(config):
     config.stash[_COLLECTOR] = collector
     config.pluginmanager.register(_SummaryPlugin(collector), "tinyml-summary")
     history_hooks.register(config)
+    if resolved.boards and resolved.boards[0].kind == "embedded" and config.pluginmanager.has_plugin("pytest_embedded"):
+        from pytest_tinyml.board import embedded_plugin  # imports nothing of pytest-embedded
+
+        config.pluginmanager.register(embedded_plugin.EmbeddedSession(), embedded_plugin.NAME)
 
 
 def pytest_unconfigure(config):

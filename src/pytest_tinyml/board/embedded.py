@@ -7,10 +7,12 @@ pexpect stream (first what a ``dut.expect`` already buffered past its match, the
 with ``dut.write``, so there is no second open of the port, every board line stays in pytest-embedded's log,
 and a ``dut.expect`` after a benchmark continues where the protocol stopped reading.
 
-Flashing belongs to pytest-embedded too: with ``--embedded-services esp,idf --app-path <tinyml-bench build>``
-it flashed the app when it created the ``dut``; here the firmware's build id is only checked, and a stale one is
-a ``FirmwareError`` saying which of the two flashing paths to use. ``--skip-autoflash`` counts as
-``--tinyml-skip-flash``.
+Flashing belongs to pytest-embedded too: with ``--embedded-services esp,idf`` its ``IdfSerial`` flashes the
+test's app when it creates the ``dut`` (``--app-path`` naming a tinyml-bench build, or pytest-tinyml's own build
+handed to it: :mod:`~pytest_tinyml.board.embedded_app`); here the build id the board reports is only checked,
+and a wrong one is a ``FirmwareError`` saying which flashing path to use. ``--skip-autoflash`` counts as
+``--tinyml-skip-flash`` and the other way round. With ``--count`` > 1 the board runs on the dut whose target is
+the test's kind (:mod:`~pytest_tinyml.board.embedded_targets`).
 
 This module is imported only by the ``tinyml_board`` fixture under ``--tinyml-board=embedded``; nothing of
 pytest-embedded is imported before that (its plugin hands us its objects through fixtures).
@@ -126,63 +128,79 @@ class DutBoard(Board):
         return super().predict(*args, **kwargs)
 
 
-def _truthy(value) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("y", "yes", "true", "1")
-    return bool(value)
-
-
-def skip_flash(config) -> bool:
-    """``--tinyml-skip-flash`` (or ini), or pytest-embedded's ``--skip-autoflash y``.
-
-    Example:
-        >>> skip_flash(request.config)  # doctest: +SKIP
-        True
-    """
-    return options.of(config).skip_flash or _truthy(config.getoption("skip_autoflash", None))
-
-
 def check_target(request) -> None:
-    """Skip a ``tinyml_board(kind=...)`` test whose kind is not pytest-embedded's ``--target`` (before the dut)."""
-    marker = request.node.get_closest_marker("tinyml_board")
-    wanted = marker.kwargs.get("kind") if marker is not None else None
+    """Skip a ``tinyml_board(kind=...)`` test whose kind is not pytest-embedded's ``target`` (before the dut).
+
+    Routing deselects such tests at collection (``embedded_targets.route``); this catches the rest, e.g. a
+    ``target`` fixture of the project's own."""
+    from pytest_tinyml.board import embedded_targets
+
+    wanted = embedded_targets.kinds_of(request.node)
     target = request.getfixturevalue("target")
-    if not wanted or not target or str(target).lower() == "auto":
-        return
-    allowed = (wanted,) if isinstance(wanted, str) else tuple(wanted)
-    if str(target) not in allowed:
-        pytest.skip(WRONG_TARGET.format(target=target, want=" or ".join(allowed)))
+    named = embedded_targets.split_targets(target)
+    if not wanted or not named or isinstance(target, (tuple, list)):
+        return  # several duts: the one of the test's kind is picked once they are up
+    if named[0] not in wanted:
+        pytest.skip(WRONG_TARGET.format(target=named[0], want=" or ".join(wanted)))
 
 
-def check_firmware(board, config, *, port: str) -> None:
-    """The board runs the tinyml-bench build of this checkout (``tinyml-host``'s for a sim on the pty), or a
-    ``FirmwareError`` naming how to flash it through pytest-embedded."""
-    from pytest_tinyml.board import flash, sim
+def pick_dut(request, dut):
+    """The dut the board runs on: the only one, or with ``--count`` > 1 the one whose target is the test's kind."""
+    from pytest_tinyml.board import embedded_targets
+
+    if not isinstance(dut, (tuple, list)):
+        return dut
+    kinds = embedded_targets.kinds_of(request.node)
+    targets = request.getfixturevalue("target")
+    index = embedded_targets.dut_index(kinds, targets, tuple(dut))
+    if index is None:
+        named = ", ".join(str(t) for t in (targets if isinstance(targets, (tuple, list)) else [targets] * len(dut)))
+        why = (f"none of them is {' or '.join(kinds)}" if kinds else "the test names no kind to pick one by")
+        raise ConfigError(f"--tinyml-board=embedded drives one of this test's {len(dut)} duts (--count, targets "
+                          f"{named}); {why}: mark the test tinyml_board(kind=...) with one of their targets, or "
+                          "build a Board on dut[i] yourself")
+    return dut[index]
+
+
+def check_firmware(board, config, *, port: str, dut=None) -> None:
+    """The board runs what it should, or a ``FirmwareError`` naming how to flash it through pytest-embedded.
+
+    With pytest-embedded's idf service the dut's ``app`` is the truth: the board must report that build's id
+    (``embedded_app.app_build_id``). Otherwise it must report the build id of this checkout's firmware sources
+    (``tinyml-host``'s for a sim on the pty)."""
+    from pytest_tinyml.board import embedded_app, flash, sim
 
     resolved = options.of(config)
-    skipping = skip_flash(config)
+    skipping = embedded_app.skip_flash(config)
     if board.mlperf_only:
         if skipping:
             return  # an MLPerf Tiny firmware flashed by hand: benchmark(None) times its built-in model
         raise FirmwareError(f"{port} runs an MLPerf Tiny firmware without the tinyml-bench protocol: pass "
                             "--tinyml-skip-flash to time its built-in model, or flash the tinyml-bench firmware",
                             port=port, log=board.client.log)
+    reported = board.identity.firmware_hash or ""
+    app = getattr(dut, "app", None)
+    if embedded_app.is_idf_app(app) and embedded_app.app_build_id(app):
+        if reported and flash.same_build_hash(reported, embedded_app.app_build_id(app)):
+            return
+        can_flash = callable(getattr(getattr(dut, "serial", None), "flash", None))
+        raise FirmwareError(embedded_app.not_flashed(port, reported, app, skipping=skipping, can_flash=can_flash),
+                            port=port, log=board.client.log)
     fw_dir = flash.locate_firmware_dir(resolved.firmware_dir)
     expected = sim.build_hash(fw_dir) if board.where == "sim" else flash.device_build_id(fw_dir)
-    reported = board.identity.firmware_hash or ""
     if reported and flash.same_build_hash(reported, expected):
         return
     services = str(config.getoption("embedded_services", None) or "")
-    app_path = config.getoption("app_path", None)
     if skipping:
         why = ("--tinyml-skip-flash / --skip-autoflash keep what is on the board; flash the current firmware "
-               "(drop them and run with --embedded-services esp,idf --app-path <tinyml-bench build>)")
+               "(drop them and run with --embedded-services esp,idf: pytest-tinyml builds tinyml-bench and "
+               "pytest-embedded flashes it)")
     elif "esp" in services.split(","):
-        why = (f"pytest-embedded flashed --app-path {app_path or '(the test file directory)'}: point it at a build "
-               f"of {fw_dir} (`idf.py -C {fw_dir} build`, then --app-path {fw_dir} --build-dir build)")
+        why = ("the esp service alone does not flash: add idf (`--embedded-services esp,idf`), and pytest-tinyml "
+               "builds tinyml-bench and pytest-embedded flashes it")
     else:
-        why = ("only the serial service is active, which does not flash: add `--embedded-services esp,idf "
-               f"--app-path {fw_dir}` after building it, or flash by hand: `{flash.by_hand_command(fw_dir, expected)}`")
+        why = ("only the serial service is active, which does not flash: run with `--embedded-services esp,idf`, "
+               f"or flash by hand: `{flash.by_hand_command(fw_dir, expected)}`")
     if board.where == "sim":
         why = "the sim on this pty was started from other sources: restart it from this checkout's tinyml-host"
     raise FirmwareError(f"the firmware on {port} is stale: it reports build {reported or '(none)'}, the sources in "
@@ -205,10 +223,7 @@ def board_for_test(request):
     if not config.pluginmanager.has_plugin(PLUGIN):
         raise ConfigError(NOT_ACTIVE)
     check_target(request)
-    dut = request.getfixturevalue("dut")
-    if isinstance(dut, (tuple, list)):
-        raise ConfigError(f"--tinyml-board=embedded drives one dut; this test has {len(dut)} (--count): "
-                          "use one, or call Board on dut[i] yourself")
+    dut = pick_dut(request, request.getfixturevalue("dut"))
     if getattr(dut, "pexpect_proc", None) is None or not hasattr(dut, "write"):
         raise ConfigError(f"pytest-embedded's dut {type(dut).__name__} has no serial stream: run with "
                           "--embedded-services serial (or esp,idf) and --port")
@@ -225,6 +240,6 @@ def board_for_test(request):
     if board.identity is not None and board.identity.chip == "host-sim":
         board.where = "sim"  # the firmware's host build on a pty says so: its figures are the sim's
         board.connect()
-    check_firmware(board, config, port=name)
+    check_firmware(board, config, port=name, dut=dut)
     skip_unless_kind(request, board, name)
     return board

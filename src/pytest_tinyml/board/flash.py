@@ -20,7 +20,7 @@ from pathlib import Path
 from pytest_tinyml import firmware_tools
 from pytest_tinyml.errors import FirmwareError
 
-__all__ = ["FirmwareError", "build", "check_current", "device_build_id", "flash", "locate_firmware_dir"]
+__all__ = ["FirmwareError", "build", "cached_build", "check_current", "device_build_id", "flash", "locate_firmware_dir"]
 
 _INSTALL_HINT = (
     "install ESP-IDF (https://docs.espressif.com/projects/esp-idf/en/stable/esp32/get-started/) and run "
@@ -158,10 +158,11 @@ def build(firmware_dir: Path, target: str, cache_dir: Path, expected_hash: str) 
         >>> build(locate_firmware_dir(), "esp32s3", Path(".tinyml_cache"), "ab12")  # doctest: +SKIP
     """
     config = board_config(firmware_dir, target)
+    cached = cached_build(firmware_dir, target, cache_dir, expected_hash)
+    if cached is not None:
+        return cached
     build_dir = Path(cache_dir) / "firmware" / f"{config.name}-{expected_hash[:16]}"
     done = build_dir / "tinyml-build.json"
-    if done.is_file():
-        return FirmwareBuild(config.name, build_dir, json.loads(done.read_text())["build_hash"])
     command = find_idf() + ["-C", str(firmware_dir), "-B", str(build_dir), f"-DSDKCONFIG={build_dir / 'sdkconfig'}",
                             *config.idf_args(firmware_dir), "build"]
     build_dir.mkdir(parents=True, exist_ok=True)
@@ -176,6 +177,24 @@ def build(firmware_dir: Path, target: str, cache_dir: Path, expected_hash: str) 
     build_hash = id_file.read_text().strip() if id_file.is_file() else expected_hash
     done.write_text(json.dumps({"target": config.name, "chip": config.chip, "build_hash": build_hash}))
     return FirmwareBuild(config.name, build_dir, build_hash)
+
+
+def cached_build(firmware_dir: Path, target: str, cache_dir: Path, expected_hash: str) -> FirmwareBuild | None:
+    """The finished build :func:`build` would return from its cache, or ``None`` when it would run idf.py.
+
+    Example:
+        >>> cached_build(locate_firmware_dir(), "esp32s3", Path("/nonexistent"), "ab12") is None
+        True
+    """
+    config = board_config(firmware_dir, target)
+    build_dir = Path(cache_dir) / "firmware" / f"{config.name}-{expected_hash[:16]}"
+    done = build_dir / "tinyml-build.json"
+    if not done.is_file():
+        return None
+    try:
+        return FirmwareBuild(config.name, build_dir, json.loads(done.read_text())["build_hash"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # a torn marker: build again
 
 
 def flash(port: str, firmware: FirmwareBuild, *, baud: int = 460800) -> None:
