@@ -3,9 +3,10 @@
 By role: ``transport`` (ports, leases), ``framing`` + ``protocol`` + ``device_errors`` + ``status`` (lines,
 deadlines, re-asks, typed error lines and their codes), ``client``
 (the commands as public verbs), ``identity`` (``BoardIdentity``), ``board`` + ``benchmark`` (one open
-board and its benchmark flow), ``connect`` (open a device or the sim, flash when stale), ``flash``,
+board and its benchmark flow), ``predict`` + ``samples`` (a data set slice streamed through the board in
+batches; inputs as the bytes the board receives), ``connect`` (open a device or the sim, flash when stale), ``flash``,
 ``sim`` + ``simboard`` + ``sim_engine`` (the host simulator's process and its TFLite Micro engine),
-``result`` (``BoardResult``), ``fixture`` (the ``tinyml_board`` fixture's leases and result callback), ``budget``
+``result`` (``BoardResult``, ``BoardPredictions``), ``fixture`` (the ``tinyml_board`` fixture's leases and result callback), ``budget``
 (which board's figures judge ``assert_budget(target=)``),
 ``embedded`` (the fixture over pytest-embedded's ``dut`` under ``--tinyml-board=embedded``).
 
@@ -28,6 +29,7 @@ _LAZY = {
     "BenchClient": "pytest_tinyml.board.client",
     "Board": "pytest_tinyml.board.board",
     "BoardIdentity": "pytest_tinyml.board.identity",
+    "BoardPredictions": "pytest_tinyml.board.result",
     "BoardResult": "pytest_tinyml.board.result",
     "OpTiming": "pytest_tinyml.board.result",
     "open_board": "pytest_tinyml.board.connect",
