@@ -208,3 +208,26 @@ def test_multi_dut_without_a_kind_says_how_to_pick(pytester, board_cache):
         second.stop()
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*ConfigError*one of this test's 2 duts*targets esp32, esp32s3*names no kind*"])
+
+
+def test_a_target_from_elsewhere_that_disagrees_is_skipped_before_the_dut(pytester, tmp_path):
+    """A project's own ``target`` fixture (ignoring the parameter) says esp32c3: the s3 test is skipped, naming
+    both, before its dut is made (the port does not exist: a dut would be an error)."""
+    pytester.makeconftest('''
+import pytest
+
+@pytest.fixture
+def target():
+    return "esp32c3"
+''')
+    pytester.makepyfile(test_one='''
+import pytest
+
+@pytest.mark.tinyml_board(kind="esp32s3")
+def test_one(tinyml_board):
+    pass
+''')
+    result = run(pytester, "/nonexistent/ttyUSB9", tmp_path, "-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*pytest-embedded's target is esp32c3, the test's tinyml_board(kind=...) is for "
+                                 "esp32s3: run it with --target esp32s3, or leave `target` to pytest-tinyml*"])

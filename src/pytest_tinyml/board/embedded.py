@@ -38,7 +38,7 @@ NOT_ACTIVE = (
     "`--embedded-services serial --port /dev/ttyUSB0` (or `esp,idf` to let it flash)"
 )
 WRONG_TARGET = ("pytest-embedded's target is {target}, the test's tinyml_board(kind=...) is for {want}: run it with "
-                "--target {want}, or parametrize `target` indirectly to route it to a matching runner")
+                "--target {want}, or leave `target` to pytest-tinyml (it parametrizes it from kind=)")
 _POLL_S = 0.002  # between two looks at the dut's log file when nothing new is in it
 
 
