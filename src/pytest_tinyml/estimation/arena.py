@@ -146,7 +146,10 @@ def device_arena(graph: MemoryGraph, *, persistent: int, target: str | None = No
     planned = sum(t.planned for t in graph.tensors) + len(scratch)
     io_structs = 2 * POINTER_ARRAY + sum(TEMP_TENSOR + _quantization(graph.tensors[t])
                                          for t in (*graph.inputs, *graph.outputs))
-    tail_at_planning = tail - io_structs
+    # Before planning, the scratch handles (4-byte aligned) go below a 16-aligned tail (the kernels' persistent
+    # buffers are 16-aligned); the planner's space ends at the 16-aligned address under them.
+    tail_before_handles = tail - io_structs - SCRATCH_HANDLE * len(scratch)
+    tail_at_planning = tail_before_handles + _up(SCRATCH_HANDLE * len(scratch), ALIGN)
     requests = _up((len(scratch) + REQUESTS_PER_OP) * SCRATCH_REQUEST, 4)
     # The planner's arrays take the 16-aligned space between the allocation infos and the tail.
     planning = (tail_at_planning + _up(PLANNER_PER_BUFFER * planned, ALIGN)
@@ -157,7 +160,7 @@ def device_arena(graph: MemoryGraph, *, persistent: int, target: str | None = No
         later -= _prepare_persistent(graph, node)
         temporaries = sum(TEMP_TENSOR + _quantization(graph.tensors[t]) for t in (*node.inputs, *node.outputs) if t >= 0)
         held = _up((requested + REQUESTS_PER_OP) * SCRATCH_REQUEST, 4)
-        prepare = max(prepare, tail_at_planning - SCRATCH_HANDLE * len(scratch) - later + held + temporaries)
+        prepare = max(prepare, tail_before_handles - later + held + temporaries)
         requested += sum(1 for s in scratch if s.node == index)
     activations = tail + head + HEAD_SLACK
     return DeviceArena(max(activations, planning, prepare), target, tail, head, activations, planning, prepare,
