@@ -2,8 +2,8 @@
 
 Inner runs with the real pytest-embedded plugin and pytest-embedded-idf's real ``IdfApp``, which parses build
 directories laid out as idf.py lays them out (``embedded_sim.idf_build_dir``). ``serial,idf`` gives an
-``IdfApp`` and a plain serial on the sim's pty; the flashing itself (``esp,idf``: ``IdfSerial`` + esptool
-talking to a ROM bootloader) needs a chip and is not run here. Where the check must come before
+``IdfApp`` and a plain serial on the sim's pty; ``esp,idf`` gives pytest-embedded's ``IdfSerial``, which on the
+sim's pty gets as far as esptool asking for a ROM bootloader: the write itself needs a chip and is not run here. Where the check must come before
 pytest-embedded touches the port, ``--port`` is a path that does not exist: had the serial been made first,
 its own error would show instead of ours.
 """
@@ -176,3 +176,28 @@ def test_a_build_for_the_wrong_chip_is_not_chosen(project, tmp_path):
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*FirmwareError*--tinyml-target esp32c3 builds tinyml-bench for esp32c3*target "
                                  "for this dut is esp32s3*"])
+
+
+@pytest.mark.slow
+def test_esp_idf_flashing_gets_as_far_as_the_rom_bootloader(pytester, board_cache):
+    """esp,idf on the sim's pty: the tinyml test's IdfSerial takes our build (else pytest-embedded's own error
+    "Idf app not parsable", which the plain test in the same run shows) and esptool then asks the pty for a ROM
+    bootloader, which a sim is not: this is as far as flashing goes without a chip."""
+    pytester.makepyfile(test_x='''
+def test_plain(dut):
+    pass
+
+def test_board(dut, tinyml_board):
+    pass
+''')
+    cache = board_cache / "esp-idf"
+    cached_build_dir(cache)
+    sim = start_sim(board_cache)
+    try:
+        result = run(pytester, sim.port, cache, "--target", "esp32s3", services="esp,idf")
+    finally:
+        sim.stop()
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines(["ERROR test_x.py::test_plain - ValueError: Idf app not parsable*"])
+    result.stdout.fnmatch_lines(["ERROR test_x.py::test_board - esptool.util.FatalError: Failed to connect to E*"])
+    result.stdout.fnmatch_lines(["*FatalError: Failed to connect to ESP32-S3: No serial data received*"])
