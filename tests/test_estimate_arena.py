@@ -6,7 +6,8 @@ suite's own test models: the host figures ``runtime.tflm.arena`` reported, the m
 reference kernels, ESP-NN's generic C code (esp32, esp32c3) and ESP-NN's esp32s3 code (how: its ``about``).
 Weights do not change the arena, so the zoo models were converted untrained (vww_mobilenet_v1 after two
 epochs on random data: untrained, its near-constant logits give SOFTMAX an input scale TFLite Micro aborts on).
-gesture_lstm does not convert to int8. Rows with ``fit: false`` were not used to fit the tail constants.
+gesture_lstm does not convert to int8. Rows with ``fit: false`` were not used to fit the tail constants; the
+``s3_rule_*`` rows are one-layer models that reach each branch of esp-nn's esp32s3 scratch-size functions.
 """
 
 from __future__ import annotations
@@ -95,11 +96,13 @@ def test_esp_nn_s3_scratch_changes_the_arena_and_reference_figures_miss_it():
 
 
 def test_the_host_figure_itself_is_not_within_2_percent():
-    """The wrong input: without the rescaling, the host's 64-bit figure misses the 2% on every model."""
-    misses = [n for n, r in DATA.items()
-              if abs(r["host"]["arena_bytes"] - r["measured"]["reference"]["arena_bytes"])
-              > TOLERANCE * r["measured"]["reference"]["arena_bytes"]]
-    assert sorted(misses) == sorted(DATA)
+    """The wrong input: without the rescaling, the host's 64-bit figure misses the 2% on every model but the two
+    tiled rule models, whose 120-150 KB of activations leave the pointer structs little weight (+0.5%, +0.6%)."""
+    models = [n for n in DATA if n not in ("s3_rule_dw3x3_ch32_tiled", "s3_rule_dw5x5_ch16_tiled")]
+    misses = [n for n in models
+              if abs(DATA[n]["host"]["arena_bytes"] - DATA[n]["measured"]["reference"]["arena_bytes"])
+              > TOLERANCE * DATA[n]["measured"]["reference"]["arena_bytes"]]
+    assert sorted(misses) == sorted(models)
 
 
 def test_a_breakdown_that_does_not_match_the_model_moves_the_prediction_off():
