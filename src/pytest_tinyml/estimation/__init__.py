@@ -15,7 +15,7 @@ code, so they get the same figure).
 Example:
     >>> est = estimate(int8_artifact, target="esp32s3")  # doctest: +SKIP
     >>> est.arena_bytes, round(est.latency_ms, 1), est.where  # doctest: +SKIP
-    (35880, 6.3, 'estimate')
+    (35888, 6.3, 'estimate')
 """
 
 from __future__ import annotations

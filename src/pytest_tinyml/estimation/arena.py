@@ -19,13 +19,17 @@ The persistent tail comes from the host's: its RecordingMicroAllocator counts th
 per operator) and the allocator objects (:data:`TAIL_OBJECTS_DELTA`); the last two were fitted to a
 ``-m32`` build of esp-tflite-micro 1.4.0. ESP-NN's wrappers keep the reference op data plus one ``int``
 (:data:`ESPNN_OP_DATA`), which the 16-byte alignment of persistent buffers absorbs on 32 bits; each scratch
-buffer adds a 4-byte handle. ``tests/data/arena32_espnn.json`` holds the measured minimum arenas of the zoo models with
-reference kernels and ESP-NN for each chip; ``tests/test_estimate_arena.py`` checks the prediction on them.
+buffer adds a 4-byte handle. The host's measured head (the reference-kernel plan, the same on both ABIs)
+checks the Python plan on every model; a difference is carried to every target (``DeviceArena.plan_offset``).
+
+``tests/data/arena32_espnn.json`` holds the measured minimum arenas of the zoo models, the suite's test models
+and one-layer models for each esp32s3 scratch rule, with reference kernels and ESP-NN per chip;
+``tests/test_estimate_arena.py`` checks the prediction on them (within 2%; the plan equals the head exactly).
 
 Example:
     >>> from pytest_tinyml.estimation.arena import device_arena_of
     >>> device_arena_of(kws_int8, target="esp32s3")  # doctest: +SKIP
-    35880
+    35888
 """
 
 from __future__ import annotations
@@ -193,7 +197,7 @@ def device_arena_of(model_like, target: str | None = None) -> int:
 
     Example:
         >>> device_arena_of(int8_artifact, target="esp32s3")  # doctest: +SKIP
-        35880
+        35888
     """
     from collections import Counter
 
