@@ -143,9 +143,11 @@ def test_a_board_not_running_the_app_is_refused_after_the_dut_is_up(project, boa
 @pytest.mark.parametrize("skip", [False, True])
 def test_without_app_path_pytest_embedded_gets_our_build(project, board_cache, skip):
     """No --app-path: tinyml-bench's build (here the cached one flash.build returns) becomes the test's app_path
-    and build_dir, which pytest-embedded's IdfApp parses; --tinyml-skip-flash is its skip_autoflash."""
+    and build_dir, which pytest-embedded's IdfApp parses (not the other app next to the test file);
+    --tinyml-skip-flash is its skip_autoflash."""
     cache = board_cache / ("skip" if skip else "flash")
     build = cached_build_dir(cache)
+    idf_build_dir(project.path / "build", project="blink")  # the app pytest-embedded finds next to the test file
     sim = start_sim(board_cache, build=(build / "tinyml_build_id.txt").read_text().strip())
     try:
         result = run_idf(project, sim.port, cache, *(["--tinyml-skip-flash"] if skip else []))

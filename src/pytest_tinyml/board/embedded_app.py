@@ -184,8 +184,9 @@ def check_app(app, request, index: int = 0) -> None:
 
     fw_dir = flash.locate_firmware_dir(options.of(request.config).firmware_dir)
     where = getattr(app, "binary_path", None)
-    fix = (f"build it (`idf.py -C {fw_dir} build`, then --app-path {fw_dir} --build-dir build), or drop --app-path: "
-           "pytest-tinyml then builds tinyml-bench and pytest-embedded flashes that")
+    fix = (f"build it (`idf.py -C {fw_dir} build`, then --app-path {fw_dir} --build-dir build), or drop --app-path "
+           "(for these tests: parametrize `app_path` indirectly on the others): pytest-tinyml then builds "
+           "tinyml-bench and pytest-embedded flashes that")
     if not where:
         raise FirmwareError(f"pytest-embedded's app for this tinyml_board test ({app.app_path}) has no build "
                             f"directory: {fix}")
