@@ -79,3 +79,26 @@ def cached_build_dir(cache: Path, board_config: str = "esp32s3") -> Path:
     (path / "tinyml-build.json").write_text(json.dumps({"target": board_config, "build_hash": expected}))
     assert flash.cached_build(fw_dir, board_config, cache, expected).build_dir == path
     return path
+
+
+def fake_idf(bin_dir: Path, calls: Path, *, seconds: float = 0.0) -> Path:
+    """An ``idf.py`` on PATH for machines without ESP-IDF: it appends its arguments to ``calls`` (one line per
+    run), waits ``seconds`` (a build takes time: others must wait for it, not start their own) and lays out
+    the ``-B`` directory with :func:`idf_build_dir` for the ``set-target`` chip, as a real build would."""
+    import sys
+
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    script = bin_dir / "idf.py"
+    script.write_text(f"""#!{sys.executable}
+import sys, time
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+args = sys.argv[1:]
+with open({str(calls)!r}, "a") as log:
+    log.write(" ".join(args) + "\\n")
+time.sleep({seconds!r})
+from pathlib import Path
+from embedded_sim import idf_build_dir
+idf_build_dir(Path(args[args.index("-B") + 1]), args[args.index("set-target") + 1])
+""")
+    script.chmod(0o755)
+    return script

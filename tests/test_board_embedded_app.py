@@ -203,3 +203,24 @@ def test_board(dut, tinyml_board):
     result.stdout.fnmatch_lines(["ERROR test_x.py::test_plain - ValueError: Idf app not parsable*"])
     result.stdout.fnmatch_lines(["ERROR test_x.py::test_board - esptool.util.FatalError: Failed to connect to E*"])
     result.stdout.fnmatch_lines(["*FatalError: Failed to connect to ESP32-S3: No serial data received*"])
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_without_app_path_tinyml_bench_is_built_once_for_the_session(project, tmp_path, monkeypatch, workers):
+    """Where ESP-IDF is (here an idf.py that lays out the build directory as idf.py does), the build runs once
+    for all tests and workers, then pytest-embedded's serial takes over (here: a port that does not exist)."""
+    from embedded_sim import fake_idf
+
+    calls = tmp_path / "calls.txt"
+    fake_idf(tmp_path / "bin", calls, seconds=1.0)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    project.makepyfile(test_second=BENCH.replace("def test_bench", "def test_second"))
+    result = run_idf(project, NO_PORT, tmp_path / "cache", "-n", workers)
+    result.assert_outcomes(errors=2)
+    assert result.stdout.str().count("could not open port /nonexistent/ttyUSB9") >= 2
+    runs = calls.read_text().splitlines()
+    assert len(runs) == 1, runs
+    args = runs[0].split()
+    assert args[args.index("set-target") + 1] == "esp32s3"
+    assert args[args.index("-C") + 1] == str(FW_DIR)
+    assert Path(args[args.index("-B") + 1]).parent == tmp_path / "cache" / "firmware"

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from board_pty_peer import PtyPeer, ScriptedFirmware
@@ -160,3 +163,21 @@ def test_build_uses_the_board_config_and_the_id_cmake_wrote(monkeypatch, firmwar
     assert flash.build(firmware_dir, "esp32c3-usb", tmp_path / "cache", "0123456789abcdef0123") == built  # cached
     with pytest.raises(FirmwareError, match="no board configuration 'esp32c6'.*esp32c3-usb"):
         flash.build(firmware_dir, "esp32c6", tmp_path / "cache", "0123")
+
+
+def test_concurrent_builds_of_one_config_run_idf_once(monkeypatch, firmware_dir, tmp_path):
+    """Two processes (two xdist workers) wanting the same build: one runs idf.py, the other waits and reuses it."""
+    from embedded_sim import fake_idf
+
+    calls = tmp_path / "calls.txt"
+    fake_idf(tmp_path / "bin", calls, seconds=1.0)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    code = ("import sys; from pathlib import Path; from pytest_tinyml.board import flash; "
+            f"b = flash.build(Path({str(firmware_dir)!r}), 'esp32s3', Path({str(tmp_path / 'cache')!r}), 'ab' * 8); "
+            "print(b.build_dir, b.build_hash)")
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=60)[0].strip() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0]
+    build_dir, build_hash = outs[0].split()
+    assert outs[0] == outs[1] and build_hash == (Path(build_dir) / "tinyml_build_id.txt").read_text().strip(), outs
+    assert len(calls.read_text().splitlines()) == 1

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pytest_tinyml import firmware_tools
+from pytest_tinyml._files import write_atomic
 from pytest_tinyml.errors import FirmwareError
 
 __all__ = ["FirmwareError", "build", "cached_build", "check_current", "device_build_id", "flash", "locate_firmware_dir"]
@@ -161,21 +162,29 @@ def build(firmware_dir: Path, target: str, cache_dir: Path, expected_hash: str) 
     cached = cached_build(firmware_dir, target, cache_dir, expected_hash)
     if cached is not None:
         return cached
+    from filelock import FileLock
+
     build_dir = Path(cache_dir) / "firmware" / f"{config.name}-{expected_hash[:16]}"
-    done = build_dir / "tinyml-build.json"
-    command = find_idf() + ["-C", str(firmware_dir), "-B", str(build_dir), f"-DSDKCONFIG={build_dir / 'sdkconfig'}",
-                            *config.idf_args(firmware_dir), "build"]
-    build_dir.mkdir(parents=True, exist_ok=True)
-    log_path = build_dir / "idf-build.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=False)
-    if proc.returncode != 0:
-        tail = log_path.read_text(errors="replace")[-3000:]
-        raise FirmwareError(f"idf.py build of {firmware_dir} for {config.name} failed (exit {proc.returncode}); "
-                            f"full log: {log_path}\n{tail}")
-    id_file = build_dir / "tinyml_build_id.txt"
-    build_hash = id_file.read_text().strip() if id_file.is_file() else expected_hash
-    done.write_text(json.dumps({"target": config.name, "chip": config.chip, "build_hash": build_hash}))
+    build_dir.parent.mkdir(parents=True, exist_ok=True)
+    # pytest-xdist workers (or two runs) wanting the same build: one runs idf.py, the others wait and reuse it
+    with FileLock(str(build_dir) + ".lock"):
+        cached = cached_build(firmware_dir, target, cache_dir, expected_hash)
+        if cached is not None:
+            return cached
+        command = find_idf() + ["-C", str(firmware_dir), "-B", str(build_dir),
+                                f"-DSDKCONFIG={build_dir / 'sdkconfig'}", *config.idf_args(firmware_dir), "build"]
+        build_dir.mkdir(parents=True, exist_ok=True)
+        log_path = build_dir / "idf-build.log"
+        with open(log_path, "w") as log:
+            proc = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=False)
+        if proc.returncode != 0:
+            tail = log_path.read_text(errors="replace")[-3000:]
+            raise FirmwareError(f"idf.py build of {firmware_dir} for {config.name} failed (exit {proc.returncode}); "
+                                f"full log: {log_path}\n{tail}")
+        id_file = build_dir / "tinyml_build_id.txt"
+        build_hash = id_file.read_text().strip() if id_file.is_file() else expected_hash
+        write_atomic(build_dir / "tinyml-build.json",
+                     json.dumps({"target": config.name, "chip": config.chip, "build_hash": build_hash}))
     return FirmwareBuild(config.name, build_dir, build_hash)
 
 
