@@ -130,7 +130,7 @@ def test_light():
 
 
 def test_module_import_is_light():
-    code = ("import pytest_tinyml.board.embedded, sys; "
+    code = ("import pytest_tinyml.board.embedded, pytest_tinyml.board.embedded_plugin, sys; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pytest_embedded', 'serial', 'pexpect')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
