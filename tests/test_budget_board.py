@@ -110,7 +110,7 @@ def test_the_sim_is_never_a_target_measurement(sim_board):
     assert figures["arena_kb"] == est.arena_kb and figures["latency_ms"] == est.latency_ms
     with pytest.raises(TinyMLAssertionError) as info:
         tinyml.assert_budget(MODEL, arena_kb=est.arena_kb - 0.1, target="esp32s3", board=sim_board)
-    assert "the sim (chip host-sim) is not a esp32s3" in str(info.value) and "where=estimate" in str(info.value)
+    assert "the sim (chip host-sim) is not an esp32s3" in str(info.value) and "where=estimate" in str(info.value)
     # Without a target, the sim's own figures, labelled sim.
     own = tinyml.assert_budget(MODEL, arena_kb=64, latency_ms=1000, board=sim_board)
     assert own["arena_kb"] == sim_board.benchmark(MODEL, runs=2).arena_kb != est.arena_kb

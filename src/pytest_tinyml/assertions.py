@@ -346,8 +346,10 @@ def assert_budget(model, *, flash_kb: float | None = None, arena_kb: float | Non
             label = f"latency ({estimated.target} {estimated.cpu_mhz:g} MHz estimate, {low:.1f}-{high:.1f})"
         figures["latency_ms"] = value
         over = value > latency_ms
-        rows.append([label, _fmt(value, "{:.1f} ms"), _fmt(latency_ms, "{:.1f} ms"),
-                     _fmt(value - latency_ms, "{:+.1f} ms"), "OVER" if over else "ok"])
+        # Three significant figures below 10 ms: a 0.03 ms model must not read "0.0 ms".
+        spec = "{:.1f}" if min(value, latency_ms) >= 10 else "{:.3g}"
+        rows.append([label, _fmt(value, spec + " ms"), _fmt(latency_ms, spec + " ms"),
+                     _fmt(value - latency_ms, spec.replace("{:", "{:+") + " ms"), "OVER" if over else "ok"])
         if over and estimated is not None:
             slow = sorted(estimated.per_op, key=lambda o: -o.ms)[:3]
             hints.append("the slowest ops (estimated): " + ", ".join(f"#{o.index} {o.op} {o.ms:.1f} ms ({o.kernel})"
@@ -395,7 +397,7 @@ def _budget_sources(artifact, recipe, measured, estimated, context: list) -> dic
             extra.update(estimate_latency_ms=estimated.latency_ms, estimate_arena_kb=estimated.arena_kb,
                          **ratios)
             context.append(f"  estimate for {estimated.target} at {estimated.cpu_mhz:g} MHz: latency "
-                           f"{estimated.latency_ms:.2f} ms, arena {estimated.arena_kb:.1f} KB (measured / estimate: "
+                           f"{estimated.latency_ms:.3g} ms, arena {estimated.arena_kb:.1f} KB (measured / estimate: "
                            + ", ".join(f"{k.split('_')[0]} {v:.2f}" for k, v in ratios.items() if v is not None) + ")")
             measured_dict = {"where": measured.where, "board": measured.identity, "latency_ms": measured.latency_ms,
                              "arena_bytes": measured.arena_bytes, "runs": measured.runs, "port": measured.board}

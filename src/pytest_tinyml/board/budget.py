@@ -80,7 +80,7 @@ def _session_board(target: str):
     if not specs:
         return None, None
     if all(s.is_sim for s in specs):
-        return None, f"the sim board (chip host-sim) is not a {target}: the budget is judged on the estimate"
+        return None, f"the sim board (chip host-sim) is not an {target}: the budget is judged on the estimate"
     if any(s.kind == "embedded" for s in specs):  # its dut comes from pytest-embedded's fixtures only
         return None, "--tinyml-board=embedded: pass board=tinyml_board to measure on it"
     from pytest_tinyml.board.fixture import session_for
@@ -90,7 +90,7 @@ def _session_board(target: str):
     item.addfinalizer(session.hand_over_if_wanted)  # as the tinyml_board fixture does
     chip, where = _chip_and_where(board)
     if where != "device" or chip != target:
-        return None, (f"board {board.name} (chip {chip or 'unknown'}, {where}) is not a {target}: the budget is "
+        return None, (f"board {board.name} (chip {chip or 'unknown'}, {where}) is not an {target}: the budget is "
                       "judged on the estimate")
     return board, None
 
@@ -113,12 +113,12 @@ def choose(board, target: str | None):
     if target is None:
         return board, None
     if where == "sim":
-        return None, (f"the sim (chip {chip or 'host-sim'}) is not a {target}: its figures are the host's, so the "
+        return None, (f"the sim (chip {chip or 'host-sim'}) is not an {target}: its figures are the host's, so the "
                       "budget is judged on the estimate")
     if chip != target:
         name = getattr(board, "name", None) or "the board result"
         raise ConfigError(f"{name} reports chip {chip or 'unknown'}, the budget is for target={target!r}: its "
-                          f"figures are not a {target}'s. Mark the test tinyml_board(kind={target!r}) so it runs "
+                          f"figures are not an {target}'s. Mark the test tinyml_board(kind={target!r}) so it runs "
                           f"on that chip, pass target={chip!r}, or board=False for the estimate")
     return board, None
 
