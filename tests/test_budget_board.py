@@ -86,6 +86,18 @@ def test_a_board_of_the_target_is_measured_not_estimated(standin):
     assert tinyml.assert_budget(MODEL, arena_kb=est.arena_kb + 0.01, target="esp32s3", board=False)
 
 
+def test_a_target_spelled_as_the_estimate_accepts_it_is_measured_on_that_board(standin):
+    # estimate() takes "ESP32-S3"; the board says "esp32s3". Before, the board was refused as another chip (and
+    # the session's board silently left to the estimate) while estimate() took the same spelling.
+    _, board = standin("esp32s3")
+    measured = board.benchmark(MODEL, runs=2)
+    for spelling in ("ESP32-S3", "ESP32S3"):
+        figures = tinyml.assert_budget(MODEL, arena_kb=64, target=spelling, board=board)
+        assert figures["arena_kb"] == measured.arena_kb
+    with pytest.raises(ConfigError, match="no latency model for target 'esp32s2'"):
+        tinyml.assert_budget(MODEL, arena_kb=64, target="esp32s2", board=board)
+
+
 def test_a_board_result_of_the_model_counts_and_of_another_model_is_refused(standin, cnn_int8):
     _, board = standin("esp32s3")
     result = board.benchmark(MODEL, runs=5)

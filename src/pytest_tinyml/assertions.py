@@ -287,6 +287,10 @@ def assert_budget(model, *, flash_kb: float | None = None, arena_kb: float | Non
     if latency_ms is not None and target is None and not board:
         raise ConfigError("assert_budget(latency_ms=...) needs target= (esp32, esp32s3 or esp32c3): the latency "
                           "is estimated for that chip, or measured on board=tinyml_board")
+    if target is not None:
+        from pytest_tinyml.estimation import chip_of
+
+        target = chip_of(target)  # as boards report it: "ESP32-S3" must find the esp32s3 board too
     resolved = _model_io.resolve(model, "model")
     artifact = _model_io.artifact_of(resolved)
     flash = len(artifact.content) / 1024

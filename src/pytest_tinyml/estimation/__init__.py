@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from pytest_tinyml.errors import ConfigError
 
-__all__ = ["TARGETS", "Estimate", "OpEstimate", "estimate"]
+__all__ = ["TARGETS", "Estimate", "OpEstimate", "chip_of", "estimate"]
 
 WHERE = "estimate"
 TARGETS = ("esp32", "esp32s3", "esp32c3")
@@ -133,6 +133,22 @@ def _refuse_non_int8(name: str, ops) -> None:
                 "representative=x)), or use assert_budget() without target= for the host's arena figure")
 
 
+def chip_of(target) -> str:
+    """The chip a ``target`` names, as boards report it (``"ESP32-S3"`` -> ``"esp32s3"``); ``ConfigError`` for a
+    chip the estimate does not know. ``assert_budget`` matches a board's chip against it, so one spelling of a
+    target never measures on the board while another falls back to the estimate.
+
+    Example:
+        >>> chip_of("ESP32-S3")
+        'esp32s3'
+    """
+    chip = str(target).lower().replace("-", "")
+    if chip not in TARGETS:
+        raise ConfigError(f"no latency model for target {target!r}: estimate() knows {', '.join(TARGETS)} "
+                          "(calibrated on published figures for those chips)")
+    return chip
+
+
 def estimate(model, target: str = "esp32s3", cpu_mhz: float | None = None, calibration="auto") -> Estimate:
     """Estimate the 32-bit arena and the latency of a model on an Espressif chip, without a board.
 
@@ -149,10 +165,7 @@ def estimate(model, target: str = "esp32s3", cpu_mhz: float | None = None, calib
     from pytest_tinyml.estimation import arena, latency
     from pytest_tinyml.runtime import load
 
-    chip = str(target).lower().replace("-", "")
-    if chip not in TARGETS:
-        raise ConfigError(f"no latency model for target {target!r}: estimate() knows {', '.join(TARGETS)} "
-                          "(calibrated on published figures for those chips)")
+    chip = chip_of(target)
     mhz = latency.CHIP_MHZ[chip] if cpu_mhz is None else cpu_mhz
     if not isinstance(mhz, (int, float)) or isinstance(mhz, bool) or not 1 <= mhz <= 1000:
         raise ConfigError(f"cpu_mhz={cpu_mhz!r} is not a CPU clock in MHz; give a number such as 240")
