@@ -126,17 +126,21 @@ def test_a_tinyml_bench_app_path_runs_when_the_board_reports_its_build(project, 
 
 
 @pytest.mark.slow
-def test_a_board_not_running_the_app_is_refused_after_the_dut_is_up(project, board_cache):
+@pytest.mark.parametrize(("args", "why"), [
+    ((), "only the esp service flashes it"),
+    (("--skip-autoflash", "y"), "--skip-autoflash / --tinyml-skip-flash kept what was on the board"),
+])
+def test_a_board_not_running_the_app_is_refused_after_the_dut_is_up(project, board_cache, args, why):
     app_dir = project.path / "app"
     build = idf_build_dir(app_dir / "build")
     sim = start_sim(board_cache, build="fedcba9876543210")
     try:
-        result = run_idf(project, sim.port, board_cache, f"--app-path={app_dir}")
+        result = run_idf(project, sim.port, board_cache, f"--app-path={app_dir}", *args)
     finally:
         sim.stop()
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines([f"*FirmwareError*runs build fedcba9876543210, not the app pytest-embedded has for "
-                                 f"this dut ({build}, build*only the esp service flashes it*"])
+                                 f"this dut ({build}, build*{why}*"])
 
 
 @pytest.mark.slow
