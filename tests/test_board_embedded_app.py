@@ -228,3 +228,40 @@ def test_without_app_path_tinyml_bench_is_built_once_for_the_session(project, tm
     assert args[args.index("set-target") + 1] == "esp32s3"
     assert args[args.index("-C") + 1] == str(FW_DIR)
     assert Path(args[args.index("-B") + 1]).parent == tmp_path / "cache" / "firmware"
+
+
+@pytest.mark.slow
+def test_with_two_duts_our_build_goes_to_the_dut_of_the_kind_only(pytester, board_cache):
+    """--count 2 --target "esp32|esp32s3": the kind=esp32s3 test's second dut gets our build, the first keeps the
+    app pytest-embedded finds next to the test file; the board is the second dut (then skipped: a sim is no S3)."""
+    cache = board_cache / "two-duts"
+    ours = cached_build_dir(cache)
+    theirs = idf_build_dir(pytester.path / "build", "esp32", project="blink")
+    pytester.makeconftest('''
+from pathlib import Path
+
+import pytest
+
+@pytest.fixture(autouse=True)
+def record_apps(dut):
+    Path("apps.txt").write_text("\\n".join(str(d.app.binary_path) for d in dut))
+''')
+    pytester.makepyfile(test_two='''
+import pytest
+
+@pytest.mark.tinyml_board(kind="esp32s3")
+def test_two(dut, tinyml_board):
+    pass
+''')
+    built = (ours / "tinyml_build_id.txt").read_text().strip()
+    first, second = start_sim(board_cache), start_sim(board_cache, build=built)
+    try:
+        result = run(pytester, f"{first.port}|{second.port}", cache, "--count", "2", "--target", "esp32|esp32s3",
+                     "-rs", services="serial,idf")
+    finally:
+        first.stop()
+        second.stop()
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines([f"*wrong board kind*esp32s3, board embedded {second.port} is host-sim*"])
+    apps = [str(Path(p).resolve()) for p in (pytester.path / "apps.txt").read_text().splitlines()]
+    assert apps == [str(theirs.resolve()), str(ours.resolve())]
