@@ -160,3 +160,22 @@ def hybrid_conv_bytes() -> bytes:
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]  # no representative data: dynamic range
     return converter.convert()
+
+
+@functools.cache
+def two_input_int8_bytes() -> bytes:
+    """int8 Dense(4, softmax) over Concatenate(a, Dense(8)(b)): two (8,) inputs, int8 I/O."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(RNG_SEED)
+    a, b = keras.Input((8,)), keras.Input((8,))
+    out = keras.layers.Dense(4, activation="softmax")(keras.layers.Concatenate()([a, keras.layers.Dense(8)(b)]))
+    converter = tf.lite.TFLiteConverter.from_keras_model(keras.Model([a, b], out))
+    calibration = np.random.default_rng(RNG_SEED).uniform(0.0, 1.0, (50, 2, 1, 8)).astype(np.float32)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([pair[0], pair[1]] for pair in calibration)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    return converter.convert()

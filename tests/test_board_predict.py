@@ -169,3 +169,26 @@ def test_bad_arguments_are_config_errors(board_cache, slice_x):
             board.predict(None, slice_x)
         with pytest.raises(ConfigError, match=r"inputs of shape \(3, 65\) do not match the model's input"):
             board.predict(ARTIFACT, np.zeros((3, 65), np.float32))
+
+
+def test_inputs_the_board_cannot_run_as_given_are_refused_before_any_output(board_cache, slice_x):
+    """Before, a 2-input model ran with its second input all zeros, an empty x raised numpy's ValueError and a
+    NaN sample was sent as whatever the int8 cast made of it: outputs that were of no input given."""
+    import runtime_models as models
+
+    two_inputs = models.artifact(models.two_input_int8_bytes(), "two_inputs")
+    assert len(two_inputs.inputs) == 2
+    with_nan = slice_x[:5].copy()
+    with_nan[2, 7] = np.nan
+    with sim(board_cache) as board:
+        with pytest.raises(ConfigError, match="streams input tensor 0 only; model 'two_inputs' has 2 inputs"):
+            board.predict(two_inputs, np.zeros((3, 8), np.float32))
+        with pytest.raises(ConfigError, match=r"inputs of shape \(0, 64\) hold no sample"):
+            board.predict(ARTIFACT, slice_x[:0])
+        with pytest.raises(ConfigError, match=r"inputs has 1 NaN/Inf values \(first in sample #2\)"):
+            board.predict(ARTIFACT, with_nan)
+        with pytest.raises(ConfigError, match="NaN/Inf"):
+            board.benchmark(ARTIFACT, np.full((1, 64), np.inf, np.float32), runs=1)
+        # the right input still runs: one sample, and int8 samples as they are
+        assert board.predict(ARTIFACT, slice_x[0]).raw_outputs.shape == (1, 10)
+        assert board.predict(ARTIFACT, slice_x[:3].astype(np.int8)).raw_outputs.shape == (3, 10)

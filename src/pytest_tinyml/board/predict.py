@@ -89,6 +89,10 @@ def run(board, model, x, batch_size: int | None = None) -> BoardPredictions:
         raise ConfigError(f"{board.name} runs an MLPerf Tiny firmware without model upload or output read-back: "
                           "flash the tinyml-bench firmware to run a data set slice on it")
     artifact = runtime.load(model)
+    if len(artifact.inputs) > 1:  # the batch carries input 0; the firmware would run the others on zeros
+        raise ConfigError(f"Board.predict streams input tensor 0 only; model {artifact.name!r} has "
+                          f"{len(artifact.inputs)} inputs, so its outputs would be of zeros in the others: run a "
+                          "single-input model (e.g. the inputs concatenated into one tensor) on the board")
     client = board.client
     if board.needs_sync:  # a late reply to a command that timed out must not be taken for the next one's
         client.sync()

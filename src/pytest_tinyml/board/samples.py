@@ -20,6 +20,13 @@ def as_samples(inputs, quant, n_bytes: int):
         zeros = quant.quantize(np.zeros(per_sample, dtype=np.float32)) if quant.quantized else None
         return [zeros.tobytes() if zeros is not None else bytes(n_bytes)]
     x = np.asarray(inputs)
+    if x.size == 0:
+        raise ConfigError(f"inputs of shape {x.shape} hold no sample: give at least one sample of the model's "
+                          f"input {tuple(quant.shape)}")
+    if x.dtype.kind == "f":  # NaN would quantize to whatever the cast gives, Inf to qmin/qmax: outputs of nothing
+        from pytest_tinyml.validation import check_finite
+
+        check_finite(x, role="inputs")
     if x.size == per_sample:
         x = x.reshape(1, per_sample)
     if x.size % per_sample or x.shape[0] * per_sample != x.size:
