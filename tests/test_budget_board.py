@@ -27,6 +27,18 @@ def _extensions_loaded_before_pytester():
     tinyml.estimate(MODEL, target="esp32s3", calibration=None)
 
 
+@pytest.fixture(autouse=True)
+def _history_in_tmp(request, tmp_path, monkeypatch):
+    """The stand-in's figures are the host's, labelled esp32s3: keep them out of this checkout's history, where
+    `pytest-tinyml estimate calibrate` would take them for board runs."""
+    import dataclasses
+
+    from pytest_tinyml import options
+
+    resolved = dataclasses.replace(options.of(request.config), history_dir=str(tmp_path / "outer-history"))
+    monkeypatch.setitem(request.config.stash, options._stash_key(), resolved)
+
+
 @pytest.fixture(scope="module")
 def standin_binaries(tmp_path_factory):
     from firmware_host import build_host_as
@@ -69,7 +81,7 @@ def sim_board(tmp_path):
     board.close()
 
 
-def test_a_board_of_the_target_is_measured_not_estimated(standin):
+def test_a_board_of_the_target_is_measured_not_estimated(standin, request):
     _, board = standin("esp32s3")
     assert board.identity.chip == "esp32s3" and board.where == "device"
     est = tinyml.estimate(MODEL, target="esp32s3", calibration=None)
@@ -84,6 +96,11 @@ def test_a_board_of_the_target_is_measured_not_estimated(standin):
     text = str(info.value)
     assert "measured on esp32s3 device" in text and "where=device" in text and "measured / estimate" in text
     assert tinyml.assert_budget(MODEL, arena_kb=est.arena_kb + 0.01, target="esp32s3", board=False)
+    from pytest_tinyml import options
+    from pytest_tinyml.history.estimates import EstimateLog
+
+    kept = EstimateLog(options.of(request.config).history_dir).records("esp32s3")
+    assert [r.measured is not None for r in kept] == [True, True, False]  # two on the board, one estimate only
 
 
 def test_a_target_spelled_as_the_estimate_accepts_it_is_measured_on_that_board(standin):
@@ -229,3 +246,15 @@ def test_a_board_result_that_names_no_model_cannot_judge_a_budget():
                          identity=BoardIdentity(chip="esp32s3", where="device"))
     with pytest.raises(ConfigError, match="does not say which model it ran"):
         tinyml.assert_budget(MODEL, latency_ms=10, target="esp32s3", board=result)
+
+
+def test_a_board_that_reports_no_arena_cannot_judge_an_arena_budget():
+    from pytest_tinyml.board import BoardIdentity, BoardResult
+    from pytest_tinyml.latency import LatencyStats
+    from pytest_tinyml.runtime import load
+
+    result = BoardResult(LatencyStats.from_samples([900.0]), None, {"where": "device", "chip": "esp32s3"},
+                         load(MODEL).sha256, 1, 0, identity=BoardIdentity(chip="esp32s3", where="device"))
+    with pytest.raises(ConfigError, match="reports no arena figure"):
+        tinyml.assert_budget(MODEL, arena_kb=64, target="esp32s3", board=result)
+    assert tinyml.assert_budget(MODEL, latency_ms=1.0, target="esp32s3", board=result)["latency_ms"] == 0.9
