@@ -101,3 +101,25 @@ def test_cli_calibrate_errors_name_the_problem(tmp_path, capsys, setup, args, me
 def test_cli_min_runs_must_be_positive(tmp_path):
     with pytest.raises(SystemExit):
         main(["estimate", "calibrate", "--history", str(tmp_path), "--min-runs", "0"])
+
+
+def test_assert_budget_uses_the_cache_dirs_calibration_and_says_so(request, tmp_path, monkeypatch):
+    import dataclasses
+
+    from pytest_tinyml import options
+    from pytest_tinyml.errors import TinyMLAssertionError
+
+    resolved = dataclasses.replace(options.of(request.config), cache_dir=str(tmp_path / "cache"))
+    monkeypatch.setitem(request.config.stash, options._stash_key(), resolved)
+    raw = tinyml.estimate(MODEL, target="esp32s3")
+    assert raw.calibration is None  # no calibration.json in this cache dir yet
+    calibration.write(tmp_path / "cache" / calibration.FILE_NAME, [calibration.from_records(
+        [_run("esp32s3", r, sha) for r, sha in ((3.0, "aa"), (3.1, "bb"), (2.9, "cc"))], "esp32s3")])
+    with pytest.raises(TinyMLAssertionError) as info:
+        tinyml.assert_budget(MODEL, latency_ms=2.5 * raw.latency_ms, target="esp32s3")  # the raw figure passes
+    text = str(info.value)
+    assert "calibrated estimate" in text and "calibrated from 3 board runs" in text and "where=estimate" in text
+    figures = tinyml.assert_budget(MODEL, latency_ms=3.5 * raw.latency_ms, target="esp32s3")
+    assert figures["latency_ms"] == pytest.approx(3.0 * raw.latency_ms)
+    c3 = tinyml.estimate(MODEL, target="esp32c3")  # the file has no esp32c3: uncalibrated
+    assert c3.calibration is None and c3.latency_ms == tinyml.estimate(MODEL, "esp32c3", calibration=None).latency_ms

@@ -347,7 +347,10 @@ def assert_budget(model, *, flash_kb: float | None = None, arena_kb: float | Non
         else:
             low, high = estimated.latency_ms_range
             value = estimated.latency_ms
-            label = f"latency ({estimated.target} {estimated.cpu_mhz:g} MHz estimate, {low:.1f}-{high:.1f})"
+            kind = "calibrated estimate" if estimated.calibration else "estimate"
+            label = f"latency ({estimated.target} {estimated.cpu_mhz:g} MHz {kind}, {low:.3g}-{high:.3g})"
+            if estimated.calibration:
+                context.append(f"  the latency estimate is {estimated.calibration}")
         figures["latency_ms"] = value
         over = value > latency_ms
         # Three significant figures below 10 ms: a 0.03 ms model must not read "0.0 ms".
