@@ -118,6 +118,18 @@ def test_wrong_inputs_are_config_errors(float_model, int8_model, miscalibrated, 
         tinyml.assert_accuracy_drop(float_model, board, x, y, model=int8_model, batch_size=0)
 
 
+def test_a_benchmark_result_of_other_inputs_is_refused_too(float_model, int8_model, digits, board):
+    """Before, a ``Board.benchmark`` result carried no input fingerprint: the outputs of x[:20] were scored
+    against the labels of x[20:40] and the drop reported as measured on the board."""
+    x, y = digits.x_test[:40], digits.y_test[:40]
+    result = board.benchmark(int8_model, x[:20], runs=1)
+    with pytest.raises(ConfigError, match="outputs of 20 other inputs than x"):
+        tinyml.assert_accuracy_drop(float_model, result, x[20:], y[20:])
+    assert result.ran_on(x[:20]) is True and result.ran_on(x[20:]) is False
+    figures = tinyml.assert_accuracy_drop(float_model, result, x[:20], y[:20], max_drop=1.0)
+    assert figures["where"] == "sim" and figures["samples"] == 20
+
+
 PLUGIN_TEST = '''
 import pathlib
 import numpy as np

@@ -128,7 +128,7 @@ def _check_board_result(cand, run, inputs) -> None:
                           "result of that model (tinyml_board.predict(model, x)), or the board itself")
     ran_on = getattr(result, "ran_on", None)
     outputs = getattr(result, "outputs", None)
-    if callable(ran_on) and outputs is not None and len(outputs) == len(inputs) and not ran_on(inputs):
+    if callable(ran_on) and outputs is not None and len(outputs) == len(inputs) and ran_on(inputs) is False:
         raise ConfigError(f"the board result holds the outputs of {len(inputs)} other inputs than x (the "
                           "quantized samples differ): pass the x the board ran, or the board itself so it runs x")
 

@@ -5,6 +5,8 @@ Talks to the board only through the public verbs of :class:`~pytest_tinyml.board
 
 from __future__ import annotations
 
+import hashlib
+
 from pytest_tinyml.board.result import BoardResult
 from pytest_tinyml.board.samples import as_samples
 from pytest_tinyml.errors import BoardError, BoardReset, ConfigError, ProtocolError
@@ -76,7 +78,8 @@ def run(board, model, inputs, runs: int, warmup: int):
     result = BoardResult(
         latency_us=LatencyStats.from_samples(times), arena_bytes=state.arena_bytes, info=info,
         model_sha256=state.sha256 or None, runs=runs, warmup=warmup, outputs=outputs, raw_outputs=raw_outputs,
-        output_quant=out_quant, ops=ops, log=client.log[-4000:], identity=board.identity, ops_reason=ops_reason)
+        output_quant=out_quant, ops=ops, log=client.log[-4000:], identity=board.identity, ops_reason=ops_reason,
+        inputs_sha256=hashlib.sha256(b"".join(samples)).hexdigest(), input_quant=in_quant)
     return result, artifact
 
 

@@ -60,6 +60,21 @@ class BoardResult:
     ops_reason: str | None = None  # why ``ops`` is empty, when the board cannot time operators (the sim)
     # Times the same benchmark again (samples in us, nothing recorded): the latency gate's re-measurement.
     remeasure: Callable[[], list[float]] | None = field(default=None, repr=False, compare=False)
+    # sha256 of the input bytes the board was given and the TensorQuant they were quantized with (None: an
+    # MLPerf Tiny run), so the outputs can be matched to an ``x`` (:meth:`ran_on`), as BoardPredictions' are.
+    inputs_sha256: str | None = None
+    input_quant: Any = None
+
+    def ran_on(self, x) -> bool | None:
+        """Whether ``outputs`` are of inputs ``x``; ``None`` when the result does not say (MLPerf Tiny)."""
+        if self.inputs_sha256 is None or self.input_quant is None:
+            return None
+        from pytest_tinyml.board.samples import inputs_fingerprint
+
+        try:
+            return inputs_fingerprint(x, self.input_quant) == self.inputs_sha256
+        except Exception:  # inputs that cannot even be quantized like these are not these inputs
+            return False
 
     @property
     def where(self) -> str:
