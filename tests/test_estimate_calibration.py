@@ -98,6 +98,26 @@ def test_cli_calibrate_errors_name_the_problem(tmp_path, capsys, setup, args, me
     assert message in capsys.readouterr().err and not out.exists()
 
 
+@pytest.mark.parametrize("corrupt", [{"ratios": {"latency": "abc"}}, {"ratios": {"latency": -1.0}},
+                                     {"ratios": {"latency": float("inf")}}, {"ratios": {"latency": float("nan")}},
+                                     {"ratios": [1.2]}, {"measured": [1]}, {"target": 5}, {"time": 3}])
+def test_cli_calibrate_skips_a_corrupt_record_naming_it(tmp_path, capsys, corrupt):
+    """Before: a negative or infinite ratio was written as the chip's scale (-1.0, NaN: every later estimate
+    then refused the file), a NaN one gave the range nan-nan, and a wrong type crashed the command."""
+    from pytest_tinyml.history.store import HistoryWarning
+
+    log = EstimateLog(tmp_path / "h")
+    for ratio, sha in ((1.5, "aa"), (1.6, "bb"), (1.4, "cc")):
+        log.add(_run("esp32s3", ratio, sha))
+    bad = log.add(_run("esp32s3", 1.5, "dd"))
+    bad.write_text(json.dumps({**json.loads(bad.read_text()), **corrupt}))
+    out = tmp_path / "cal.json"
+    with pytest.warns(HistoryWarning, match=f"unreadable estimate record {bad}"):
+        assert main(["estimate", "calibrate", "--history", str(tmp_path / "h"), "-o", str(out)]) == 0
+    cal = calibration.load(out)["esp32s3"]
+    assert (cal.runs, cal.latency_scale, cal.latency_ratio_range) == (3, 1.5, (1.4, 1.6))
+
+
 def test_cli_min_runs_must_be_positive(tmp_path):
     with pytest.raises(SystemExit):
         main(["estimate", "calibrate", "--history", str(tmp_path), "--min-runs", "0"])

@@ -12,6 +12,7 @@ board's identity. ``pytest-tinyml estimate calibrate`` reads the ratios back
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import uuid
@@ -89,6 +90,15 @@ class EstimateRecord:
         missing = [k for k in ("test_id", "target", "model_sha256", "estimate", "time") if k not in data]
         if missing:
             raise ValueError(f"missing fields {missing}")
+        # What calibration reads must be what it means: a ratio is a positive finite number, or absent.
+        wrong = [k for k in ("test_id", "target", "model_sha256", "time") if not isinstance(data[k], str)]
+        wrong += [k for k in ("estimate", "measured", "ratios") if data.get(k) is not None and not isinstance(data[k], dict)]
+        if wrong:
+            raise ValueError(f"fields {wrong} have the wrong type")
+        for name, ratio in (data.get("ratios") or {}).items():
+            if ratio is not None and (isinstance(ratio, bool) or not isinstance(ratio, (int, float))
+                                      or not math.isfinite(ratio) or ratio <= 0):
+                raise ValueError(f"ratio {name}={ratio!r} is not a positive number")
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
 
