@@ -202,3 +202,38 @@ def test_garbled_m_ready_is_recovered_with_a_resync():
     with PtyPeer(ScriptedFirmware(on={"tinyml-version": bad_ready})) as peer, _board(peer, timeout=0.5) as board:
         info = board.connect()
         assert info["chip"] == "esp32s3"  # the next command got its own reply
+
+
+@pytest.mark.parametrize(("command", "bodies", "message"), [
+    ("tinyml-predict", ["predict-[samples=2,total_us=abc]"], "not predict-"),
+    ("tinyml-predict", ["predict-samples=2"], "not predict-"),
+    ("tinyml-predictions", ["prediction-[0]-[0]-[zz02]", "prediction-[1]-[0]-[0304]"], "not prediction-"),
+    ("tinyml-predictions", ["prediction-[0]-[0102]", "prediction-[1]-[0]-[0304]"], "not prediction-"),
+    ("tinyml-predictions", ["prediction-[x]-[0]-[0102]", "prediction-[1]-[0]-[0304]"], "not prediction-"),
+    ("tinyml-predictions", ["prediction-[0]-[0]-[01]", "prediction-[0]-[2]-[02]", "prediction-[1]-[0]-[0304]"],
+     "sent bytes 2.. of sample 0 after 1 bytes"),
+    ("tinyml-predictions", ["prediction-[0]-[0]-[0102]", "prediction-[0]-[0]-[0506]", "prediction-[1]-[0]-[0304]"],
+     "sent bytes 0.. of sample 0 twice"),
+])
+def test_a_firmware_answering_garbage_to_the_batch_commands_is_a_protocol_error(command, bodies, message):
+    """Well-framed lines a firmware should not send. Before: ValueError / IndexError out of Board.predict (so the
+    board was not resynchronised), and a gap or a repeated line gave 2 bytes in the wrong places, accepted."""
+    fine = {"tinyml-predict": ["predict-[samples=2,total_us=10]"],
+            "tinyml-predictions": ["prediction-[1]-[0]-[0304]", "prediction-[0]-[0]-[0102]"]}
+    on = {verb: (lambda fw, c, v=verb: fw.reply(bodies if v == command else fine[v])) for verb in fine}
+    with PtyPeer(ScriptedFirmware(on=on)) as peer:
+        link = transport.open_port(peer.port, 921600)
+        client = BenchClient(link, port=peer.port, timeout=2, baud=921600)
+        try:
+            with pytest.raises(ProtocolError, match=message):
+                client.predict(2)
+                client.predictions(0, 2, 2)
+        finally:
+            link.close()
+    with PtyPeer(ScriptedFirmware(on={v: (lambda fw, c, v=v: fw.reply(fine[v])) for v in fine})) as peer:
+        link = transport.open_port(peer.port, 921600)
+        client = BenchClient(link, port=peer.port, timeout=2, baud=921600)
+        try:  # the same lines in another sample order are the right answer
+            assert client.predict(2)["total_us"] == 10 and client.predictions(0, 2, 2) == [b"\x01\x02", b"\x03\x04"]
+        finally:
+            link.close()

@@ -161,20 +161,44 @@ class BenchClient(Client):
         Checks the board ran the ``samples`` it was sent (commands are not framed).
         """
         body = self.command("tinyml-predict").bodies("predict-")
-        got = {k: int(v) for k, v in fields(brackets(body[0])[0]).items()} if body else {}
+        try:
+            got = {k: int(v) for k, v in fields(brackets(body[0])[0]).items()} if body else {}
+        except (IndexError, ValueError):
+            raise ProtocolError(f"{self.port} answered tinyml-predict with {body[0]!r}, not "
+                                "predict-[samples=N,total_us=N,...] (PROTOCOL.md): is the firmware this checkout's "
+                                "tinyml-bench?", port=self.port, log=self.log) from None
         if got.get("samples") != samples:
             raise ProtocolError(f"{self.port} ran {got.get('samples')} samples of a batch of {samples}: the batch "
                                 "upload was garbled on the way to the board", port=self.port, log=self.log)
         return got
 
     def predictions(self, start: int, count: int, out_bytes: int) -> list[bytes]:
-        """Output 0 of batch samples ``start`` .. ``start + count - 1`` after ``predict``, ``out_bytes`` each."""
+        """Output 0 of batch samples ``start`` .. ``start + count - 1`` after ``predict``, ``out_bytes`` each.
+
+        Each sample's lines must cover its bytes in order, once each (offset = the bytes before it).
+        """
         parts: dict[int, dict[int, bytes]] = {}
         for body in self.command(f"tinyml-predictions {start} {count}").bodies("prediction-"):
-            sample, offset, data = brackets(body)[:3]
-            parts.setdefault(int(sample), {})[int(offset)] = bytes.fromhex(data)
-        out = [b"".join(parts.get(i, {}).get(k, b"") for k in sorted(parts.get(i, {})))
-               for i in range(start, start + count)]
+            try:
+                sample, offset, data = brackets(body)[:3]
+                index, at, chunk = int(sample), int(offset), bytes.fromhex(data)
+            except ValueError:
+                raise ProtocolError(f"{self.port} sent {body!r}, not prediction-[SAMPLE]-[OFFSET]-[HEX] (PROTOCOL.md): "
+                                    "is the firmware this checkout's tinyml-bench?", port=self.port,
+                                    log=self.log) from None
+            if at in parts.setdefault(index, {}):
+                raise ProtocolError(f"{self.port} sent bytes {at}.. of sample {index} twice", port=self.port,
+                                    log=self.log)
+            parts[index][at] = chunk
+        out = []
+        for i in range(start, start + count):
+            got, filled = parts.get(i, {}), b""
+            for at in sorted(got):
+                if at != len(filled):  # a gap (or overlap) would shift every byte after it
+                    raise ProtocolError(f"{self.port} sent bytes {at}.. of sample {i} after {len(filled)} bytes",
+                                        port=self.port, log=self.log)
+                filled += got[at]
+            out.append(filled)
         if any(len(o) != out_bytes for o in out):
             raise ProtocolError(f"{self.port} sent {[len(o) for o in out]} output bytes for samples {start}.."
                                 f"{start + count - 1}, expected {out_bytes} each", port=self.port, log=self.log)
