@@ -143,3 +143,34 @@ def test_assert_budget_uses_the_cache_dirs_calibration_and_says_so(request, tmp_
     assert figures["latency_ms"] == pytest.approx(3.0 * raw.latency_ms)
     c3 = tinyml.estimate(MODEL, target="esp32c3")  # the file has no esp32c3: uncalibrated
     assert c3.calibration is None and c3.latency_ms == tinyml.estimate(MODEL, "esp32c3", calibration=None).latency_ms
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("latency_scale", float("inf")), ("latency_scale", 0), ("latency_spread", -0.1), ("latency_spread", None),
+    ("latency_ratio_range", [1.0]), ("runs", 0), ("models", 1.5), ("arena_ratio", -1.0), ("chip", "esp32"),
+])
+def test_an_implausible_calibration_file_is_refused_naming_the_field(tmp_path, field, value):
+    path = calibration.write(tmp_path / "cal.json", [calibration.Calibration("esp32s3", 1.2, 0.01, (1.1, 1.3), 1.0,
+                                                                             4, 3, 1)])
+    data = json.loads(path.read_text())
+    data["chips"]["esp32s3"][field] = value
+    path.write_text(json.dumps(data).replace("Infinity", "1e999"))
+    with pytest.raises(EstimateCalibrationError, match=f"unreadable.*esp32s3: .*{field if field != 'chip' else 'names'}"):
+        tinyml.estimate(MODEL, target="esp32s3", calibration=path)
+
+
+@pytest.mark.parametrize("value", [True, 1.2, {"esp32s3": 1.2}])
+def test_calibration_must_be_auto_a_path_or_none(value):
+    with pytest.raises(EstimateCalibrationError, match="give 'auto'"):
+        tinyml.estimate(MODEL, target="esp32s3", calibration=value)
+
+
+def test_cli_chip_is_read_as_estimate_reads_a_target(tmp_path, capsys):
+    log = EstimateLog(tmp_path / "h")
+    for ratio, sha in ((1.5, "aa"), (1.6, "bb"), (1.4, "cc")):
+        log.add(_run("esp32s3", ratio, sha))
+    out = tmp_path / "cal.json"
+    assert main(["estimate", "calibrate", "--history", str(tmp_path / "h"), "--chip", "ESP32-S3", "-o", str(out)]) == 0
+    assert list(calibration.load(out)) == ["esp32s3"]
+    assert main(["estimate", "calibrate", "--history", str(tmp_path / "h"), "--chip", "stm32", "-o", str(out)]) == 2
+    assert "no latency model for target 'stm32'" in capsys.readouterr().err

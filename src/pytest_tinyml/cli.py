@@ -116,7 +116,12 @@ def cmd_calibrate(args) -> int:
             f"no estimates in the history {args.history}: run the tests that call assert_budget(target=...) with "
             "--tinyml-board on a board of that chip (and --tinyml-history, when not the default) first")
     records = EstimateLog(args.history).records()
-    chips = args.chip or sorted({r.target for r in records if r.measured is not None})
+    if args.chip:
+        from pytest_tinyml.estimation import chip_of
+
+        chips = [chip_of(c) for c in args.chip]  # "ESP32-S3" is esp32s3, as estimate() reads it
+    else:
+        chips = sorted({r.target for r in records if r.measured is not None})
     if not chips:
         raise EstimateCalibrationError(
             f"no board runs in {args.history}: its {len(records)} estimate(s) were made without a board of their "

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,8 +140,9 @@ def load(path) -> dict[str, Calibration]:
             fields = dict(fields)
             fields["latency_ratio_range"] = tuple(fields["latency_ratio_range"])
             cal = Calibration(**fields)
-            if not (cal.latency_scale > 0 and cal.runs >= 1):
-                raise ValueError(f"{chip}: scale {cal.latency_scale!r}, runs {cal.runs!r}")
+            problem = _implausible(cal)
+            if problem or cal.chip != chip:
+                raise ValueError(f"{chip}: {problem or f'entry names chip {cal.chip!r}'}")
             found[chip] = cal
         return found
     except FileNotFoundError:
@@ -150,6 +152,28 @@ def load(path) -> dict[str, Calibration]:
         raise EstimateCalibrationError(f"calibration file {path} is unreadable ({type(exc).__name__}: {exc}): "
                                        "write it again with `pytest-tinyml estimate calibrate`, or delete it "
                                        "for uncalibrated estimates") from None
+
+
+def _number(value, low: float = 0.0) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            and value >= low)
+
+
+def _implausible(cal: Calibration) -> str | None:
+    """What makes a stored calibration unusable (a scale of -1, NaN or inf would make every estimate wrong)."""
+    if not (_number(cal.latency_scale) and cal.latency_scale > 0):
+        return f"latency_scale {cal.latency_scale!r} is not a positive finite number"
+    if not _number(cal.latency_spread):
+        return f"latency_spread {cal.latency_spread!r} is not a finite number >= 0"
+    if len(cal.latency_ratio_range) != 2 or not all(_number(v) for v in cal.latency_ratio_range):
+        return f"latency_ratio_range {list(cal.latency_ratio_range)!r} is not two finite numbers"
+    for name in ("runs", "models", "boards"):
+        value = getattr(cal, name)
+        if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            return f"{name} {value!r} is not a whole number >= 1"
+    if cal.arena_ratio is not None and not (_number(cal.arena_ratio) and cal.arena_ratio > 0):
+        return f"arena_ratio {cal.arena_ratio!r} is not a positive finite number"
+    return None
 
 
 def write(path, calibrations: list[Calibration]) -> Path:
@@ -172,6 +196,9 @@ def lookup(chip: str, calibration) -> Calibration | None:
     exists; ``None``/``False`` = none; a path = that file, which must have ``chip``."""
     if calibration is None or calibration is False:
         return None
+    if not isinstance(calibration, (str, os.PathLike)):
+        raise EstimateCalibrationError(f"calibration={calibration!r}: give 'auto' (the cache dir's "
+                                       f"{FILE_NAME}), a file path, or None for the uncalibrated estimate")
     if calibration == "auto":
         path = default_path()
         return load(path).get(chip) if path.is_file() else None
