@@ -143,6 +143,10 @@ def test_the_sim_is_never_a_target_measurement(sim_board):
     # Without a target, the sim's own figures, labelled sim.
     own = tinyml.assert_budget(MODEL, arena_kb=64, latency_ms=1000, board=sim_board)
     assert own["arena_kb"] == sim_board.benchmark(MODEL, runs=2).arena_kb != est.arena_kb
+    with pytest.raises(TinyMLAssertionError) as info:
+        tinyml.assert_budget(MODEL, arena_kb=own["arena_kb"] - 0.1, board=sim_board)
+    assert "measured on the sim (host-sim)" in str(info.value) and "64-bit arena" in str(info.value)
+    assert "where=sim" in str(info.value)
 
 
 def test_board_argument_must_be_a_board():

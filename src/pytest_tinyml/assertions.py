@@ -368,7 +368,9 @@ def assert_budget(model, *, flash_kb: float | None = None, arena_kb: float | Non
                   **{"arena_kb": None, "latency_ms": None, **figures}, **extra,
                   **report.optimization_figures(getattr(artifact, "params", None)))
     if hints:
-        note = (f"; measured on {measured.label}, where={measured.where})" if measured is not None else
+        sim = (": TFLite Micro on this host, so a 64-bit arena and the host's clock" if measured is not None
+               and measured.where == "sim" else "")
+        note = (f"; measured on {measured.label}{sim}, where={measured.where})" if measured is not None else
                 "; the arena and latency are estimates for the device (where=estimate), not measurements)"
                 if estimated is not None else
                 "; the arena is measured by TFLite Micro on this 64-bit host, an estimate of the 32-bit device "

@@ -46,6 +46,9 @@ class Measurement:
 
     @property
     def label(self) -> str:
+        """Chip, where and port: ``esp32s3 device /dev/ttyUSB0``, or ``the sim (host-sim)``."""
+        if self.where == "sim":
+            return f"the sim ({self.chip or 'host-sim'})"
         return f"{self.chip or 'board'} {self.where} {self.board}"
 
 
