@@ -192,3 +192,14 @@ def test_inputs_the_board_cannot_run_as_given_are_refused_before_any_output(boar
         # the right input still runs: one sample, and int8 samples as they are
         assert board.predict(ARTIFACT, slice_x[0]).raw_outputs.shape == (1, 10)
         assert board.predict(ARTIFACT, slice_x[:3].astype(np.int8)).raw_outputs.shape == (3, 10)
+
+
+def test_a_batch_the_boards_free_heap_cannot_hold_is_halved_until_it_fits(board_cache, slice_x, host_raw):
+    """batch-max-bytes (16384: 256 samples here) is the firmware's limit; beside the 4.5 KB model a 9000-byte
+    heap has about 4 KB free. Before, the second batch was refused (no-room) and predict failed."""
+    with sim(board_cache, extra=["--max-model-bytes", "9000"]) as board:
+        assert board.info["batch-max-bytes"] == "16384"
+        predictions = board.predict(ARTIFACT, slice_x)
+        assert sum(predictions.batches) == 400 and 1 < max(predictions.batches) < 64
+        np.testing.assert_array_equal(predictions.raw_outputs, host_raw)
+        assert board.predict(ARTIFACT, slice_x[:3]).raw_outputs.shape == (3, 10)  # the board is still in sync

@@ -5,7 +5,8 @@ A protocol 1.2 firmware takes whole samples in one ``tinyml-load batch`` (at mos
 outputs included), runs them with ``tinyml-predict`` and gives the outputs back with ``tinyml-predictions``,
 read in ranges that stay inside the lines it holds for resend. The first batch is one sample; later ones are
 sized from how long ``tinyml-predict`` took per sample (the wall time the host waited: invokes, input copies
-and, on the sim, the engine's round trips) so that each command ends well inside the client's timeout. An older
+and, on the sim, the engine's round trips) so that each command ends well inside the client's timeout. A batch the board's free heap cannot
+hold beside the model (``no-room``) is halved until it fits. An older
 firmware, or a sample larger than the batch buffer, goes one sample at a time (``tinyml-load input``,
 ``tinyml-infer 1 0``, ``tinyml-outputs``: :func:`pytest_tinyml.board.benchmark.outputs_one_by_one`).
 
@@ -20,6 +21,7 @@ import time
 from pytest_tinyml.board.benchmark import outputs_one_by_one
 from pytest_tinyml.board.result import BoardPredictions
 from pytest_tinyml.board.samples import as_samples, sample_bytes
+from pytest_tinyml.board.status import Status
 from pytest_tinyml.errors import BoardError, BoardReset, ConfigError, ProtocolError
 
 READBACK_LINES = 32  # framed lines per tinyml-predictions: inside the 48 the board holds for resend
@@ -64,7 +66,15 @@ def _stream(client, samples: list[bytes], capacity: int, batch_size: int | None,
     done = 0
     while done < len(samples):
         batch = samples[done: done + size]
-        client.upload("batch", b"".join(batch))
+        try:
+            client.upload("batch", b"".join(batch))
+        except ProtocolError as exc:
+            # batch-max-bytes is the firmware's limit, not what its heap has free beside a large model: halve
+            # the batch until it fits (the refusal leaves the board in sync, nothing staged).
+            if getattr(exc, "code", "") != Status.NO_ROOM or len(batch) == 1:
+                raise
+            cap = size = len(batch) // 2
+            continue
         started = time.monotonic()
         figures = client.predict(len(batch))
         waited = time.monotonic() - started
