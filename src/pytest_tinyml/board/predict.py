@@ -5,9 +5,9 @@ A protocol 1.2 firmware takes whole samples in one ``tinyml-load batch`` (at mos
 outputs included), runs them with ``tinyml-predict`` and gives the outputs back with ``tinyml-predictions``,
 read in ranges that stay inside the lines it holds for resend. The first batch is one sample; later ones are
 sized from how long ``tinyml-predict`` took per sample (the wall time the host waited: invokes, input copies
-and, on the sim, the engine's round trips) so that each command ends well inside the client's timeout. A batch the board's free heap cannot
-hold beside the model (``no-room``) is halved until it fits. An older
-firmware, or a sample larger than the batch buffer, goes one sample at a time (``tinyml-load input``,
+and, on the sim, the engine's round trips) so that each command ends well inside the client's timeout. A batch
+the board's free heap cannot hold beside the model (``no-room``) is halved until it fits. An older firmware,
+or a sample larger than the batch buffer, goes one sample at a time (``tinyml-load input``,
 ``tinyml-infer 1 0``, ``tinyml-outputs``: :func:`pytest_tinyml.board.benchmark.outputs_one_by_one`).
 
 Talks to the board only through the public verbs of :class:`~pytest_tinyml.board.client.BenchClient`.
