@@ -262,3 +262,17 @@ def test_a_board_that_reports_no_arena_cannot_judge_an_arena_budget():
     with pytest.raises(ConfigError, match="reports no arena figure"):
         tinyml.assert_budget(MODEL, arena_kb=64, target="esp32s3", board=result)
     assert tinyml.assert_budget(MODEL, latency_ms=1.0, target="esp32s3", board=result)["latency_ms"] == 0.9
+
+
+def test_a_float_model_on_the_board_is_measured_with_no_estimate_beside_it(standin):
+    import runtime_models as models
+
+    float_model = models.mlp_float_bytes()
+    with pytest.raises(ConfigError, match="int8 models only"):  # without the board: nothing to judge it on
+        tinyml.assert_budget(float_model, latency_ms=1000, target="esp32s3", board=False)
+    _, board = standin("esp32s3")
+    figures = tinyml.assert_budget(float_model, arena_kb=64, latency_ms=1000, target="esp32s3", board=board)
+    assert figures["arena_kb"] == board.benchmark(float_model, runs=2).arena_kb
+    with pytest.raises(TinyMLAssertionError) as info:
+        tinyml.assert_budget(float_model, arena_kb=figures["arena_kb"] - 0.1, target="esp32s3", board=board)
+    assert "no estimate to compare with" in str(info.value) and "where=device" in str(info.value)

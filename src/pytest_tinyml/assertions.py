@@ -311,8 +311,13 @@ def assert_budget(model, *, flash_kb: float | None = None, arena_kb: float | Non
 
             # Beside a measurement, the uncalibrated estimate at the board's clock: its ratio calibrates the model.
             mhz = measured.cpu_mhz if measured is not None and measured.cpu_mhz else cpu_mhz
-            estimated = estimate(artifact, target=target, cpu_mhz=mhz,
-                                 calibration=None if measured is not None else "auto")
+            try:
+                estimated = estimate(artifact, target=target, cpu_mhz=mhz,
+                                     calibration=None if measured is not None else "auto")
+            except ConfigError as exc:  # e.g. a float model: the board measured it, there is nothing to compare
+                if measured is None:
+                    raise
+                context.append(f"  no estimate to compare with: {exc}")
     if measured is not None and arena_kb is not None and measured.arena_bytes is None:
         raise ConfigError(f"{measured.board} reports no arena figure: judge arena_kb= on the estimate (board=False)")
     if flash_kb is not None:
@@ -363,6 +368,7 @@ def assert_budget(model, *, flash_kb: float | None = None, arena_kb: float | Non
                                                                    for o in slow)
                          + "; fewer MACs, or ops on ESP-NN's optimized path (tinyml.esp_nn_paths), are faster")
     extra = _budget_sources(artifact, resolved.recipe, measured, estimated, context)
+    extra["target"] = target
     where = measured.where if measured is not None else "estimate" if estimated is not None else "host"
     report.record(model=resolved.name, recipe=resolved.recipe, where=where,
                   **{"arena_kb": None, "latency_ms": None, **figures}, **extra,
