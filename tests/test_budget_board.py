@@ -276,3 +276,25 @@ def test_a_float_model_on_the_board_is_measured_with_no_estimate_beside_it(stand
     with pytest.raises(TinyMLAssertionError) as info:
         tinyml.assert_budget(float_model, arena_kb=figures["arena_kb"] - 0.1, target="esp32s3", board=board)
     assert "no estimate to compare with" in str(info.value) and "where=device" in str(info.value)
+
+
+def test_one_board_result_judged_by_several_budgets_is_one_calibration_run(standin, request):
+    # Before, each assert_budget call over the same BoardResult recorded a ratio of its own, so calibrate
+    # counted one benchmark as three runs (and 3 runs met its minimum).
+    from pytest_tinyml import options
+    from pytest_tinyml.errors import EstimateCalibrationError
+    from pytest_tinyml.estimation import calibration
+    from pytest_tinyml.history.estimates import EstimateLog
+
+    _, board = standin("esp32s3")
+    result = board.benchmark(MODEL, runs=5)
+    for budget in (64, 32, 16):
+        tinyml.assert_budget(MODEL, arena_kb=budget, latency_ms=1000, target="esp32s3", board=result)
+    log = EstimateLog(options.of(request.config).history_dir)
+    assert len([r for r in log.records("esp32s3") if r.measured is not None]) == 3
+    with pytest.raises(EstimateCalibrationError, match="only 1 board run"):
+        calibration.from_records(log.records(), "esp32s3")
+    for _ in range(2):  # two more benchmarks are two more runs
+        tinyml.assert_budget(MODEL, arena_kb=64, latency_ms=1000, target="esp32s3",
+                             board=board.benchmark(MODEL, runs=5))
+    assert calibration.from_records(log.records(), "esp32s3").runs == 3

@@ -415,7 +415,8 @@ def _budget_sources(artifact, recipe, measured, estimated, context: list) -> dic
                            f"{estimated.latency_ms:.3g} ms, arena {estimated.arena_kb:.1f} KB (measured / estimate: "
                            + ", ".join(f"{k.split('_')[0]} {v:.2f}" for k, v in ratios.items() if v is not None) + ")")
             measured_dict = {"where": measured.where, "board": measured.identity, "latency_ms": measured.latency_ms,
-                             "arena_bytes": measured.arena_bytes, "runs": measured.runs, "port": measured.board}
+                             "arena_bytes": measured.arena_bytes, "runs": measured.runs, "port": measured.board,
+                             "run_id": measured.run_id}
     if estimated is not None and (measured is None or measured_dict is not None):
         from pytest_tinyml.history import estimates
 

@@ -39,6 +39,7 @@ class Measurement:
     identity: dict
     model_sha256: str | None
     runs: int
+    run_id: str | None = None  # the BoardResult's: one benchmark judged twice is one run
 
     @property
     def arena_kb(self) -> float | None:
@@ -149,4 +150,5 @@ def measure(board, artifact, *, runs: int = 20, warmup: int = 3) -> Measurement:
     chip, where = _chip_and_where(result)
     return Measurement(where=where, board=name, chip=chip, cpu_mhz=identity.get("cpu_mhz"),
                        arena_bytes=result.arena_bytes, latency_ms=result.latency_us.median / 1000.0,
-                       identity=identity, model_sha256=result.model_sha256, runs=result.runs)
+                       identity=identity, model_sha256=result.model_sha256, runs=result.runs,
+                       run_id=getattr(result, "run_id", None))

@@ -6,6 +6,7 @@ or the history needs to say *where* the figures come from (board info, model sha
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,6 +65,8 @@ class BoardResult:
     # MLPerf Tiny run), so the outputs can be matched to an ``x`` (:meth:`ran_on`), as BoardPredictions' are.
     inputs_sha256: str | None = None
     input_quant: Any = None
+    # One id per benchmark run: the history counts a result judged by several assert_budget calls once.
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12], compare=False)
 
     def ran_on(self, x) -> bool | None:
         """Whether ``outputs`` are of inputs ``x``; ``None`` when the result does not say (MLPerf Tiny)."""

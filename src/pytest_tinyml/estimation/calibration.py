@@ -73,6 +73,18 @@ class Calibration:
         return data
 
 
+def _one_per_run(records: list) -> list:
+    """One record per benchmark run: a ``BoardResult`` judged by several ``assert_budget`` calls is one run."""
+    seen, kept = set(), []
+    for record in records:
+        run_id = (record.measured or {}).get("run_id")
+        if run_id is not None and run_id in seen:
+            continue
+        seen.add(run_id)
+        kept.append(record)
+    return kept
+
+
 def from_records(records, chip: str, *, min_runs: int = MIN_RUNS, history: str | None = None) -> Calibration:
     """The calibration of ``chip`` from estimate records (:class:`~pytest_tinyml.history.estimates.EstimateRecord`).
 
@@ -93,7 +105,7 @@ def from_records(records, chip: str, *, min_runs: int = MIN_RUNS, history: str |
     from pytest_tinyml.latency import median, robust_spread
 
     of_chip = [r for r in records if r.target == chip]
-    measured = [r for r in of_chip if r.measured is not None and (r.ratios or {}).get("latency")]
+    measured = _one_per_run([r for r in of_chip if r.measured is not None and (r.ratios or {}).get("latency")])
     where = f" in {history}" if history else ""
     if not measured:
         chips = sorted({r.target for r in records if r.measured is not None})
