@@ -180,6 +180,37 @@ def test_summary_and_json_label_the_estimate(pytester):
     result.stdout.fnmatch_lines(["*test_budget*estimate*"])
 
 
+def test_a_row_whose_figures_come_from_two_places_names_both(pytester):
+    """Before, the row took the last call's where: an esp32 estimate's arena and latency sat in a row labelled
+    where=host (beside a host accuracy), and a sim latency in one labelled where=estimate."""
+    pytester.makepyfile(f'''
+        import numpy as np
+        import pytest_tinyml as tinyml
+        M = {str(BUILTIN)!r}
+        X = np.random.default_rng(3).uniform(0, 16, (20,) + tinyml.TFLiteArtifact.from_path(M).inputs[0].shape[1:]).astype(np.float32)
+        def test_estimate_then_host():
+            tinyml.assert_budget(M, arena_kb=64, latency_ms=100, target="esp32")
+            tinyml.assert_accuracy_drop(M, M, X, tinyml.outputs(M, X).argmax(axis=1))
+        def test_estimate_then_host_budget():
+            tinyml.assert_budget(M, arena_kb=64, latency_ms=100, target="esp32")
+            tinyml.assert_budget(M, arena_kb=64)
+    ''')
+    report = pytester.path / "report.json"
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--tinyml-report={report}", "-n", "0")
+    result.assert_outcomes(passed=2)
+    import json
+
+    rows = {row["test"].split("::")[-1]: row for row in json.loads(report.read_text())["tests"]}
+    mixed = rows["test_estimate_then_host"]
+    assert mixed["where"] == "estimate+host"
+    assert mixed["where_of"]["arena_kb"] == mixed["where_of"]["latency_ms"] == "estimate"
+    assert mixed["where_of"]["accuracy"] == "host"
+    # The second budget replaces every figure of the first: one place, no where_of.
+    replaced = rows["test_estimate_then_host_budget"]
+    assert replaced["where"] == "host" and "where_of" not in replaced and "latency_ms" not in replaced
+    result.stdout.fnmatch_lines(["*test_estimate_then_host *estimate+host*"])
+
+
 def test_non_mac_ops_cost_esp_nn_s_published_per_element_figures():
     """ADD on the S3: ESP-NN's optimized figure where it runs, its ANSI C one on plain C or the reference
     kernel, scaled to another chip by the reference speed; an op without a benchmark gets the assumed rate."""

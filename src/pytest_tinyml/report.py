@@ -134,7 +134,9 @@ def plain(value):
 
 def record(**figures) -> None:
     """Record figures for the running test (no-op outside pytest); a figure given as None is removed (a later
-    call that has no such figure does not leave an earlier call's value beside its own).
+    call that has no such figure does not leave an earlier call's value beside its own). ``where`` labels the
+    other figures of the call; a test whose figures come from several places gets ``where="estimate+host"``
+    (in the order they were first recorded) and ``where_of``, figure -> where.
 
     Example:
         >>> record(model="mlp", recipe="int8", flash_kb=12.5)
@@ -142,11 +144,32 @@ def record(**figures) -> None:
     item = _current_item.get()
     if item is None:
         return
+    where = figures.pop("where", None)
     for name, value in figures.items():
-        key = PREFIX + name
-        item.user_properties[:] = [(k, v) for k, v in item.user_properties if k != key]
-        if value is not None:
-            item.user_properties.append((key, plain(value)))
+        _put(item, PREFIX + name, value)
+    # One row per test: when its figures come from more than one place (an estimate's arena beside a host
+    # accuracy, a sim latency beside a device budget), ``where`` names them all ("estimate+host") and
+    # ``where_of`` says which figure is from where; a single ``where`` would label the others wrongly.
+    where_of = dict(next((v for k, v in item.user_properties if k == _WHERE_OF), {}))
+    for name, value in figures.items():
+        if value is None or where is not None:
+            where_of.pop(name, None)  # re-inserted last: the order is the order the places were recorded in
+        if value is not None and where is not None:
+            where_of[name] = where  # a figure re-recorded without a where (the history's latency) keeps its own
+    _put(item, _WHERE_OF, where_of or None)
+    places = list(dict.fromkeys(where_of.values()))
+    if places or where is not None:
+        _put(item, PREFIX + "where", "+".join(places) if places else where)
+    _put(item, PREFIX + "where_of", where_of if len(places) > 1 else None)
+
+
+_WHERE_OF = "tinyml-where-of"  # figure -> where, for every figure recorded with one (not a summary column)
+
+
+def _put(item, key: str, value) -> None:
+    item.user_properties[:] = [(k, v) for k, v in item.user_properties if k != key]
+    if value is not None:
+        item.user_properties.append((key, plain(value)))
 
 
 class Collector:
