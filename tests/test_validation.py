@@ -202,3 +202,17 @@ def test_the_runtimes_never_reshape_silently(cnn_int8):
     with pytest.raises(ConfigError, match=r"samples of shape \(64,\), the model expects \(8, 8, 1\).*reshape=True"):
         tinyml.runtime.predict(cnn_int8, flat)
     assert tinyml.runtime.predict(cnn_int8, flat.reshape(4, 8, 8, 1)).shape == (4, 10)
+
+
+def test_assert_accuracy_drop_refuses_a_scalar_y():
+    """Before: TypeError (len() of unsized object) out of the assertion."""
+    from pathlib import Path
+
+    model = Path(__file__).parent / "data" / "board_mlp_int8.tflite"
+    x = np.random.default_rng(3).uniform(0, 16, (5, 64)).astype(np.float32)
+    with pytest.raises(ConfigError, match=r"x has 5 samples but y has 0 labels \(shape \(\)\)"):
+        tinyml.assert_accuracy_drop(model, model, x, 3)
+    with pytest.raises(ConfigError, match=r"x has 5 samples but y has 4 labels"):
+        tinyml.assert_accuracy_drop(model, model, x, [0, 1, 2, 3])
+    y = tinyml.outputs(model, x).argmax(axis=1)
+    assert tinyml.assert_accuracy_drop(model, model, x, y)["drop"] == 0

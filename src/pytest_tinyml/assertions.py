@@ -204,9 +204,10 @@ def assert_accuracy_drop(reference, candidate, x, y, *, max_drop: float = 0.01, 
                                   f"is {cand.describe()} itself")
             run = _model_io.resolve(model, "model")
         inputs = _inputs(x, ref, cand, reshape)
-    if len(np.asarray(y)) != len(inputs):
-        raise ConfigError(f"x has {len(inputs)} samples but y has {len(np.asarray(y))} labels: give one label per "
-                          "sample")
+    labels_shape = np.shape(y)  # a scalar y has no length: 0 labels, not a TypeError
+    if (labels_shape[0] if labels_shape else 0) != len(inputs):
+        raise ConfigError(f"x has {len(inputs)} samples but y has {labels_shape[0] if labels_shape else 0} labels "
+                          f"(shape {labels_shape}): give one label per sample")
     if cand.kind == "device":
         _check_board_result(cand, run, inputs)
     ref_out = _model_io.outputs_of(ref, inputs, "reference")
