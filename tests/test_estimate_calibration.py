@@ -100,7 +100,9 @@ def test_cli_calibrate_errors_name_the_problem(tmp_path, capsys, setup, args, me
 
 @pytest.mark.parametrize("corrupt", [{"ratios": {"latency": "abc"}}, {"ratios": {"latency": -1.0}},
                                      {"ratios": {"latency": float("inf")}}, {"ratios": {"latency": float("nan")}},
-                                     {"ratios": [1.2]}, {"measured": [1]}, {"target": 5}, {"time": 3}])
+                                     {"ratios": [1.2]}, {"measured": [1]}, {"target": 5}, {"time": 3},
+                                     {"measured": {"where": "device", "board": "esp32s3"}},
+                                     {"measured": {"where": "device", "board": {"chip": "esp32s3"}, "run_id": [1]}}])
 def test_cli_calibrate_skips_a_corrupt_record_naming_it(tmp_path, capsys, corrupt):
     """Before: a negative or infinite ratio was written as the chip's scale (-1.0, NaN: every later estimate
     then refused the file), a NaN one gave the range nan-nan, and a wrong type crashed the command."""

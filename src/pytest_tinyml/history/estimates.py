@@ -93,6 +93,9 @@ class EstimateRecord:
         # What calibration reads must be what it means: a ratio is a positive finite number, or absent.
         wrong = [k for k in ("test_id", "target", "model_sha256", "time") if not isinstance(data[k], str)]
         wrong += [k for k in ("estimate", "measured", "ratios") if data.get(k) is not None and not isinstance(data[k], dict)]
+        measured = data.get("measured") if isinstance(data.get("measured"), dict) else {}
+        wrong += [f"measured.{k}" for k, kind in (("board", dict), ("run_id", str))
+                  if measured.get(k) is not None and not isinstance(measured[k], kind)]
         if wrong:
             raise ValueError(f"fields {wrong} have the wrong type")
         for name, ratio in (data.get("ratios") or {}).items():
