@@ -159,6 +159,9 @@ def test_assert_budget_over_the_estimate_fails_and_says_estimate(cnn_int8):
 def test_latency_budget_needs_a_target(cnn_int8):
     with pytest.raises(ConfigError, match="needs target="):
         tinyml.assert_budget(cnn_int8, latency_ms=10)
+    # Before, a clock without a target was ignored: the host's arena judged, as if at 80 MHz.
+    with pytest.raises(ConfigError, match=r"cpu_mhz=80\) is the clock of target='s estimate: give target="):
+        tinyml.assert_budget(cnn_int8, arena_kb=64, cpu_mhz=80)
 
 
 def test_summary_and_json_label_the_estimate(pytester):

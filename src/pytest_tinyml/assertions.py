@@ -288,6 +288,9 @@ def assert_budget(model, *, flash_kb: float | None = None, arena_kb: float | Non
     if latency_ms is not None and target is None and not board:
         raise ConfigError("assert_budget(latency_ms=...) needs target= (esp32, esp32s3 or esp32c3): the latency "
                           "is estimated for that chip, or measured on board=tinyml_board")
+    if cpu_mhz is not None and target is None:
+        raise ConfigError(f"assert_budget(cpu_mhz={cpu_mhz!r}) is the clock of target='s estimate: give target= "
+                          "(esp32, esp32s3 or esp32c3); without one the arena is the host's and no clock applies")
     if target is not None:
         from pytest_tinyml.estimation import chip_of
 
