@@ -204,7 +204,7 @@ def test_the_runtimes_never_reshape_silently(cnn_int8):
     assert tinyml.runtime.predict(cnn_int8, flat.reshape(4, 8, 8, 1)).shape == (4, 10)
 
 
-def test_assert_accuracy_drop_refuses_a_scalar_y():
+def test_assert_accuracy_drop_refuses_a_scalar_y_and_a_batch_size_without_a_board():
     """Before: TypeError (len() of unsized object) out of the assertion."""
     from pathlib import Path
 
@@ -216,3 +216,6 @@ def test_assert_accuracy_drop_refuses_a_scalar_y():
         tinyml.assert_accuracy_drop(model, model, x, [0, 1, 2, 3])
     y = tinyml.outputs(model, x).argmax(axis=1)
     assert tinyml.assert_accuracy_drop(model, model, x, y)["drop"] == 0
+    # Before, batch_size= with a model as the candidate was ignored (0 included).
+    with pytest.raises(ConfigError, match="batch_size= is for a board as the candidate"):
+        tinyml.assert_accuracy_drop(model, model, x, y, batch_size=0)

@@ -197,6 +197,9 @@ def assert_accuracy_drop(reference, candidate, x, y, *, max_drop: float = 0.01, 
         candidate, run, inputs = _on_board(candidate, model, x, ref, reshape, batch_size)
         cand = _model_io.resolve(candidate, "candidate", device_ok=True)
     else:
+        if batch_size is not None:  # it sizes the board's batches; nothing here streams
+            raise ConfigError("batch_size= is for a board as the candidate (it sizes the batches the slice streams "
+                              "in); here the candidate runs no batches: drop batch_size=")
         cand = _model_io.resolve(candidate, "candidate", device_ok=True)
         if model is not None:
             if cand.kind != "device":
