@@ -17,8 +17,11 @@ MODEL = Path(__file__).parent / "data" / "board_mlp_int8.tflite"
 S3 = {"chip": "esp32s3", "cpu_mhz": 240, "firmware_hash": "aa", "where": "device"}
 
 
-def _run(target: str, ratio: float | None, sha: str = "ab", board: dict = S3) -> EstimateRecord:
-    est = {"latency_ms": 10.0, "arena_bytes": 1000}
+def _run(target: str, ratio: float | None, sha: str = "ab", board: dict = S3,
+         estimator: str | None = None) -> EstimateRecord:
+    from pytest_tinyml.estimation.latency import fingerprint
+
+    est = {"latency_ms": 10.0, "arena_bytes": 1000, "estimator": estimator or fingerprint()}
     measured = None if ratio is None else {"where": "device", "board": {**board, "chip": target},
                                            "latency_ms": 10.0 * ratio, "arena_bytes": 1100}
     return EstimateRecord.new(test_id="t", target=target, model_sha256=sha * 32, estimate=est, measured=measured)
@@ -118,6 +121,22 @@ def test_cli_calibrate_skips_a_corrupt_record_naming_it(tmp_path, capsys, corrup
         assert main(["estimate", "calibrate", "--history", str(tmp_path / "h"), "-o", str(out)]) == 0
     cal = calibration.load(out)["esp32s3"]
     assert (cal.runs, cal.latency_scale, cal.latency_ratio_range) == (3, 1.5, (1.4, 1.6))
+
+
+def test_ratios_taken_against_another_latency_model_never_calibrate_this_one(tmp_path):
+    """A ratio is measured / the estimate of the latency model of its day. Before, ratios against an older
+    model's constants (here: estimates half of today's, ratio 2.0) scaled today's estimate 2x."""
+    from pytest_tinyml.estimation.latency import fingerprint
+
+    older = "0" * 12
+    assert fingerprint() != older and len(fingerprint()) == 12
+    stale = [_run("esp32s3", 2.0, sha, estimator=older) for sha in ("aa", "bb", "cc")]
+    with pytest.raises(EstimateCalibrationError, match="3 board run.* another latency model than this"):
+        calibration.from_records(stale, "esp32s3")
+    fresh = [_run("esp32s3", 1.0, sha) for sha in ("aa", "bb", "cc")]
+    assert calibration.from_records(stale + fresh, "esp32s3").latency_scale == 1.0
+    # assert_budget records it: test_budget_board.py::test_the_session_board_measures_its_chip_and_estimates_stay_apart
+    # calibrates from what a real run wrote.
 
 
 def test_cli_min_runs_must_be_positive(tmp_path):

@@ -425,11 +425,13 @@ def _budget_sources(artifact, recipe, measured, estimated, context: list) -> dic
                              "arena_bytes": measured.arena_bytes, "runs": measured.runs, "port": measured.board,
                              "run_id": measured.run_id}
     if estimated is not None and (measured is None or measured_dict is not None):
+        from pytest_tinyml.estimation import latency
         from pytest_tinyml.history import estimates
 
         estimates.observe(target=estimated.target, model_sha256=artifact.sha256, recipe=recipe,
                           estimate={"latency_ms": estimated.latency_ms, "arena_bytes": estimated.arena_bytes,
-                                    "cpu_mhz": estimated.cpu_mhz, "calibration": estimated.calibration},
+                                    "cpu_mhz": estimated.cpu_mhz, "calibration": estimated.calibration,
+                                    "estimator": latency.fingerprint()},
                           measured=measured_dict, model=estimated.model)
     return extra
 

@@ -88,25 +88,35 @@ def _one_per_run(records: list) -> list:
 def from_records(records, chip: str, *, min_runs: int = MIN_RUNS, history: str | None = None) -> Calibration:
     """The calibration of ``chip`` from estimate records (:class:`~pytest_tinyml.history.estimates.EstimateRecord`).
 
-    Only records a device of that chip measured count. Raises :class:`EstimateCalibrationError` when there are
-    none, or fewer than ``min_runs``.
+    Only records a device of that chip measured against this latency model (``estimate["estimator"]`` is
+    :func:`~pytest_tinyml.estimation.latency.fingerprint`) count. Raises :class:`EstimateCalibrationError` when
+    there are none, or fewer than ``min_runs``.
 
     Example:
+        >>> from pytest_tinyml.estimation.latency import fingerprint
         >>> from pytest_tinyml.history.estimates import EstimateRecord
         >>> runs = [EstimateRecord.new(test_id="t", target="esp32", model_sha256=str(i) * 64,
-        ...                            estimate={"latency_ms": 10.0, "arena_bytes": 100},
+        ...                            estimate={"latency_ms": 10.0, "arena_bytes": 100, "estimator": fingerprint()},
         ...                            measured={"where": "device", "board": {"chip": "esp32"},
         ...                                      "latency_ms": 10.0 * r, "arena_bytes": 100})
         ...         for i, r in enumerate([1.1, 1.2, 1.3])]
         >>> from_records(runs, "esp32").latency_scale
         1.2
     """
+    from pytest_tinyml.estimation.latency import fingerprint
     from pytest_tinyml.history.store import utc_now
     from pytest_tinyml.latency import median, robust_spread
 
     of_chip = [r for r in records if r.target == chip]
-    measured = _one_per_run([r for r in of_chip if r.measured is not None and (r.ratios or {}).get("latency")])
+    runs = [r for r in of_chip if r.measured is not None and (r.ratios or {}).get("latency")]
+    # A ratio taken against another latency model (an older pytest-tinyml's constants) says nothing of this one.
+    measured = _one_per_run([r for r in runs if (r.estimate or {}).get("estimator") == fingerprint()])
     where = f" in {history}" if history else ""
+    if runs and not measured:
+        raise EstimateCalibrationError(
+            f"the {len(runs)} board run(s) of {chip}{where} were compared with another latency model than this "
+            f"pytest-tinyml's (estimator {fingerprint()}): run the assert_budget(target={chip!r}) tests on the "
+            "board again to calibrate this one")
     if not measured:
         chips = sorted({r.target for r in records if r.measured is not None})
         raise EstimateCalibrationError(

@@ -201,6 +201,22 @@ def calibration(table: str = published.CURRENT_TABLE) -> dict:
     return fitted
 
 
+@lru_cache(maxsize=1)
+def fingerprint() -> str:
+    """12 hex digits naming this latency model (its fitted constants and assumed costs): a board's measured /
+    estimate ratio calibrates only the model it was taken against (:mod:`pytest_tinyml.estimation.calibration`).
+
+    Example:
+        >>> len(fingerprint())
+        12
+    """
+    import hashlib
+    import json
+
+    constants = {"fitted": calibration(), "overhead": OVERHEAD_CYCLES, "element": ELEMENT_CYCLES, "mhz": CHIP_MHZ}
+    return hashlib.sha256(json.dumps(constants, sort_keys=True, default=repr).encode()).hexdigest()[:12]
+
+
 def op_cycles(key: str, macs: int, elements: int, chip: str, path: str,
               table: str = published.CURRENT_TABLE) -> float:
     """Estimated CPU cycles of one operator (``key``: its op name, or a kernel variant as ``CONV_2D/1x1``;
