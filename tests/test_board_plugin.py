@@ -37,6 +37,10 @@ def test_s3_budgets(tinyml_board):
 @pytest.mark.tinyml_board(kind=["host-sim", "esp32"])
 def test_sim_ok(tinyml_board):
     assert tinyml_board.info["chip"] == "host-sim"
+
+@pytest.mark.tinyml_board(kind="HOST-SIM")  # spelled otherwise: the same chip (was skipped as another kind)
+def test_sim_spelled_otherwise(tinyml_board):
+    assert tinyml_board.info["chip"] == "host-sim"
 '''
 
 
@@ -61,7 +65,7 @@ def test_board_tests_run_on_the_sim_report_and_respect_kind(project):
     pytester.makepyfile(test_dev=BOARD_TEST.format(n=2), test_kind=KIND_TEST)
     result = pytester.runpytest_subprocess("--tinyml-board=sim", f"--tinyml-cache-dir={cache}", "-rs", "-p",
                                            "no:cacheprovider", timeout=300)
-    result.assert_outcomes(passed=3, skipped=1)
+    result.assert_outcomes(passed=4, skipped=1)
     result.stdout.fnmatch_lines(["tinyml boards: sim", "*tinyml summary*", "*latency us*where*",
                                  "test_on_board?0?*sim*passed", "*SKIPPED*wrong board kind for the test's "
                                  "budgets: the test is for esp32s3, board sim is host-sim*"])
