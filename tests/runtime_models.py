@@ -179,3 +179,16 @@ def two_input_int8_bytes() -> bytes:
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
     return converter.convert()
+
+
+@functools.cache
+def wide_output_int8_bytes() -> bytes:
+    """int8 Dense(64) on 64 inputs, its output concatenated 64 times: 4096 output bytes per sample (64 lines of
+    tinyml-predictions, more than the 48 a board holds for resend)."""
+    import keras
+
+    keras.utils.set_random_seed(RNG_SEED)
+    inputs = keras.Input((64,))
+    hidden = keras.layers.Dense(64)(inputs)
+    eight = keras.layers.Concatenate()([hidden] * 8)  # TFLite Micro's CONCATENATION takes at most 10 inputs
+    return _convert(keras.Model(inputs, keras.layers.Concatenate()([eight] * 8)), (64,), int8=True)

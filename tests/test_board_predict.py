@@ -203,3 +203,25 @@ def test_a_batch_the_boards_free_heap_cannot_hold_is_halved_until_it_fits(board_
         assert sum(predictions.batches) == 400 and 1 < max(predictions.batches) < 64
         np.testing.assert_array_equal(predictions.raw_outputs, host_raw)
         assert board.predict(ARTIFACT, slice_x[:3]).raw_outputs.shape == (3, 10)  # the board is still in sync
+
+
+def test_a_garbled_line_of_an_output_longer_than_the_resend_window_is_read_again(board_cache, slice_x):
+    """A 4096-byte output is 64 lines in one tinyml-predictions reply; the board holds the last 48 for resend,
+    so its first line, garbled, cannot be re-asked. Before, predict failed ('no longer held by the board')."""
+    import re
+
+    import runtime_models as models
+
+    from pytest_tinyml.runtime.tflm import TFLMRunner
+
+    wide = models.artifact(models.wide_output_int8_bytes(), "wide_output")
+    x = slice_x[:3] / 16
+    with sim(board_cache) as clean:
+        expected = clean.predict(wide, x)
+        firsts = [int(m.group(1)) for m in re.finditer(r"m-#(\d+)-prediction-\[\d+\]-\[0\]-", clean.client.log)]
+    assert expected.batches == (1, 2) and len(firsts) == 3  # one reply per sample: 64 lines each
+    np.testing.assert_array_equal(expected.raw_outputs, np.asarray(TFLMRunner(wide).predict_raw(x)).reshape(3, -1))
+    with sim(board_cache, extra=["--garble-seq", str(firsts[1])]) as noisy:
+        again = noisy.predict(wide, x)
+        assert noisy.client.reasks >= 1
+    np.testing.assert_array_equal(again.raw_outputs, expected.raw_outputs)

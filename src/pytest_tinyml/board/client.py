@@ -178,7 +178,7 @@ class BenchClient(Client):
         Each sample's lines must cover its bytes in order, once each (offset = the bytes before it).
         """
         parts: dict[int, dict[int, bytes]] = {}
-        for body in self.command(f"tinyml-predictions {start} {count}").bodies("prediction-"):
+        for body in self._read_only(f"tinyml-predictions {start} {count}").bodies("prediction-"):
             try:
                 sample, offset, data = brackets(body)[:3]
                 index, at, chunk = int(sample), int(offset), bytes.fromhex(data)
@@ -203,6 +203,17 @@ class BenchClient(Client):
             raise ProtocolError(f"{self.port} sent {[len(o) for o in out]} output bytes for samples {start}.."
                                 f"{start + count - 1}, expected {out_bytes} each", port=self.port, log=self.log)
         return out
+
+    def _read_only(self, command: str, tries: int = 3):
+        """``command`` (one that changes nothing on the board) sent again when its reply came back corrupt: a
+        sample's output longer than the 48 lines the board holds for resend cannot be re-asked line by line."""
+        for attempt in range(tries):
+            try:
+                return self.command(command)
+            except ProtocolError as exc:
+                if not getattr(exc, "corrupt_reply", False) or attempt == tries - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     def ops(self) -> tuple[tuple[OpTiming, ...], str | None]:
         """One profiled invoke: (per-op times, None), or ((), the board's reason) when it cannot profile."""

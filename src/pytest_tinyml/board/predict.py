@@ -24,7 +24,8 @@ from pytest_tinyml.board.samples import as_samples, sample_bytes
 from pytest_tinyml.board.status import Status
 from pytest_tinyml.errors import BoardError, BoardReset, ConfigError, ProtocolError
 
-READBACK_LINES = 32  # framed lines per tinyml-predictions: inside the 48 the board holds for resend
+READBACK_LINES = 32  # framed lines per tinyml-predictions: inside the 48 the board holds for resend (a
+# sample longer than that is read alone, and read again when a line of it comes back garbled)
 OUTPUT_BYTES_PER_LINE = 64  # PROTOCOL.md, tinyml-predictions
 FIRST_BATCH = 1  # samples in the first batch: a slow model (seconds per invoke) must not outrun the timeout
 BATCH_SHARE = 0.25  # the share of the client's timeout one tinyml-predict may take

@@ -394,9 +394,11 @@ class Client:
 
     def _garbled(self, command: str, why: str) -> ProtocolError:
         self.next_seq = None  # an error line may have used a sequence number: relearn it from the next reply
-        return ProtocolError(f"{self.port}: reply to `{command}%` is corrupt ({why}): the serial link is noisy. "
-                             "Check the cable, lower --tinyml-baud, or use a shorter USB lead", port=self.port,
-                             log=self.log)
+        error = ProtocolError(f"{self.port}: reply to `{command}%` is corrupt ({why}): the serial link is noisy. "
+                              "Check the cable, lower --tinyml-baud, or use a shorter USB lead", port=self.port,
+                              log=self.log)
+        error.corrupt_reply = True  # the board is fine: a read-only command may simply be sent again
+        return error
 
     def _device_error(self, command: str, body: str) -> ProtocolError:
         return device_error(self.port, command, body, self.log)
