@@ -66,6 +66,12 @@ def mlp_int8_batch_one_bytes() -> bytes:
 
 
 @functools.cache
+def mlp_int8_batch_bytes(batch: int) -> bytes:
+    """The int8 MLP converted with a fixed batch (input shape [batch, 64])."""
+    return _convert(_mlp(batch_size=batch), (64,), int8=True)
+
+
+@functools.cache
 def cnn_int8_bytes() -> bytes:
     """int8 CNN: Conv2D(4, 3x3) -> DepthwiseConv2D(3x3) -> AveragePooling -> Flatten -> Dense(10)."""
     import keras

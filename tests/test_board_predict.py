@@ -172,8 +172,9 @@ def test_bad_arguments_are_config_errors(board_cache, slice_x):
 
 
 def test_inputs_the_board_cannot_run_as_given_are_refused_before_any_output(board_cache, slice_x):
-    """Before, a 2-input model ran with its second input all zeros, an empty x raised numpy's ValueError and a
-    NaN sample was sent as whatever the int8 cast made of it: outputs that were of no input given."""
+    """Before, a 2-input model ran with its second input all zeros, an empty x raised numpy's ValueError, a
+    NaN sample was sent as whatever the int8 cast made of it (outputs of no input given), and a model with a
+    fixed batch of 4 got the board's 'input-size' refusal, which does not say the batch is the problem."""
     import runtime_models as models
 
     two_inputs = models.artifact(models.two_input_int8_bytes(), "two_inputs")
@@ -183,6 +184,9 @@ def test_inputs_the_board_cannot_run_as_given_are_refused_before_any_output(boar
     with sim(board_cache) as board:
         with pytest.raises(ConfigError, match="streams input tensor 0 only; model 'two_inputs' has 2 inputs"):
             board.predict(two_inputs, np.zeros((3, 8), np.float32))
+        batch_four = models.artifact(models.mlp_int8_batch_bytes(4), "batch_four")  # input (4, 64)
+        with pytest.raises(ConfigError, match=r"model 'batch_four' has a fixed batch of 4 \(input \(4, 64\)\)"):
+            board.predict(batch_four, slice_x[:8])
         with pytest.raises(ConfigError, match=r"inputs of shape \(0, 64\) hold no sample"):
             board.predict(ARTIFACT, slice_x[:0])
         with pytest.raises(ConfigError, match=r"inputs has 1 NaN/Inf values \(first in sample #2\)"):
