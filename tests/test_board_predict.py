@@ -229,3 +229,17 @@ def test_a_garbled_line_of_an_output_longer_than_the_resend_window_is_read_again
         again = noisy.predict(wide, x)
         assert noisy.client.reasks >= 1
     np.testing.assert_array_equal(again.raw_outputs, expected.raw_outputs)
+
+
+def test_assert_parity_refuses_the_board_outputs_of_other_inputs(board_cache, slice_x):
+    """Its docstring says a board result's outputs must be those of x; before, only their count was checked:
+    the outputs of slice_x[:20] were compared with the host's on slice_x[20:40]."""
+    import pytest_tinyml as tinyml
+
+    with sim(board_cache) as board:
+        predictions = board.predict(ARTIFACT, slice_x[:20])
+        benchmarked = board.benchmark(ARTIFACT, slice_x[:20], runs=1)
+    for result in (predictions, benchmarked):
+        with pytest.raises(ConfigError, match="outputs of 20 other inputs than x"):
+            tinyml.assert_parity(ARTIFACT, result, slice_x[20:40], max_error_steps=1)
+        assert tinyml.assert_parity(ARTIFACT, result, slice_x[:20], max_error_steps=1)["max_error_steps"] <= 1
