@@ -198,3 +198,15 @@ def wide_output_int8_bytes() -> bytes:
     hidden = keras.layers.Dense(64)(inputs)
     eight = keras.layers.Concatenate()([hidden] * 8)  # TFLite Micro's CONCATENATION takes at most 10 inputs
     return _convert(keras.Model(inputs, keras.layers.Concatenate()([eight] * 8)), (64,), int8=True)
+
+
+@functools.cache
+def two_output_int8_bytes() -> bytes:
+    """int8 Dense(32, relu) on 64 inputs with two Dense(10, softmax) heads: two outputs of the same width."""
+    import keras
+
+    keras.utils.set_random_seed(RNG_SEED)
+    inputs = keras.Input((64,))
+    hidden = keras.layers.Dense(32, activation="relu")(inputs)
+    heads = [keras.layers.Dense(10, activation="softmax")(hidden) for _ in range(2)]
+    return _convert(keras.Model(inputs, heads), (64,), int8=True)

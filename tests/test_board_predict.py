@@ -243,3 +243,21 @@ def test_assert_parity_refuses_the_board_outputs_of_other_inputs(board_cache, sl
         with pytest.raises(ConfigError, match="outputs of 20 other inputs than x"):
             tinyml.assert_parity(ARTIFACT, result, slice_x[20:40], max_error_steps=1)
         assert tinyml.assert_parity(ARTIFACT, result, slice_x[:20], max_error_steps=1)["max_error_steps"] <= 1
+
+
+def test_assert_accuracy_drop_on_a_board_refuses_a_model_with_two_outputs(board_cache, slice_x):
+    """As a two-output candidate is refused on the host. Before, the board scored output 0 alone and reported
+    its accuracy as the model's."""
+    import runtime_models as models
+
+    import pytest_tinyml as tinyml
+
+    two_heads = models.artifact(models.two_output_int8_bytes(), "two_heads")
+    assert len(two_heads.outputs) == 2 and all(q.shape == (1, 10) for q in two_heads.outputs)
+    x = slice_x[:20]
+    y = tinyml.outputs(ARTIFACT, x).argmax(axis=1)
+    with sim(board_cache) as board:
+        with pytest.raises(ConfigError, match=r"model= \(TFLite 'two_heads'.*\) has 2 outputs; the assertions compare"):
+            tinyml.assert_accuracy_drop(ARTIFACT, board, x, y, model=two_heads, max_drop=1.0)
+    with pytest.raises(ConfigError, match="candidate has 2 outputs"):
+        tinyml.assert_accuracy_drop(ARTIFACT, two_heads, x, y, max_drop=1.0)

@@ -114,6 +114,9 @@ def _on_board(board, model, x, ref, reshape: bool, batch_size):
     if run.kind != "tflite":
         raise ConfigError(f"model= is {run.describe()}; a board runs a TFLite model: convert it first "
                           "(tinyml_cache.convert(model, 'int8', representative=...))")
+    if len(run.artifact.outputs) > 1:  # as a model candidate is refused; the board would score output 0 alone
+        raise ConfigError(f"model= ({run.describe()}) has {len(run.artifact.outputs)} outputs; the assertions compare "
+                          "single-output models (a board reads back output 0 only)")
     inputs = validation.check_inputs(x, ref, role="x", reshape=reshape)
     inputs = validation.check_inputs(inputs, run, role=f"x (for {run.describe()})", reshape=reshape)
     return board.predict(run.artifact, inputs, batch_size=batch_size), run, inputs
