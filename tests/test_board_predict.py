@@ -259,5 +259,11 @@ def test_assert_accuracy_drop_on_a_board_refuses_a_model_with_two_outputs(board_
     with sim(board_cache) as board:
         with pytest.raises(ConfigError, match=r"model= \(TFLite 'two_heads'.*\) has 2 outputs; the assertions compare"):
             tinyml.assert_accuracy_drop(ARTIFACT, board, x, y, model=two_heads, max_drop=1.0)
+        results = (board.predict(two_heads, x), board.benchmark(two_heads, x, runs=1))
+    for result in results:  # its results as the candidate too (they hold output 0 only)
+        with pytest.raises(ConfigError, match="a model with 2 outputs and holds output 0 only"):
+            tinyml.assert_accuracy_drop(ARTIFACT, result, x, y, max_drop=1.0)
+        with pytest.raises(ConfigError, match="a model with 2 outputs and holds output 0 only"):
+            tinyml.assert_parity(ARTIFACT, result, x, max_error_steps=255)
     with pytest.raises(ConfigError, match="candidate has 2 outputs"):
         tinyml.assert_accuracy_drop(ARTIFACT, two_heads, x, y, max_drop=1.0)

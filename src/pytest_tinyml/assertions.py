@@ -125,6 +125,10 @@ def _on_board(board, model, x, ref, reshape: bool, batch_size):
 def _check_board_result(cand, run, inputs) -> None:
     """A board result given as the candidate must hold the outputs of ``x`` (and of ``model=``, when given)."""
     result = cand.obj
+    outputs_of_model = (getattr(result, "info", None) or {}).get("model_outputs", 1)
+    if outputs_of_model > 1:  # as a two-output candidate is refused on the host: output 0 alone is not the model
+        raise ConfigError(f"the board result is of a model with {outputs_of_model} outputs and holds output 0 only; "
+                          "the assertions compare single-output models")
     sha = getattr(result, "model_sha256", None)
     if run is not None and sha and sha != run.artifact.sha256:
         raise ConfigError(f"the board result is of model sha256 {sha[:8]}, but model= is {run.describe()}: pass the "

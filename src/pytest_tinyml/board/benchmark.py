@@ -72,7 +72,8 @@ def run(board, model, inputs, runs: int, warmup: int):
         out_quant = artifact.outputs[0]
     outputs = out_quant.dequantize(raw_outputs)
     info = dict(board.info)
-    info.update(recipe=getattr(artifact, "recipe", "builtin"), model=getattr(artifact, "name", "builtin"))
+    info.update(recipe=getattr(artifact, "recipe", "builtin"), model=getattr(artifact, "name", "builtin"),
+                model_outputs=len(artifact.outputs) if artifact is not None else len(state.outputs))
     if board.where == "sim":
         info["arena_note"] = "host TFLite Micro arena (64-bit pointers): an estimate of the device arena"
     result = BoardResult(

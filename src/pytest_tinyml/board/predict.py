@@ -143,7 +143,8 @@ def run(board, model, x, batch_size: int | None = None) -> BoardPredictions:
     out_quant = artifact.outputs[0] if artifact.outputs else board_out  # the artifact's quantization is the reference
     digest = hashlib.sha256(b"".join(samples)).hexdigest()
     info = dict(board.info)
-    info.update(recipe=getattr(artifact, "recipe", "tflite"), model=getattr(artifact, "name", "model"))
+    info.update(recipe=getattr(artifact, "recipe", "tflite"), model=getattr(artifact, "name", "model"),
+                model_outputs=len(artifact.outputs))  # output 0 was read back: an assertion needs to know of others
     return BoardPredictions(outputs=out_quant.dequantize(raw_outputs), raw_outputs=raw_outputs, output_quant=out_quant,
                             input_quant=in_quant, inputs_sha256=digest, model_sha256=state.sha256 or artifact.sha256,
                             info=info, batches=batches, invoke_us=invoke_us, identity=board.identity,
