@@ -28,6 +28,13 @@ class OpTiming:
     us: float
 
 
+def where_of(identity, info: dict) -> str:
+    """Where a board's figures come from: its identity's ``where``, else the info it sent (``"device"``)."""
+    if identity is not None:
+        return identity.where
+    return str(info.get("where", "device"))
+
+
 @dataclass(frozen=True)
 class BoardResult:
     """Figures from one on-board (or host-sim) benchmark.
@@ -82,9 +89,7 @@ class BoardResult:
     @property
     def where(self) -> str:
         """``"device"`` (a real board) or ``"sim"`` (the host simulator)."""
-        if self.identity is not None:
-            return self.identity.where
-        return str(self.info.get("where", "device"))
+        return where_of(self.identity, self.info)
 
     @property
     def arena_kb(self) -> float | None:
@@ -141,9 +146,7 @@ class BoardPredictions:
     @property
     def where(self) -> str:
         """``"device"`` (a real board) or ``"sim"`` (the host simulator)."""
-        if self.identity is not None:
-            return self.identity.where
-        return str(self.info.get("where", "device"))
+        return where_of(self.identity, self.info)
 
     @property
     def samples(self) -> int:
