@@ -6,6 +6,7 @@ Talks to the board only through the public verbs of :class:`~pytest_tinyml.board
 from __future__ import annotations
 
 import hashlib
+from contextlib import contextmanager
 
 from pytest_tinyml.board.result import BoardResult
 from pytest_tinyml.board.samples import as_samples
@@ -19,6 +20,28 @@ def _artifact(model):
     from pytest_tinyml import runtime
 
     return runtime.load(model)
+
+
+@contextmanager
+def exchange(board):
+    """One verb's exchange with ``board``, yielding its client: the host's view of the board stays true.
+
+    First a resync when the last command timed out (its late reply must not be taken for the next one's); then a
+    reset forgets the model the board had, and any other board error asks for a resync before the next verb.
+    """
+    client = board.client
+    if board.needs_sync:
+        client.sync()
+        board.forget_state()
+        board.needs_sync = False
+    try:
+        yield client
+    except BoardReset:
+        board.forget_state()
+        raise
+    except BoardError:
+        board.needs_sync = True
+        raise
 
 
 def outputs_one_by_one(client, samples: list[bytes]):
@@ -44,12 +67,7 @@ def run(board, model, inputs, runs: int, warmup: int):
     if board.mlperf_only:
         return _run_mlperf(board, model, inputs, runs, warmup), None
     artifact = _artifact(model)
-    client = board.client
-    if board.needs_sync:  # a late reply to a command that timed out must not be taken for the next one's
-        client.sync()
-        board.forget_state()
-        board.needs_sync = False
-    try:
+    with exchange(board) as client:
         state = board.load_model(None if artifact is None else artifact.content)
         if not state.inputs or not state.outputs:
             raise ProtocolError(f"{board.name} describes no input or output tensor for the model",
@@ -61,12 +79,6 @@ def run(board, model, inputs, runs: int, warmup: int):
         raw, out_quant = outputs_one_by_one(client, samples)
         times = _timed_runs(board, runs, warmup)
         ops, ops_reason = client.ops()
-    except BoardReset:
-        board.forget_state()
-        raise
-    except BoardError:
-        board.needs_sync = True
-        raise
     raw_outputs = np.stack(raw)
     if artifact is not None and artifact.outputs:  # the artifact's quantization is the reference
         out_quant = artifact.outputs[0]

@@ -18,11 +18,11 @@ from __future__ import annotations
 import hashlib
 import time
 
-from pytest_tinyml.board.benchmark import outputs_one_by_one
+from pytest_tinyml.board.benchmark import exchange, outputs_one_by_one
 from pytest_tinyml.board.result import BoardPredictions
 from pytest_tinyml.board.samples import as_samples, sample_bytes
 from pytest_tinyml.board.status import Status
-from pytest_tinyml.errors import BoardError, BoardReset, ConfigError, ProtocolError
+from pytest_tinyml.errors import ConfigError, ProtocolError
 
 READBACK_LINES = 32  # framed lines per tinyml-predictions: inside the 48 the board holds for resend (a
 # sample longer than that is read alone, and read again when a line of it comes back garbled)
@@ -109,12 +109,7 @@ def run(board, model, x, batch_size: int | None = None) -> BoardPredictions:
         raise ConfigError(f"Board.predict runs one sample per invoke; model {artifact.name!r} has a fixed batch of "
                           f"{batch_axis[0]} (input {tuple(artifact.inputs[0].shape)}): convert it with batch 1 "
                           "(keras.Input(shape) without batch_size=, or batch_size=1)")
-    client = board.client
-    if board.needs_sync:  # a late reply to a command that timed out must not be taken for the next one's
-        client.sync()
-        board.forget_state()
-        board.needs_sync = False
-    try:
+    with exchange(board) as client:
         state = board.load_model(artifact.content)
         if not state.inputs or not state.outputs:
             raise ProtocolError(f"{board.name} describes no input or output tensor for the model",
@@ -133,12 +128,6 @@ def run(board, model, x, batch_size: int | None = None) -> BoardPredictions:
         else:
             raw, _ = outputs_one_by_one(client, samples)
             batches = (1,) * len(samples)
-    except BoardReset:
-        board.forget_state()
-        raise
-    except BoardError:
-        board.needs_sync = True
-        raise
     raw_outputs = np.stack(raw)
     out_quant = artifact.outputs[0] if artifact.outputs else board_out  # the artifact's quantization is the reference
     digest = hashlib.sha256(b"".join(samples)).hexdigest()
