@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pytest_tinyml.board.identity import chip_name
 from pytest_tinyml.errors import ConfigError
 
 __all__ = ["CHIPS", "KNOWN_BUGS", "SCRATCH_CHIPS", "SOURCES", "EspNNPlan", "OpPath", "assert_esp_nn_fast_path",
@@ -169,7 +170,7 @@ def scratch_chip(target) -> str:
         >>> scratch_chip("ESP32-S3")
         'esp32s3'
     """
-    chip = str(target).lower().replace("-", "")
+    chip = chip_name(target)
     if chip not in SCRATCH_CHIPS:
         raise ConfigError(f"no ESP-NN scratch-size rules for {target!r}: they were read for {', '.join(SCRATCH_CHIPS)}; "
                           "pass one of those, or target=None for TFLite Micro's reference kernels")
@@ -420,7 +421,7 @@ def esp_nn_paths(model, target: str = "esp32s3") -> EspNNPlan:
 
 
 def _chip(target) -> str:
-    chip = str(target).lower().replace("-", "")
+    chip = chip_name(target)
     if chip not in CHIPS:
         raise ConfigError(f"unknown ESP-NN target {target!r}: choose one of {', '.join(CHIPS)}")
     return chip

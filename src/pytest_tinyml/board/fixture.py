@@ -128,7 +128,9 @@ def board_for_test(request):
 
 def _spelled(chip) -> str:
     """A chip name as ``estimate()`` reads a target: ``kind="ESP32-S3"`` names the esp32s3 board."""
-    return str(chip).lower().replace("-", "")
+    from pytest_tinyml.board.identity import chip_name
+
+    return chip_name(chip)
 
 
 def skip_unless_kind(request, board, name: str) -> None:

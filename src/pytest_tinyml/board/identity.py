@@ -12,6 +12,19 @@ from dataclasses import asdict, dataclass
 
 WHERE = ("device", "sim", "host", "estimate")
 
+
+def chip_name(text) -> str:
+    """A chip as boards report it (``tinyml-info`` ``chip``): ``"ESP32-S3"`` and ``"esp32s3"`` both name ``esp32s3``.
+
+    The one spelling rule for a target, a ``kind=`` and a reported chip, so that one spelling never matches a
+    board while another falls back to something else.
+
+    Example:
+        >>> chip_name("ESP32-S3"), chip_name("host-sim")
+        ('esp32s3', 'hostsim')
+    """
+    return str(text).lower().replace("-", "")
+
 # BoardIdentity field -> tinyml-info key (PROTOCOL.md, tinyml-info%)
 _INFO_KEYS = {"chip": "chip", "revision": "revision", "cpu_mhz": "cpu-mhz", "firmware_hash": "build",
               "idf_version": "idf", "tflm_version": "tflm", "esp_nn_version": "esp-nn", "build_flags": "cflags"}

@@ -241,7 +241,9 @@ def _device_note(ref, cand, inputs) -> str:
 def _board_chip(result) -> str | None:
     identity = getattr(result, "identity", None)
     chip = getattr(identity, "chip", None) or (getattr(result, "info", None) or {}).get("chip")
-    return str(chip).lower().replace("-", "") if chip else None
+    from pytest_tinyml.board.identity import chip_name
+
+    return chip_name(chip) if chip else None
 
 
 def _esp_nn_hints(artifact, result) -> list:

@@ -142,7 +142,9 @@ def chip_of(target) -> str:
         >>> chip_of("ESP32-S3")
         'esp32s3'
     """
-    chip = str(target).lower().replace("-", "")
+    from pytest_tinyml.board.identity import chip_name
+
+    chip = chip_name(target)
     if chip not in TARGETS:
         raise ConfigError(f"no latency model for target {target!r}: estimate() knows {', '.join(TARGETS)} "
                           "(calibrated on published figures for those chips)")
