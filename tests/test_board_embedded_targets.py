@@ -108,6 +108,32 @@ def test_multi_dut_session_selects_by_any_dut(project):
         assert selected(result) == ["test_for_c3", "test_for_two", "test_no_kind", "test_own_target[esp32]"]
 
 
+SPELLED = '''
+import pytest
+
+@pytest.mark.tinyml_board(kind="ESP32S3")
+def test_upper(tinyml_board):
+    pass
+
+@pytest.mark.tinyml_board(kind=("ESP32-S3", "esp32s3", "Esp32-C3"))
+def test_dashed(tinyml_board):
+    pass
+'''
+
+
+def test_a_kind_spelled_otherwise_is_routed_as_the_chip(pytester):
+    """kind="ESP32S3" / "ESP32-S3" is esp32s3, as the serial fixture and estimate() read it: before, --target
+    esp32s3 deselected both and -m esp32s3 selected neither (the item was [ESP32S3], marker ESP32S3)."""
+    pytester.makepyfile(test_kinds=SPELLED)
+    result = collect(pytester, "--target", "esp32s3")
+    assert selected(result) == ["test_dashed[esp32s3]", "test_upper[esp32s3]"], result.stdout.str()
+    assert selected(collect(pytester, "-m", "esp32s3")) == ["test_dashed[esp32s3]", "test_upper[esp32s3]"]
+    assert selected(collect(pytester, "--target", "esp32c3")) == ["test_dashed[esp32c3]"]
+    for targets in ("esp32|ESP32-S3", "esp32,esp32s3"):
+        assert selected(collect(pytester, "--count", "2", "--target", targets)) == ["test_dashed", "test_upper"]
+    assert selected(collect(pytester, "--target", "esp32")) == []  # still a chip: another one is deselected
+
+
 def test_not_registered_for_other_boards(pytester):
     """Under --tinyml-board=sim, pytest-embedded active, nothing is routed: no parameter, no deselection."""
     pytester.makepyfile(test_kinds=KINDS)
@@ -122,6 +148,8 @@ def test_not_registered_for_other_boards(pytester):
     (("esp32c3",), ("esp32", "esp32s3"), None),
     ((), ("esp32", "esp32s3"), None),
     (("esp32s3",), None, None),
+    (("ESP32-S3",), ("esp32", "esp32s3"), 1),  # spelled otherwise (before: None)
+    (("esp32s3",), ("esp32", "ESP32S3"), 1),
 ])
 def test_dut_index(kinds, targets, index):
     assert embedded_targets.dut_index(kinds, targets) == index

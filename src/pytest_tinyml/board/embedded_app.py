@@ -199,7 +199,7 @@ def check_app(app, request, index: int = 0) -> None:
                             f"build: {fix}")
     kinds = embedded_targets.kinds_of(request.node)
     chips = kinds or embedded_targets.split_targets(at(request.getfixturevalue("target"), index))
-    if chips and app.target not in chips:
+    if chips and embedded_targets.chip_name(app.target) not in chips:
         whose = "the test's tinyml_board(kind=...) is for" if kinds else "the dut's target is"
         raise FirmwareError(f"the tinyml-bench build {where} is for {app.target}, {whose} {' or '.join(chips)}: "
                             f"build it for that chip (`idf.py -C {app.app_path} set-target {chips[0]} build`), or "

@@ -11,6 +11,9 @@ So a test marked ``tinyml_board(kind="esp32s3")`` gets both: ``target`` parametr
 deselects it, as Espressif's CI does, instead of running it into a skip; with several duts it runs when one
 of them is its kind, on that dut (:func:`dut_index`).
 
+Kinds and targets are compared as :func:`~pytest_tinyml.board.identity.chip_name` spells them (as the serial
+fixture and ``estimate()`` read a chip): ``kind="ESP32-S3"`` is the esp32s3 item, parameter and marker.
+
 Nothing here imports pytest-embedded: it reads its options and fixture values by name.
 """
 
@@ -20,15 +23,18 @@ import re
 
 import pytest
 
+from pytest_tinyml.board.identity import chip_name
+
 _SPLIT = re.compile(r"[|,]")  # pytest-embedded separates duts with '|', idf-ci's --target with ','
 MARKER_TEXT = "{kind}: tinyml_board(kind={kind!r}) test (pytest-tinyml), also selects pytest-embedded's target"
 
 
 def split_targets(value) -> tuple[str, ...]:
-    """The chips a ``target`` value names: one per dut, ``auto`` and empty ones left out.
+    """The chips a ``target`` value names (as :func:`chip_name` spells them): one per dut, ``auto`` and empty ones
+    left out.
 
     Example:
-        >>> split_targets("esp32|esp32s3"), split_targets("esp32,esp32s3"), split_targets(("esp32", None))
+        >>> split_targets("esp32|esp32s3"), split_targets("esp32,ESP32-S3"), split_targets(("esp32", None))
         (('esp32', 'esp32s3'), ('esp32', 'esp32s3'), ('esp32',))
         >>> split_targets("auto"), split_targets(None)
         ((), ())
@@ -37,21 +43,22 @@ def split_targets(value) -> tuple[str, ...]:
         return ()
     parts = value if isinstance(value, (tuple, list)) else _SPLIT.split(str(value))
     found = (str(p).strip() for p in parts if p is not None)
-    return tuple(p for p in found if p and p.lower() != "auto")
+    return tuple(chip_name(p) for p in found if p and p.lower() != "auto")
 
 
 def kinds_of(node) -> tuple[str, ...]:
-    """The chips a test's ``tinyml_board(kind=...)`` marker names (``()`` without one).
+    """The chips a test's ``tinyml_board(kind=...)`` marker names, as :func:`chip_name` spells them (``()``
+    without one).
 
     Example:
-        >>> kinds_of(item)  # doctest: +SKIP
+        >>> kinds_of(item)  # kind="ESP32-S3"  # doctest: +SKIP
         ('esp32s3',)
     """
     marker = node.get_closest_marker("tinyml_board")
     wanted = marker.kwargs.get("kind") if marker is not None else None
     if not wanted:
         return ()
-    return (wanted,) if isinstance(wanted, str) else tuple(wanted)
+    return tuple(dict.fromkeys(chip_name(k) for k in ((wanted,) if isinstance(wanted, str) else wanted)))
 
 
 def dut_count(config) -> int:
@@ -144,10 +151,11 @@ def dut_index(kinds, targets, duts=()) -> int | None:
     """
     if not kinds:
         return None
+    kinds = {chip_name(k) for k in kinds}
     targets = tuple(targets) if isinstance(targets, (tuple, list)) else (targets,) * max(len(duts), 1)
     for index, target in enumerate(targets):
         detected = getattr(getattr(duts[index], "serial", None), "target", None) if index < len(duts) else None
         for chip in (target, detected):
-            if chip and str(chip) in kinds:
+            if chip and chip_name(chip) in kinds:
                 return index
     return None
