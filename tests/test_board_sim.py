@@ -225,3 +225,27 @@ def test_a_rebuild_that_still_fails_is_reported_once(tmp_path, monkeypatch):
         open_sim(parse_board("sim"), cache_dir=str(tmp_path / "cache"), timeout=5.0)
     assert "the sim was rebuilt" in str(info.value)
     assert calls.read_text().count("x") == 2  # the first build and exactly one rebuild
+
+
+def test_a_garbled_line_of_an_output_longer_than_the_resend_window_is_read_again(board_cache):
+    """One sample at a time (tinyml-outputs, Board.benchmark's path): a 4096-byte output is 64 lines in one
+    reply, the board holds the last 48 for resend, so its first line, garbled, cannot be re-asked. Before, the
+    benchmark failed ('no longer held by the board'); now the read-only command is sent again."""
+    import re
+
+    import runtime_models as models
+
+    from pytest_tinyml.runtime.tflm import TFLMRunner
+
+    wide = models.artifact(models.wide_output_int8_bytes(), "wide_output")
+    x = np.random.default_rng(7).uniform(0, 1, (3, 64)).astype(np.float32)
+    with sim(board_cache) as clean:
+        expected = clean.benchmark(wide, inputs=x, runs=1, warmup=0)
+        firsts = [int(m.group(1)) for m in re.finditer(r"m-#(\d+)-output-data-\[0\]-\[0\]-", clean.client.log)]
+    assert len(firsts) == 3  # one tinyml-outputs reply per sample: 64 data lines each
+    np.testing.assert_array_equal(expected.raw_outputs, np.asarray(TFLMRunner(wide).predict_raw(x)).reshape(3, -1))
+    with sim(board_cache, extra=["--garble-seq", str(firsts[1])]) as noisy:
+        again = noisy.benchmark(wide, inputs=x, runs=1, warmup=0)
+        headers = re.findall(r"-output-\[0\]-\[type=", noisy.client.log)
+        assert noisy.client.reasks >= 1 and len(headers) == 4  # sample 2's reply read twice
+    np.testing.assert_array_equal(again.raw_outputs, expected.raw_outputs)

@@ -144,8 +144,11 @@ class BenchClient(Client):
         return samples
 
     def output(self, index: int = 0) -> tuple[object, bytes]:
-        """Output tensor ``index`` after the last invoke: (its TensorQuant, its raw bytes)."""
-        reply = self.command(f"tinyml-outputs {index}")
+        """Output tensor ``index`` after the last invoke: (its TensorQuant, its raw bytes).
+
+        Read again when the reply came back corrupt, as :meth:`predictions` is (an output longer than the lines
+        the board holds for resend cannot be re-asked line by line; ``tinyml-outputs`` changes nothing)."""
+        reply = self._read_only(f"tinyml-outputs {index}")
         quant, data = None, {}
         for body in (f.body for f in reply.framed):
             groups = brackets(body)
