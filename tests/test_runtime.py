@@ -199,6 +199,26 @@ def test_predict_accepts_one_unbatched_sample_and_rejects_wrong_shapes(mlp_int8)
         runtime.predict(mlp_int8, np.zeros((3, 5), np.float32))
 
 
+@pytest.mark.parametrize("engine", ["litert", "tflm"])
+def test_a_model_with_a_fixed_batch_is_a_config_error_naming_the_batch(engine):
+    """Before, LiteRT raised its untyped ValueError ('Dimension mismatch. Got 1 but expected 4') and TFLite Micro a
+    ModelLoadError around it: neither says the fixed batch is the problem or how to convert the model."""
+    batch_four = models.artifact(models.mlp_int8_batch_bytes(4), "batch_four")  # input (4, 64)
+    with pytest.raises(ConfigError, match=r"model 'batch_four' has a fixed batch of 4 \(input \(4, 64\)\): .*"
+                                          r"convert it with batch 1 or None"):
+        runtime.predict(batch_four, models.inputs(8), engine=engine)
+    batch_one = models.artifact(models.mlp_int8_batch_one_bytes(), "batch_one")  # input (1, 64): still runs
+    assert runtime.predict(batch_one, models.inputs(3), engine=engine).shape == (3, 10)
+
+
+def test_outputs_of_a_model_with_a_fixed_batch_is_the_same_config_error():
+    import pytest_tinyml as tinyml
+
+    batch_four = models.artifact(models.mlp_int8_batch_bytes(4), "batch_four")
+    with pytest.raises(ConfigError, match=r"model 'batch_four' has a fixed batch of 4"):
+        tinyml.outputs(batch_four, models.inputs(8))
+
+
 def test_unknown_engine_is_a_config_error(mlp_int8):
     with pytest.raises(ConfigError, match="unknown engine 'onnx'"):
         runtime.predict(mlp_int8, models.inputs(1), engine="onnx")

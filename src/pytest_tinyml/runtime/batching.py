@@ -22,9 +22,16 @@ def as_input_list(x, count: int, model_name: str) -> list:
 
 
 def fit_batch(x: np.ndarray, spec, model_name: str) -> np.ndarray:
-    """Give ``x`` a leading sample axis matching ``spec`` (a ``TensorQuant``; accepts one unbatched sample)."""
+    """Give ``x`` a leading sample axis matching ``spec`` (a ``TensorQuant``; accepts one unbatched sample).
+
+    A model with a fixed batch > 1 is a ``ConfigError``: the runners feed one sample (or a resized batch) per
+    invoke, which such a graph refuses, as ``Board.predict`` refuses it."""
     from pytest_tinyml.errors import ConfigError
 
+    if len(spec.shape) > 1 and int(spec.shape[0]) > 1:
+        raise ConfigError(f"input {spec.name!r} of model {model_name!r} has a fixed batch of {spec.shape[0]} (input "
+                          f"{tuple(spec.shape)}): the host runtimes run one sample per invoke; convert it with batch "
+                          "1 or None (keras.Input(shape) without batch_size=, or batch_size=1)")
     sample_shape = tuple(spec.shape[1:])
     if x.shape[1:] == sample_shape:
         return x
