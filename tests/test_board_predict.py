@@ -91,7 +91,9 @@ def test_default_batches_grow_from_the_boards_own_time_and_respect_batch_size(bo
 
 def test_a_slow_board_gets_batches_that_end_inside_the_timeout(board_cache, slice_x, host_raw):
     # 20 ms an invoke, 1 s timeout: a batch may take a quarter of it, about 12 samples (256 would take 5 s).
-    with sim(board_cache, "sim:delay_us=20000", timeout=1.0) as slow:
+    with sim(board_cache, "sim:delay_us=20000") as slow:
+        slow.predict(ARTIFACT, slice_x[:1])  # the model goes up under the normal timeout (a loaded machine...)
+        slow.client.timeout = 1.0  # ...and the batches are sized for this one
         predictions = slow.predict(ARTIFACT, slice_x[:60])
     assert predictions.batches[0] == 1 and 1 < max(predictions.batches) <= 12 and sum(predictions.batches) == 60
     np.testing.assert_array_equal(predictions.raw_outputs, host_raw[:60])
@@ -141,9 +143,13 @@ def test_a_board_that_dies_mid_stream_is_a_lost_connection(board_cache, slice_x)
 
 
 def test_a_board_that_stalls_mid_stream_times_out_once(board_cache, slice_x, host_raw):
-    with sim(board_cache, timeout=1.0, extra=["--batch-max", "1024"]) as frozen:
+    with sim(board_cache, extra=["--batch-max", "1024"]) as frozen:
         pid = frozen.process.process.pid
         read_back = frozen.client.predictions
+        # The model goes up under the normal timeout (a loaded machine can take over 1 s for a chunk's reply);
+        # only the stalled stream runs under 1 s.
+        frozen.predict(ARTIFACT, slice_x[:1])
+        frozen.client.timeout = 1.0
 
         def stall_after_the_first_batch(*args):
             out = read_back(*args)
@@ -157,6 +163,7 @@ def test_a_board_that_stalls_mid_stream_times_out_once(board_cache, slice_x, hos
         finally:
             os.kill(pid, signal.SIGCONT)
         frozen.client.predictions = read_back
+        frozen.client.timeout = 10.0
         again = frozen.predict(ARTIFACT, slice_x[:50])  # resynchronised, not confused by the late reply
     np.testing.assert_array_equal(again.raw_outputs, host_raw[:50])
 

@@ -95,6 +95,7 @@ def run(board, model, x, batch_size: int | None = None) -> BoardPredictions:
     import numpy as np
 
     from pytest_tinyml import runtime
+    from pytest_tinyml.runtime.batching import refuse_fixed_batch
 
     if board.mlperf_only:
         raise ConfigError(f"{board.name} runs an MLPerf Tiny firmware without model upload or output read-back: "
@@ -104,11 +105,8 @@ def run(board, model, x, batch_size: int | None = None) -> BoardPredictions:
         raise ConfigError(f"Board.predict streams input tensor 0 only; model {artifact.name!r} has "
                           f"{len(artifact.inputs)} inputs, so its outputs would be of zeros in the others: run a "
                           "single-input model (e.g. the inputs concatenated into one tensor) on the board")
-    batch_axis = tuple(artifact.inputs[0].shape[:1]) if artifact.inputs and len(artifact.inputs[0].shape) > 1 else ()
-    if batch_axis and int(batch_axis[0]) > 1:  # one invoke takes that many samples: the board's batch is of those
-        raise ConfigError(f"Board.predict runs one sample per invoke; model {artifact.name!r} has a fixed batch of "
-                          f"{batch_axis[0]} (input {tuple(artifact.inputs[0].shape)}): convert it with batch 1 "
-                          "(keras.Input(shape) without batch_size=, or batch_size=1)")
+    if artifact.inputs:  # one invoke would take that many samples: the board's batch is of those
+        refuse_fixed_batch(artifact.inputs[0], artifact.name, "Board.predict runs")
     with exchange(board) as client:
         state = board.load_model(artifact.content)
         if not state.inputs or not state.outputs:

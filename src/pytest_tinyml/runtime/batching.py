@@ -21,6 +21,17 @@ def as_input_list(x, count: int, model_name: str) -> list:
     return [np.asarray(v) for v in x]
 
 
+def refuse_fixed_batch(spec, model_name: str, who: str) -> None:
+    """``ConfigError`` for an input (a ``TensorQuant``) with a fixed batch > 1: ``who`` (``"Board.predict runs"``)
+    feeds one sample per invoke, which such a graph refuses."""
+    from pytest_tinyml.errors import ConfigError
+
+    if len(spec.shape) > 1 and int(spec.shape[0]) > 1:
+        raise ConfigError(f"input {spec.name!r} of model {model_name!r} has a fixed batch of {spec.shape[0]} (input "
+                          f"{tuple(spec.shape)}): {who} one sample per invoke; convert it with batch 1 or None "
+                          "(keras.Input(shape) without batch_size=, or batch_size=1)")
+
+
 def fit_batch(x: np.ndarray, spec, model_name: str) -> np.ndarray:
     """Give ``x`` a leading sample axis matching ``spec`` (a ``TensorQuant``; accepts one unbatched sample).
 
@@ -28,10 +39,7 @@ def fit_batch(x: np.ndarray, spec, model_name: str) -> np.ndarray:
     invoke, which such a graph refuses, as ``Board.predict`` refuses it."""
     from pytest_tinyml.errors import ConfigError
 
-    if len(spec.shape) > 1 and int(spec.shape[0]) > 1:
-        raise ConfigError(f"input {spec.name!r} of model {model_name!r} has a fixed batch of {spec.shape[0]} (input "
-                          f"{tuple(spec.shape)}): the host runtimes run one sample per invoke; convert it with batch "
-                          "1 or None (keras.Input(shape) without batch_size=, or batch_size=1)")
+    refuse_fixed_batch(spec, model_name, "the host runtimes run")
     sample_shape = tuple(spec.shape[1:])
     if x.shape[1:] == sample_shape:
         return x
