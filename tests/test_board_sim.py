@@ -133,8 +133,9 @@ def test_stale_sim_fails_under_skip_flash_and_is_restarted_otherwise(board_cache
 
 
 def test_silent_sim_times_out_with_the_serial_log(board_cache):
-    with sim(board_cache, timeout=1.0) as frozen:
-        frozen.benchmark(MODEL, runs=1, warmup=0)
+    with sim(board_cache) as frozen:
+        frozen.benchmark(MODEL, runs=1, warmup=0)  # the upload under the normal timeout (a loaded machine...)
+        frozen.client.timeout = 1.0  # ...the silence under 1 s
         os.kill(frozen.process.process.pid, signal.SIGSTOP)
         try:
             with pytest.raises(BoardTimeout) as info:
@@ -142,6 +143,7 @@ def test_silent_sim_times_out_with_the_serial_log(board_cache):
         finally:
             os.kill(frozen.process.process.pid, signal.SIGCONT)
         # the late reply is drained, not mistaken for the next command's
+        frozen.client.timeout = 10.0
         assert frozen.benchmark(MODEL, runs=2, warmup=0).latency_us.n == 2
     assert "did not answer" in str(info.value) and "m-ready" in info.value.log
 
