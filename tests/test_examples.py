@@ -30,3 +30,16 @@ def test_user_repo_passes(tmp_path):
     assert "tinyml summary" in out
     rows = json.loads((repo / "tinyml-report.json").read_text())["tests"]
     assert {row["test"].split("::")[-1] for row in rows} >= {"test_int8_keeps_accuracy", "test_fits_the_fan_controller"}
+
+    # The README's next line, on the warm cache: the board test against the host simulator.
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-rs", "-p", "no:cacheprovider", "--tinyml-board=sim",
+         f"--tinyml-history={tmp_path / 'history'}"],
+        cwd=repo, env=env, capture_output=True, text=True, timeout=600,
+    )
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, out[-4000:]
+    assert "6 passed" in out and "skipped" not in out, out[-2000:]
+    rows = json.loads((repo / "tinyml-report.json").read_text())["tests"]
+    on_board = [row for row in rows if row["test"].endswith("::test_on_the_fan_controller")]
+    assert [row["outcome"] for row in on_board] == ["passed"] and on_board[0]["where"] == "sim", on_board
