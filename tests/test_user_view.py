@@ -75,3 +75,27 @@ def test_the_issue_4_user_file_passes_as_written(pytester, tmp_path):
     junit = (pytester.path / "junit.xml").read_text()
     assert '<property name="tinyml.flash_kb"' in junit and '<property name="tinyml.top1_agreement"' in junit
     assert cache.is_dir() and any(cache.iterdir()), "the cache must live where --tinyml-cache-dir says"
+
+
+def readme_first_test() -> str:
+    """The first ```python block of README.md ("Your first model-quality test"), as a user copies it."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("## Your first model-quality test", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    assert "def test_on_device(tinyml_board" in block, "README's first test file moved: update this test"
+    return block
+
+
+@pytest.mark.slow
+def test_the_readme_first_test_file_passes_on_the_sim(pytester, tmp_path):
+    """README says `pytest --tinyml-board=sim` runs all four of its first tests against the host simulator."""
+    pytester.makepyfile(test_quality=readme_first_test())
+    report_path = pytester.path / "tinyml-report.json"
+    result = pytester.runpytest_subprocess(
+        f"--tinyml-cache-dir={tmp_path / 'cache'}", f"--tinyml-history={tmp_path / 'history'}",
+        f"--tinyml-report={report_path}", "--tinyml-board=sim", "-p", "no:cacheprovider", timeout=600,
+    )
+    result.assert_outcomes(passed=4)
+    rows = {row["test"].split("::")[-1]: row for row in json.loads(report_path.read_text())["tests"]}
+    assert rows["test_on_device"]["outcome"] == "passed" and "sim" in rows["test_on_device"]["where"].split("+")
