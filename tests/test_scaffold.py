@@ -92,6 +92,10 @@ def test_init_keras_with_data_writes_a_suite_that_passes_and_catches_a_worse_mod
     result = pytester.runpytest_subprocess(str(project), "-rs", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=8, skipped=1)
     result.stdout.fnmatch_lines(["*SKIPPED*test_digits_quality.py*needs a board: run with --tinyml-board=*"])
+    # The second command init prints: the on-device test it wrote passes on the sim.
+    on_sim = pytester.runpytest_subprocess(str(project), "--tinyml-board=sim", "-p", "no:cacheprovider")
+    on_sim.assert_outcomes(passed=9)
+    on_sim.stdout.fnmatch_lines(["test_on_device*int8*sim*passed"])
 
     shutil.copy(models / "untrained.keras", project / "models" / "digits.keras")
     worse = pytester.runpytest_subprocess(str(project), "-p", "no:cacheprovider")
