@@ -110,8 +110,22 @@ def test_unknown_recipe_target_param_and_model_are_config_errors():
         convert(model, "float16", io_dtype="int8")
     with pytest.raises(ConfigError, match="select_tf_ops=True needs target='litert'"):
         convert(model, "float32", select_tf_ops=True)
-    with pytest.raises(ConfigError, match="cannot convert a 'dict'"):
+    with pytest.raises(ConfigError, match="cannot convert a 'dict'") as info:
         convert({"not": "a model"})
+    assert ".model" not in str(info.value)
+
+
+def test_an_optimize_result_is_refused_naming_its_model_attribute(tmp_path):
+    """optimize.prune returns a PruneResult holding the stripped model: passing the result names `.model`."""
+    from pytest_tinyml.cache import TinyMLCache
+    from pytest_tinyml.optimize import PruneResult
+
+    result = PruneResult(model=small_mlp(), sparsity=0.5, per_layer={}, target_sparsity=0.5, schedule="constant",
+                         structured=None, backend="native")
+    with pytest.raises(ConfigError, match=r"cannot convert a 'PruneResult'.*pass its \.model"):
+        convert(result, "float32")
+    with pytest.raises(ConfigError, match=r"cannot hash 'PruneResult'.*pass its \.model"):  # tinyml_cache.convert
+        TinyMLCache(tmp_path).convert(result, "float32")
 
 
 def test_missing_paths_are_config_errors(tmp_path):

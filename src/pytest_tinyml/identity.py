@@ -144,8 +144,13 @@ def source_key(model: Any) -> str:
     if isinstance(model, (str, os.PathLike)):
         return path_hash(model)
     if model_family(model) is None:
-        raise ConfigError(f"cannot hash {type(model).__name__!r}: expected {ACCEPTED}")
+        raise ConfigError(f"cannot hash {type(model).__name__!r}: expected {ACCEPTED}{_held_model_hint(model)}")
     return model_hash(model)
+
+
+def _held_model_hint(obj: Any) -> str:
+    """optimize.prune / cluster return a result that holds the model: the refusal names the attribute to pass."""
+    return " (this one holds one: pass its .model)" if model_family(getattr(obj, "model", None)) else ""
 
 
 def is_qat(model: Any) -> bool:
@@ -178,7 +183,7 @@ def prepare(model: Any, workdir: Path, name: str | None) -> Source:
 
     family = model_family(model)
     if family is None:
-        raise ConfigError(f"cannot convert a {type(model).__name__!r}: pass {ACCEPTED}")
+        raise ConfigError(f"cannot convert a {type(model).__name__!r}: pass {ACCEPTED}{_held_model_hint(model)}")
     name = name or getattr(model, "name", None) or "model"
     classes = tuple(sorted({type(layer).__name__ for layer in all_layers(model)}))
     digest = model_hash(model)
