@@ -67,8 +67,8 @@ def test_board_tests_run_on_the_sim_report_and_respect_kind(project):
                                            "no:cacheprovider", timeout=300)
     result.assert_outcomes(passed=4, skipped=1)
     result.stdout.fnmatch_lines(["tinyml boards: sim", "*tinyml summary*", "*latency us*where*",
-                                 "test_on_board?0?*sim*passed", "*SKIPPED*wrong board kind for the test's "
-                                 "budgets: the test is for esp32s3, board sim is host-sim*"])
+                                 "test_on_board?0?*sim*passed", "*SKIPPED*wrong board kind: the test's "
+                                 "tinyml_board(kind=...) asks for esp32s3, board sim is host-sim*"])
     runs = [p.read_text().split() for p in log_dir.iterdir()]
     assert len(runs) == 2
     assert len({sim_pid for _, _, sim_pid in runs}) == 1, "one sim opened once and reused for the session"

@@ -13,7 +13,7 @@ import pytest
 from pytest_tinyml import options
 from pytest_tinyml.board import transport
 
-WRONG_KIND = "wrong board kind for the test's budgets: the test is for {want}, board {board} is {have}"
+WRONG_KIND = "wrong board kind: the test's tinyml_board(kind=...) asks for {want}, board {board} is {have}"
 # Waiting for another worker's board can last as long as that worker's share of the suite.
 _LEASE_WAIT_S = 1800.0
 
