@@ -416,30 +416,28 @@ def _budget_sources(artifact, recipe, measured, estimated, context: list) -> dic
     if estimated is not None:
         extra["target"] = estimated.target
         extra["estimate_calibration"] = estimated.calibration
-    measured_dict = None
     if measured is not None:
         extra.update(board=measured.board, chip=measured.chip)
-        if estimated is not None:
-            ratios = {"latency_ratio": measured.latency_ms / estimated.latency_ms if estimated.latency_ms else None,
-                      "arena_ratio": (measured.arena_bytes / estimated.arena_bytes
-                                      if measured.arena_bytes and estimated.arena_bytes else None)}
-            extra.update(estimate_latency_ms=estimated.latency_ms, estimate_arena_kb=estimated.arena_kb,
-                         **ratios)
-            context.append(f"  estimate for {estimated.target} at {estimated.cpu_mhz:g} MHz: latency "
-                           f"{estimated.latency_ms:.3g} ms, arena {estimated.arena_kb:.1f} KB (measured / estimate: "
-                           + ", ".join(f"{k.split('_')[0]} {v:.2f}" for k, v in ratios.items() if v is not None) + ")")
-            measured_dict = {"where": measured.where, "board": measured.identity, "latency_ms": measured.latency_ms,
-                             "arena_bytes": measured.arena_bytes, "runs": measured.runs, "port": measured.board,
-                             "run_id": measured.run_id}
-    if estimated is not None and (measured is None or measured_dict is not None):
-        from pytest_tinyml.estimation import latency
-        from pytest_tinyml.history import estimates
+    if estimated is None:
+        return extra
+    from pytest_tinyml.estimation import latency
+    from pytest_tinyml.history import estimates
 
-        estimates.observe(target=estimated.target, model_sha256=artifact.sha256, recipe=recipe,
-                          estimate={"latency_ms": estimated.latency_ms, "arena_bytes": estimated.arena_bytes,
-                                    "cpu_mhz": estimated.cpu_mhz, "calibration": estimated.calibration,
-                                    "estimator": latency.fingerprint()},
-                          measured=measured_dict, model=estimated.model)
+    estimate = {"latency_ms": estimated.latency_ms, "arena_bytes": estimated.arena_bytes,
+                "cpu_mhz": estimated.cpu_mhz, "calibration": estimated.calibration, "estimator": latency.fingerprint()}
+    measured_dict = None
+    if measured is not None:
+        measured_dict = {"where": measured.where, "board": measured.identity, "latency_ms": measured.latency_ms,
+                         "arena_bytes": measured.arena_bytes, "runs": measured.runs, "port": measured.board,
+                         "run_id": measured.run_id}
+        ratios = estimates.measured_over_estimate(measured_dict, estimate)
+        extra.update(estimate_latency_ms=estimated.latency_ms, estimate_arena_kb=estimated.arena_kb,
+                     latency_ratio=ratios["latency"], arena_ratio=ratios["arena"])
+        context.append(f"  estimate for {estimated.target} at {estimated.cpu_mhz:g} MHz: latency "
+                       f"{estimated.latency_ms:.3g} ms, arena {estimated.arena_kb:.1f} KB (measured / estimate: "
+                       + ", ".join(f"{k} {v:.2f}" for k, v in ratios.items() if v is not None) + ")")
+    estimates.observe(target=estimated.target, model_sha256=artifact.sha256, recipe=recipe, estimate=estimate,
+                      measured=measured_dict, model=estimated.model)
     return extra
 
 

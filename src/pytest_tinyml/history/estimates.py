@@ -26,6 +26,18 @@ DIRECTORY = "estimates"
 SCHEMA = 1
 
 
+def measured_over_estimate(measured: dict, estimate: dict) -> dict:
+    """``{"latency": ..., "arena": ...}``: measured / estimate of ``latency_ms`` and ``arena_bytes``, None where
+    either side is missing or zero. The report's ratios and the record's are this one computation.
+
+    Example:
+        >>> measured_over_estimate({"latency_ms": 6.0, "arena_bytes": None}, {"latency_ms": 5.0, "arena_bytes": 900})
+        {'latency': 1.2, 'arena': None}
+    """
+    return {name: measured[key] / estimate[key] if measured.get(key) and estimate.get(key) else None
+            for name, key in (("latency", "latency_ms"), ("arena", "arena_bytes"))}
+
+
 @dataclass
 class EstimateRecord:
     """One estimate of one model on one chip, with the board's measurement beside it when there was one.
@@ -65,8 +77,7 @@ class EstimateRecord:
             if measured.get("where") != "device" or (measured.get("board") or {}).get("chip") != target:
                 raise HistoryError(f"only a device of chip {target} measures a {target} estimate; got "
                                    f"{measured.get('where')} chip {(measured.get('board') or {}).get('chip')}")
-            ratios = {name: measured[key] / estimate[key] if measured.get(key) and estimate.get(key) else None
-                      for name, key in (("latency", "latency_ms"), ("arena", "arena_bytes"))}
+            ratios = measured_over_estimate(measured, estimate)
         return cls(test_id=test_id, target=target, model_sha256=model_sha256, estimate=dict(estimate),
                    time=utc_now(), model=model, recipe=recipe, measured=measured, ratios=ratios,
                    git=git_info(git_dir or os.getcwd()))
